@@ -1,0 +1,334 @@
+"""Connections and transactions for SQLite (aiosqlite) and PostgreSQL (asyncpg), through `databases`.
+
+`databases` owns the drivers and the PostgreSQL pool. Statements run on the driver connection it
+hands out (`raw_connection`) with SQL written once, `:name` parameters, translated per dialect and
+cached: SQLAlchemy's per-statement compilation cost more than the statement itself on the webhook
+path. SQL text lives in `service/store/`; this module knows how to run it, not what it says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import asyncpg
+import databases
+
+from .errors import DatabaseUnavailable, UniqueViolation
+
+_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")
+SQLITE_TS = "%Y-%m-%dT%H:%M:%S.%fZ"
+BOOL_COLUMNS = frozenset({"enabled", "staff_required", "active"})
+
+_PG_UNAVAILABLE = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
+
+
+@dataclass
+class Query:
+    """One SQL statement with `:name` parameters, optionally spelled differently per dialect."""
+
+    text: str
+    postgresql: str | None = None
+    _compiled: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict, repr=False)
+
+    def compiled(self, dialect: str) -> tuple[str, tuple[str, ...]]:
+        hit = self._compiled.get(dialect)
+        if hit is None:
+            source = self.postgresql if (dialect == "postgresql" and self.postgresql) else self.text
+            names: list[str] = []
+
+            def replace(match: re.Match[str]) -> str:
+                name = match.group(1)
+                if dialect == "sqlite":
+                    names.append(name)
+                    return "?"
+                if name not in names:
+                    names.append(name)
+                return f"${names.index(name) + 1}"
+
+            hit = (_PARAM.sub(replace, source), tuple(names))
+            self._compiled[dialect] = hit
+        return hit
+
+
+def sql(text: str, *, postgresql: str | None = None) -> Query:
+    return Query(text, postgresql)
+
+
+def to_sqlite(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).strftime(SQLITE_TS)
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def from_sqlite(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if name.endswith("_at") and isinstance(value, str):
+        return datetime.fromisoformat(value)
+    if name in BOOL_COLUMNS:
+        return bool(value)
+    return value
+
+
+class Tx:
+    """Statements inside one unit of work on one driver connection."""
+
+    def __init__(self, dialect: str, raw: Any) -> None:
+        self.dialect = dialect
+        self.raw = raw
+
+    def _args(self, query: Query, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        text, names = query.compiled(self.dialect)
+        try:
+            if self.dialect == "sqlite":
+                return text, [to_sqlite(params[name]) for name in names]
+            return text, [params[name] for name in names]
+        except KeyError as exc:
+            raise TypeError(f"missing SQL parameter {exc.args[0]!r}") from None
+
+    async def fetch_all(self, query: Query, **params: Any) -> list[dict[str, Any]]:
+        text, args = self._args(query, params)
+        try:
+            if self.dialect == "sqlite":
+                cursor = await self.raw.execute(text, args)
+                try:
+                    rows = await cursor.fetchall()
+                    columns = [d[0] for d in cursor.description or ()]
+                finally:
+                    await cursor.close()
+                return [{c: from_sqlite(c, v) for c, v in zip(columns, row)} for row in rows]
+            return [dict(r) for r in await self.raw.fetch(text, *args)]
+        except Exception as exc:
+            raise translate(exc) from exc
+
+    async def fetch_one(self, query: Query, **params: Any) -> dict[str, Any] | None:
+        rows = await self.fetch_all(query, **params)
+        return rows[0] if rows else None
+
+    async def fetch_val(self, query: Query, **params: Any) -> Any:
+        row = await self.fetch_one(query, **params)
+        return next(iter(row.values())) if row else None
+
+    async def execute(self, query: Query, **params: Any) -> int:
+        """Run a statement; answer the number of rows it changed."""
+        text, args = self._args(query, params)
+        try:
+            if self.dialect == "sqlite":
+                cursor = await self.raw.execute(text, args)
+                count = cursor.rowcount
+                await cursor.close()
+                return count
+            status = await self.raw.execute(text, *args)
+            tail = status.rsplit(" ", 1)[-1]
+            return int(tail) if tail.isdigit() else 0
+        except Exception as exc:
+            raise translate(exc) from exc
+
+    async def execute_many(self, query: Query, rows: Iterable[Mapping[str, Any]]) -> None:
+        rows = list(rows)
+        if not rows:
+            return
+        text, _ = query.compiled(self.dialect)
+        args = [self._args(query, row)[1] for row in rows]
+        try:
+            await self.raw.executemany(text, args)
+        except Exception as exc:
+            raise translate(exc) from exc
+
+    async def lock_account(self, account: str) -> None:
+        """Serialise writers of one account (SQLite already serialises every writer)."""
+        if self.dialect == "postgresql":
+            await self.execute(_ACCOUNT_LOCK, account=account)
+
+    async def notify(self, channel: str, payload: str) -> None:
+        """Tell other processes after commit (PostgreSQL NOTIFY is transactional)."""
+        if self.dialect == "postgresql":
+            await self.execute(_NOTIFY, channel=channel, payload=payload)
+
+
+_ACCOUNT_LOCK = sql("SELECT pg_advisory_xact_lock(hashtextextended(:account, 7))")
+_NOTIFY = sql("SELECT pg_notify(:channel, :payload)")
+
+
+def translate(exc: BaseException) -> BaseException:
+    """Map driver errors to ours: a unique violation, or 'the database is not there right now'."""
+    if isinstance(exc, (UniqueViolation, DatabaseUnavailable)):
+        return exc
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        return UniqueViolation(str(exc.constraint_name or "unique"))
+    if isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc):
+        return UniqueViolation(str(exc))
+    if isinstance(exc, _PG_UNAVAILABLE) or isinstance(exc, sqlite3.OperationalError):
+        return DatabaseUnavailable(type(exc).__name__)
+    return exc
+
+
+class Database:
+    """The process' database: `transaction()` for writes, `read()` for reads."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
+        options: dict[str, Any] = {}
+        if self.dialect == "postgresql":
+            options = {"min_size": 1, "max_size": pool_size, "command_timeout": 30}
+        self._db = databases.Database(url, **options)
+        self._held: list[databases.core.Connection] = []
+        self._writer: Tx | None = None
+        self._reader: Tx | None = None
+        self._write_lock = asyncio.Lock()
+        self._read_lock = asyncio.Lock()
+
+    @property
+    def sqlite_path(self) -> str:
+        return self.url.split(":///", 1)[1]
+
+    async def connect(self) -> None:
+        if self.dialect == "sqlite":
+            directory = os.path.dirname(os.path.abspath(self.sqlite_path))
+            os.makedirs(directory, exist_ok=True)
+        try:
+            await self._db.connect()
+            if self.dialect == "sqlite":
+                # SQLite is one writer at a time anyway: keep one writer and one reader
+                # connection open instead of `databases`' new connection per statement.
+                self._writer = Tx("sqlite", await self._hold_connection())
+                self._reader = Tx("sqlite", await self._hold_connection())
+        except Exception as exc:
+            raise translate(exc) from exc
+
+    async def _hold_connection(self) -> Any:
+        async def open_one() -> databases.core.Connection:
+            connection = self._db.connection()
+            await connection.__aenter__()
+            return connection
+
+        # `databases` keys connections by task: open each in its own task to get distinct ones.
+        connection = await asyncio.create_task(open_one())
+        self._held.append(connection)
+        raw = connection.raw_connection
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA synchronous=FULL",
+            "PRAGMA busy_timeout=15000",
+            "PRAGMA foreign_keys=ON",
+        ):
+            await (await raw.execute(pragma)).close()
+        return raw
+
+    async def disconnect(self) -> None:
+        for connection in self._held:
+            try:
+                await connection.__aexit__(None, None, None)
+            except Exception:  # closing a broken connection must not hide the real error
+                pass
+        self._held.clear()
+        await self._db.disconnect()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        """A write transaction; committed when the block ends, rolled back on error."""
+        if self.dialect == "sqlite":
+            assert self._writer is not None, "database not connected"
+            async with self._write_lock:
+                tx = self._writer
+                await _sqlite_exec(tx.raw, "BEGIN IMMEDIATE")
+                try:
+                    yield tx
+                except BaseException:
+                    await asyncio.shield(_sqlite_exec(tx.raw, "ROLLBACK"))
+                    raise
+                else:
+                    await asyncio.shield(_sqlite_exec(tx.raw, "COMMIT"))
+            return
+        async with self._pg_connection() as raw:
+            transaction = raw.transaction()
+            try:
+                await transaction.start()
+            except Exception as exc:
+                raise translate(exc) from exc
+            try:
+                yield Tx("postgresql", raw)
+            except BaseException:
+                try:
+                    await asyncio.shield(transaction.rollback())
+                except Exception:
+                    pass
+                raise
+            else:
+                try:
+                    # Shielded: a cancelled request must not leave the outcome of a commit unknown.
+                    await asyncio.shield(transaction.commit())
+                except Exception as exc:
+                    raise translate(exc) from exc
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Tx]:
+        """Reads from one consistent snapshot."""
+        if self.dialect == "sqlite":
+            assert self._reader is not None, "database not connected"
+            async with self._read_lock:
+                tx = self._reader
+                await _sqlite_exec(tx.raw, "BEGIN")
+                try:
+                    yield tx
+                finally:
+                    await asyncio.shield(_sqlite_exec(tx.raw, "COMMIT"))
+            return
+        async with self._pg_connection() as raw:
+            transaction = raw.transaction(readonly=True, isolation="repeatable_read")
+            try:
+                await transaction.start()
+            except Exception as exc:
+                raise translate(exc) from exc
+            try:
+                yield Tx("postgresql", raw)
+            finally:
+                try:
+                    await asyncio.shield(transaction.rollback())
+                except Exception:
+                    pass
+
+    @asynccontextmanager
+    async def _pg_connection(self) -> AsyncIterator[Any]:
+        connection = self._db.connection()
+        try:
+            await connection.__aenter__()
+        except Exception as exc:
+            raise translate(exc) from exc
+        try:
+            yield connection.raw_connection
+        finally:
+            try:
+                await connection.__aexit__(None, None, None)
+            except Exception:
+                pass
+
+    def postgres_dsn(self) -> str:
+        return self.url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def _sqlite_exec(raw: Any, statement: str) -> None:
+    try:
+        await (await raw.execute(statement)).close()
+    except Exception as exc:
+        raise translate(exc) from exc

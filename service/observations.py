@@ -1,0 +1,72 @@
+"""What we learn about Cal.com bookings, from webhooks and from the bookings API. Pure data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+State = Literal["exists", "gone"]
+Source = Literal["webhook", "poll"]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """The state of one claimable booking unit (a booking, or one seat of a seated booking).
+
+    `event_at` orders observations of one unit: an older one never overrides a newer one
+    (webhook: the envelope's `createdAt`; poll: when we fetched the page).
+    """
+
+    uid: str
+    start: datetime
+    state: State
+    event_at: datetime
+    source: Source
+    seat: str = ""
+    end: datetime | None = None
+    booking_id: int | None = None
+    calcom_status: str | None = None
+    event_type_id: int | None = None
+    hosts: tuple[str, ...] = ()
+    attendees: tuple[str, ...] = ()
+    appointment_tag: str | None = None
+    phase_tag: str | None = None
+
+
+def metadata_tags(metadata: Any) -> tuple[str | None, str | None]:
+    """`metadata.appointment_id` and `metadata.phase` as strings (Cal.com allows numbers there)."""
+    if not isinstance(metadata, dict):
+        return None, None
+    return _tag(metadata.get("appointment_id")), _tag(metadata.get("phase"))
+
+
+def _tag(value: Any) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float, str)):
+        text = str(value).strip()
+        return text or None
+    return None
+
+
+def emails(items: Any) -> tuple[str, ...]:
+    """Lower-cased e-mails from a list of Cal.com person objects (unknown shapes are skipped)."""
+    found: list[str] = []
+    if isinstance(items, list):
+        for item in items:
+            if isinstance(item, dict) and isinstance(item.get("email"), str) and item["email"].strip():
+                found.append(item["email"].strip().lower())
+    return tuple(dict.fromkeys(found))
+
+
+def as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None

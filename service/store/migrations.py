@@ -1,0 +1,92 @@
+"""Forward-only SQL migrations from `migrations/<dialect>/NNNN_name.sql`.
+
+Each file runs in its own transaction together with the row that records it, so a crash leaves a
+file either applied or not. On PostgreSQL a session advisory lock makes concurrent `release`
+processes take turns; on SQLite `BEGIN IMMEDIATE` does the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..db import Database, Tx, sql
+
+log = logging.getLogger("service.migrations")
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+_LOCK_KEY = 7_202_611  # any constant; shared by every release process of this product
+_FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+_CREATE_TABLE = sql(
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+)
+_APPLIED = sql("SELECT version FROM schema_migrations ORDER BY version")
+_RECORD = sql("INSERT INTO schema_migrations (version, applied_at) VALUES (:version, :applied_at)")
+_TABLE_EXISTS = sql(
+    "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+    postgresql="SELECT to_regclass('schema_migrations') IS NOT NULL AS present",
+)
+
+
+def available(dialect: str) -> list[tuple[str, Path]]:
+    """The migration files for one dialect, in order: [(version, path)]."""
+    folder = MIGRATIONS_DIR / dialect
+    found = []
+    for path in sorted(folder.glob("*.sql")):
+        if _FILE.match(path.name):
+            found.append((path.stem, path))
+    return found
+
+
+def statements(script: str) -> list[str]:
+    """Split a migration file into statements (our files keep ';' out of strings and comments)."""
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]
+    return [part.strip() for part in "\n".join(lines).split(";") if part.strip()]
+
+
+async def applied(tx: Tx) -> list[str]:
+    present = await tx.fetch_one(_TABLE_EXISTS)
+    if not present or (tx.dialect == "postgresql" and not present["present"]):
+        return []
+    return [row["version"] for row in await tx.fetch_all(_APPLIED)]
+
+
+async def pending(db: Database) -> list[str]:
+    """Versions on disk that the database has not applied yet."""
+    async with db.read() as tx:
+        done = set(await applied(tx))
+    return [version for version, _ in available(db.dialect) if version not in done]
+
+
+async def migrate(db: Database) -> list[str]:
+    """Apply every pending migration; answer the versions applied by this call."""
+    if db.dialect == "postgresql":
+        async with db._pg_connection() as raw:
+            await raw.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
+            try:
+                return await _apply_all(db)
+            finally:
+                await raw.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+    return await _apply_all(db)
+
+
+async def _apply_all(db: Database) -> list[str]:
+    done: list[str] = []
+    for version, path in available(db.dialect):
+        async with db.transaction() as tx:
+            await tx.execute(_CREATE_TABLE)
+            if version in await applied(tx):
+                continue
+            for statement in statements(path.read_text(encoding="utf-8")):
+                await tx.execute(sql(statement))
+            await tx.execute(_RECORD, version=version, applied_at=_now_text())
+            done.append(version)
+            log.info("migration applied", extra={"event": "migration_applied", "version": version})
+    return done
+
+
+def _now_text() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
