@@ -9,6 +9,7 @@ path. SQL text lives in `service/store/`; this module knows how to run it, not w
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import sqlite3
@@ -76,6 +77,10 @@ def to_sqlite(value: Any) -> Any:
         return value.astimezone(timezone.utc).strftime(SQLITE_TS)
     if isinstance(value, bool):
         return int(value)
+    if isinstance(value, (list, tuple)):
+        # Lists bind as JSON text and are read back with json_each(:param) in SQLite queries
+        # (PostgreSQL spells the same query `= ANY(:param)` with a real array).
+        return json.dumps([to_sqlite(item) for item in value])
     return value
 
 

@@ -1,0 +1,160 @@
+"""Storing signed webhook events with group commit.
+
+Cal.com waits for our answer inside its own booking request, so the answer must be quick and
+must mean "stored". Each request hands its parsed event to one writer task and waits; the writer
+takes everything queued meanwhile and stores, matches and commits it in one transaction (one
+fsync for many events). Under light load a batch is one event and nothing waits for company.
+If a batch fails for a reason other than the database being away, its events are retried one by
+one so a single poisonous event cannot fail its neighbours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .db import Database
+from .errors import DatabaseUnavailable
+from .notify import Notifier
+from .store import accounts as account_store
+from .store import observations as observation_store
+from .verdicts import settle
+from .webhooks import WebhookEvent, gone_units
+
+log = logging.getLogger("service.ingest")
+
+
+@dataclass
+class Submission:
+    account: str
+    body: bytes
+    body_sha256: str
+    event: WebhookEvent
+    received_at: datetime
+    future: asyncio.Future[bool] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class Ingestor:
+    """The single writer of webhook events in this process."""
+
+    def __init__(self, db: Database, notifier: Notifier, clock: Callable[[], datetime], *, max_batch: int = 256) -> None:
+        self.db = db
+        self.notifier = notifier
+        self.clock = clock
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[Submission] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.events = 0
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="webhook-ingest")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            # Let queued events finish: their senders are waiting for an answer.
+            while not self._queue.empty():
+                await asyncio.sleep(0.01)
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def submit(self, submission: Submission) -> bool:
+        """Store one event; answer True when it was new, False for a duplicate body."""
+        self._queue.put_nowait(submission)
+        # Shielded: a sender that hangs up does not cancel the write others share.
+        return await asyncio.shield(submission.future)
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._process(batch)
+
+    async def _process(self, batch: list[Submission]) -> None:
+        try:
+            results = await self._commit(batch)
+        except DatabaseUnavailable as exc:
+            for item in batch:
+                _fail(item, exc)
+            return
+        except Exception:
+            if len(batch) == 1:
+                log.exception("webhook event could not be stored", extra={"event": "webhook_store_failed", "account": batch[0].account})
+                _fail(batch[0], RuntimeError("webhook event could not be stored"))
+                return
+            for item in batch:
+                await self._process([item])
+            return
+        for item, new in zip(batch, results):
+            if not item.future.done():
+                item.future.set_result(new)
+
+    async def _commit(self, batch: list[Submission]) -> list[bool]:
+        now = self.clock()
+        new_flags: dict[int, bool] = {}
+        resolved: list[str] = []
+        async with self.db.transaction() as tx:
+            by_account: dict[str, list[Submission]] = {}
+            for item in batch:
+                by_account.setdefault(item.account, []).append(item)
+            for account_id in sorted(by_account):
+                await tx.lock_account(account_id)
+            for account_id in sorted(by_account):
+                items = by_account[account_id]
+                known = await observation_store.known_events(tx, account_id, sorted({i.body_sha256 for i in items}))
+                fresh: list[Submission] = []
+                for item in items:
+                    is_new = item.body_sha256 not in known
+                    known.add(item.body_sha256)
+                    new_flags[id(item)] = is_new
+                    if is_new:
+                        fresh.append(item)
+                await observation_store.insert_events(tx, [_event_row(i) for i in fresh])
+                changes = [o for i in fresh for o in i.event.changes]
+                gone = [g for i in fresh for g in i.event.gone]
+                if gone:
+                    stored = await observation_store.units_of(tx, account_id, sorted({g.uid for g in gone}))
+                    changes += [o for g in gone for o in gone_units(g, stored.get(g.uid, []))]
+                if not changes:
+                    continue
+                await observation_store.upsert(tx, account_id, changes, now)
+                account = await account_store.get(tx, account_id)
+                if account is None:  # deleted meanwhile: keep the evidence, nothing to match
+                    continue
+                settled = await settle(
+                    tx,
+                    account,
+                    now,
+                    trigger="webhook",
+                    near=[o.start for o in changes],
+                    tags=[o.appointment_tag for o in changes if o.appointment_tag],
+                )
+                resolved += settled.resolved
+        self.notifier.resolved(resolved)
+        self.batches += 1
+        self.events += len(batch)
+        return [new_flags[id(item)] for item in batch]
+
+
+def _event_row(item: Submission) -> dict[str, object]:
+    return {
+        "account": item.account,
+        "body_sha256": item.body_sha256,
+        "trigger_event": item.event.trigger[:100],
+        "booking_uid": item.event.booking_uid,
+        "event_created_at": item.event.created_at,
+        "received_at": item.received_at,
+        "body": item.body.decode("utf-8", "replace"),
+    }
+
+
+def _fail(item: Submission, exc: BaseException) -> None:
+    if not item.future.done():
+        item.future.set_exception(exc)

@@ -1,0 +1,261 @@
+"""Recording failed syncs, reading verifications, and closing them by hand (SPEC §4)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from . import schedule
+from .db import Database, Tx
+from .errors import Conflict, NotFound, ValidationFailed
+from .models import ResolveIn, VerificationIn
+from .notify import Notifier
+from .settings import Settings
+from .store import accounts as account_store
+from .store import observations as observation_store
+from .store import verifications as verification_store
+from .verdicts import settle, write_event
+from .views import render
+
+log = logging.getLogger("service.intake")
+PHASE_WINDOW_WITHOUT_END = timedelta(hours=12)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    created: bool
+    view: dict[str, Any]
+
+
+async def load_view(tx: Tx, seq: int) -> dict[str, Any]:
+    rows = await verification_store.by_seqs(tx, [seq])
+    phases = await verification_store.phases_of(tx, [seq])
+    callbacks = await verification_store.callbacks_of(tx, [seq])
+    return render(rows[0], phases[seq], callbacks.get(seq))
+
+
+async def load_views(tx: Tx, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seqs = [row["seq"] for row in rows]
+    phases = await verification_store.phases_of(tx, seqs)
+    callbacks = await verification_store.callbacks_of(tx, seqs)
+    return [render(row, phases[row["seq"]], callbacks.get(row["seq"])) for row in rows]
+
+
+class Intake:
+    def __init__(self, db: Database, settings: Settings, notifier: Notifier) -> None:
+        self.db = db
+        self.settings = settings
+        self.notifier = notifier
+
+    async def record(self, request: VerificationIn, now: datetime) -> Recorded:
+        """Record a failed sync; matched against what webhooks already told us, inside this call."""
+        fingerprint = request.fingerprint()
+        resolved: list[str] = []
+        async with self.db.transaction() as tx:
+            await tx.lock_account(request.account)
+            account = await account_store.get(tx, request.account)
+            if account is None:
+                raise NotFound(f"unknown account {request.account!r}: create it first with PUT /api/accounts/{request.account}")
+            latest = await verification_store.latest_for_appointment(tx, account.id, str(request.appointment_id))
+            if latest is not None and latest["fingerprint"] == fingerprint:
+                return Recorded(False, await load_view(tx, latest["seq"]))
+            if latest is not None and latest["status"] == "pending":
+                raise Conflict(
+                    f"appointment {request.appointment_id} already has a pending verification ({latest['id']}) "
+                    "with different phases; wait for its verdict or resolve it first"
+                )
+            enabled = self.settings.post_sync_verification and account.enabled
+            seq, verification_id = await self._insert(tx, request, fingerprint, now, enabled)
+            if enabled:
+                settled = await settle(
+                    tx,
+                    account,
+                    now,
+                    trigger="intake",
+                    near=[p.start for p in request.phases if p.staff_required],
+                    tags=[str(request.appointment_id)],
+                    seqs=[seq],
+                )
+                resolved = settled.resolved
+            else:
+                resolved = [verification_id]
+                if account.callback_url:
+                    rows = await verification_store.by_seqs(tx, [seq])
+                    phases = await verification_store.phases_of(tx, [seq])
+                    await write_event(tx, account.id, rows[0], phases[seq], now)
+                await tx.notify("verdicts", verification_id)
+            view = await load_view(tx, seq)
+        self.notifier.resolved(resolved)
+        log.info(
+            "post-sync verification: checking if bookings exist despite error",
+            extra={
+                "event": "verification_recorded",
+                "verification_id": view["id"],
+                "account": request.account,
+                "appointment_id": str(request.appointment_id),
+                "status": view["status"],
+                "phases": len(request.phases),
+            },
+        )
+        return Recorded(True, view)
+
+    async def _insert(
+        self, tx: Tx, request: VerificationIn, fingerprint: str, now: datetime, enabled: bool
+    ) -> tuple[int, str]:
+        required = [p for p in request.phases if p.staff_required]
+        window_start = min(p.start for p in required)
+        window_end = max((p.end or p.start + PHASE_WINDOW_WITHOUT_END) for p in required)
+        deadline = schedule.deadline(now, self.settings.settle_seconds, self.settings.check_schedule)
+        verification_id = str(uuid.uuid4())
+        row = {
+            "id": verification_id,
+            "account": request.account,
+            "appointment_id": str(request.appointment_id),
+            "service": request.service,
+            "sync_error": request.sync_error,
+            "fingerprint": fingerprint,
+            "status": "pending" if enabled else "manual_review",
+            "review_reason": None if enabled else "verification_disabled",
+            "resolved_via": None if enabled else "system",
+            "resolved_at": None if enabled else now,
+            "window_start_at": window_start,
+            "window_end_at": window_end,
+            "next_check_at": now + timedelta(seconds=self.settings.settle_seconds) if enabled else None,
+            "deadline_at": deadline,
+            "now": now,
+        }
+        phases = [
+            {
+                "key": p.key,
+                "position": position,
+                "account": request.account,
+                "start_at": p.start,
+                "end_at": p.end,
+                "event_type_id": p.event_type_id,
+                "host_email": p.host_email,
+                "attendee_email": p.attendee_email,
+                "staff_required": p.staff_required,
+                "active": enabled and p.staff_required,
+                "status": "pending" if p.staff_required else "not_required",
+            }
+            for position, p in enumerate(request.phases)
+        ]
+        return await verification_store.insert(tx, row, phases), verification_id
+
+    async def get(self, verification_id: str) -> dict[str, Any]:
+        async with self.db.read() as tx:
+            row = await verification_store.by_id(tx, verification_id)
+            if row is None:
+                raise NotFound(f"no verification {verification_id!r}")
+            return (await load_views(tx, [row]))[0]
+
+    async def status(self, verification_id: str) -> str | None:
+        async with self.db.read() as tx:
+            found = await verification_store.statuses(tx, [verification_id])
+        return found.get(verification_id)
+
+    async def list(self, *, limit: int, cursor: str | None, **filters: Any) -> dict[str, Any]:
+        before = decode_cursor(cursor) if cursor else None
+        async with self.db.read() as tx:
+            rows = await verification_store.list_page(tx, limit=limit + 1, cursor=before, **filters)
+            items = await load_views(tx, rows[:limit])
+        next_cursor = encode_cursor(rows[limit - 1]["seq"]) if len(rows) > limit else None
+        return {"items": items, "next_cursor": next_cursor}
+
+    async def resolve(self, verification_id: str, request: ResolveIn, now: datetime) -> dict[str, Any]:
+        """An operator closes a pending or manual-review verification (status `resolved`)."""
+        async with self.db.read() as tx:
+            found = await verification_store.by_id(tx, verification_id)
+        if found is None:
+            raise NotFound(f"no verification {verification_id!r}")
+        async with self.db.transaction() as tx:
+            await tx.lock_account(found["account"])
+            row = await verification_store.by_id(tx, verification_id)
+            assert row is not None
+            if row["status"] not in ("pending", "manual_review"):
+                raise Conflict(f"verification {verification_id} is already {row['status']}; only pending or manual_review can be resolved")
+            phases = (await verification_store.phases_of(tx, [row["seq"]]))[row["seq"]]
+            updates = await self._operator_bookings(tx, row, phases, request, now)
+            changed = await verification_store.resolve(
+                tx,
+                row["seq"],
+                expected=row["status"],
+                status="resolved",
+                now=now,
+                resolved_via="operator",
+                resolution=request.outcome,
+                note=request.note,
+            )
+            if not changed:
+                raise Conflict(f"verification {verification_id} changed meanwhile; read it again")
+            if updates:
+                await verification_store.set_phases(tx, updates)
+            account = await account_store.get(tx, row["account"])
+            if account is not None and account.callback_url:
+                fresh = await verification_store.by_seqs(tx, [row["seq"]])
+                await write_event(tx, account.id, fresh[0], (await verification_store.phases_of(tx, [row["seq"]]))[row["seq"]], now)
+            await tx.notify("verdicts", verification_id)
+            view = await load_view(tx, row["seq"])
+        self.notifier.resolved([verification_id])
+        log.info(
+            "verification resolved by operator",
+            extra={"event": "verification_resolved", "verification_id": verification_id, "resolution": request.outcome},
+        )
+        return view
+
+    async def _operator_bookings(
+        self, tx: Tx, row: dict[str, Any], phases: list[dict[str, Any]], request: ResolveIn, now: datetime
+    ) -> list[dict[str, Any]]:
+        """Record the bookings an operator names (claimed, so no other phase can take them)."""
+        if not request.bookings:
+            return []
+        by_key = {p["key"]: p for p in phases}
+        unknown = sorted(set(request.bookings) - {k for k, p in by_key.items() if p["staff_required"]})
+        if unknown:
+            raise ValidationFailed(
+                f"bookings names phases this verification has no staff-required phase for: {', '.join(unknown)}",
+                details=[{"field": f"bookings.{key}", "message": "no such staff-required phase"} for key in unknown],
+            )
+        updates = []
+        for key, uid in sorted(request.bookings.items()):
+            phase = by_key[key]
+            if phase["booking_uid"] == uid:
+                continue
+            if not await observation_store.claim(tx, row["account"], uid, "", row["seq"], key, now):
+                raise Conflict(f"booking {uid} is already claimed by another verification")
+            known = await observation_store.find(tx, row["account"], uid)
+            first = known[0] if known else None
+            updates.append(
+                {
+                    "verification_seq": row["seq"],
+                    "key": key,
+                    "status": "matched",
+                    "active": False,
+                    "booking_uid": uid,
+                    "booking_seat": "",
+                    "booking_id": first["booking_id"] if first else None,
+                    "booking_start_at": first["start_at"] if first else None,
+                    "booking_source": first["source"] if first else "operator",
+                }
+            )
+        return updates
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"v1:{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        version, _, value = text.partition(":")
+        if version != "v1" or not value.isdigit():
+            raise ValueError
+        return int(value)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValidationFailed("cursor: not a cursor this API handed out", details=[{"field": "cursor", "message": "invalid cursor"}]) from None

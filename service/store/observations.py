@@ -1,0 +1,179 @@
+"""Booking observations, their claims, and the raw webhook events they came from."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..db import Tx, sql
+from ..observations import Observation
+
+# Newer evidence wins; at the same instant "gone" beats "exists" (a cancellation is final).
+UPSERT = sql(
+    """
+    INSERT INTO booking_observations (account, uid, seat, booking_id, start_at, end_at, state,
+        calcom_status, event_type_id, hosts, attendees, appointment_tag, phase_tag, source,
+        event_at, first_seen_at, updated_at)
+    VALUES (:account, :uid, :seat, :booking_id, :start_at, :end_at, :state, :calcom_status,
+        :event_type_id, :hosts, :attendees, :appointment_tag, :phase_tag, :source, :event_at, :now, :now)
+    ON CONFLICT (account, uid, seat) DO UPDATE SET
+        booking_id = COALESCE(excluded.booking_id, booking_observations.booking_id),
+        start_at = excluded.start_at, end_at = excluded.end_at, state = excluded.state,
+        calcom_status = excluded.calcom_status, event_type_id = excluded.event_type_id,
+        hosts = excluded.hosts, attendees = excluded.attendees,
+        appointment_tag = excluded.appointment_tag, phase_tag = excluded.phase_tag,
+        source = excluded.source, event_at = excluded.event_at, updated_at = excluded.updated_at
+    WHERE excluded.event_at > booking_observations.event_at
+       OR (excluded.event_at = booking_observations.event_at
+           AND (excluded.state = 'gone' OR booking_observations.state = 'exists'))
+    """
+)
+
+_AVAILABLE = """
+    SELECT o.uid, o.seat, o.booking_id, o.start_at, o.end_at, o.event_type_id, o.hosts, o.attendees,
+        o.appointment_tag, o.phase_tag, o.source, o.updated_at
+    FROM booking_observations o
+    WHERE o.account = :account AND o.state = 'exists' AND {condition}
+    AND NOT EXISTS (SELECT 1 FROM booking_claims c
+        WHERE c.account = o.account AND c.booking_uid = o.uid AND c.booking_seat = o.seat)
+"""
+AVAILABLE_BETWEEN = sql(_AVAILABLE.format(condition="o.start_at >= :lo AND o.start_at <= :hi"))
+AVAILABLE_TAGGED = sql(
+    _AVAILABLE.format(condition="o.appointment_tag IN (SELECT value FROM json_each(:tags))"),
+    postgresql=_AVAILABLE.format(condition="o.appointment_tag = ANY(:tags)"),
+)
+
+UNITS_OF = sql(
+    "SELECT uid, seat, attendees FROM booking_observations WHERE account = :account AND uid IN (SELECT value FROM json_each(:uids))",
+    postgresql="SELECT uid, seat, attendees FROM booking_observations WHERE account = :account AND uid = ANY(:uids)",
+)
+
+CLAIM = sql(
+    """
+    INSERT INTO booking_claims (account, booking_uid, booking_seat, verification_seq, phase_key, claimed_at)
+    VALUES (:account, :uid, :seat, :verification_seq, :phase_key, :now)
+    ON CONFLICT (account, booking_uid, booking_seat) DO NOTHING
+    """
+)
+CLAIM_OWNER = sql(
+    "SELECT verification_seq FROM booking_claims WHERE account = :account AND booking_uid = :uid AND booking_seat = :seat"
+)
+OBSERVATION = sql(
+    "SELECT uid, seat, booking_id, start_at, state, source FROM booking_observations WHERE account = :account AND uid = :uid ORDER BY seat"
+)
+
+KNOWN_EVENTS = sql(
+    "SELECT body_sha256 FROM webhook_events WHERE account = :account AND body_sha256 IN (SELECT value FROM json_each(:hashes))",
+    postgresql="SELECT body_sha256 FROM webhook_events WHERE account = :account AND body_sha256 = ANY(:hashes)",
+)
+INSERT_EVENT = sql(
+    """
+    INSERT INTO webhook_events (account, body_sha256, trigger_event, booking_uid, event_created_at, received_at, body)
+    VALUES (:account, :body_sha256, :trigger_event, :booking_uid, :event_created_at, :received_at, :body)
+    ON CONFLICT (account, body_sha256) DO NOTHING
+    """
+)
+COUNT_EVENTS = sql("SELECT COUNT(*) AS n FROM webhook_events WHERE account = :account")
+
+
+@dataclass(frozen=True)
+class Available:
+    """An unclaimed, existing booking unit, as stored."""
+
+    uid: str
+    seat: str
+    booking_id: int | None
+    start_at: datetime
+    end_at: datetime | None
+    event_type_id: int | None
+    hosts: tuple[str, ...]
+    attendees: tuple[str, ...]
+    appointment_tag: str | None
+    phase_tag: str | None
+    source: str
+    updated_at: datetime
+
+
+def _row(observation: Observation, account: str, now: datetime) -> dict[str, Any]:
+    return {
+        "account": account,
+        "uid": observation.uid,
+        "seat": observation.seat,
+        "booking_id": observation.booking_id,
+        "start_at": observation.start,
+        "end_at": observation.end,
+        "state": observation.state,
+        "calcom_status": observation.calcom_status,
+        "event_type_id": observation.event_type_id,
+        "hosts": json.dumps(list(observation.hosts)),
+        "attendees": json.dumps(list(observation.attendees)),
+        "appointment_tag": observation.appointment_tag,
+        "phase_tag": observation.phase_tag,
+        "source": observation.source,
+        "event_at": observation.event_at,
+        "now": now,
+    }
+
+
+async def upsert(tx: Tx, account: str, observations: Iterable[Observation], now: datetime) -> None:
+    """Store observations; an older one never overrides a newer one of the same unit."""
+    await tx.execute_many(UPSERT, [_row(o, account, now) for o in observations])
+
+
+def _available(row: dict[str, Any]) -> Available:
+    row = dict(row)
+    row["hosts"] = tuple(json.loads(row["hosts"] or "[]"))
+    row["attendees"] = tuple(json.loads(row["attendees"] or "[]"))
+    return Available(**row)
+
+
+async def available_between(tx: Tx, account: str, lo: datetime, hi: datetime) -> list[Available]:
+    return [_available(r) for r in await tx.fetch_all(AVAILABLE_BETWEEN, account=account, lo=lo, hi=hi)]
+
+
+async def available_tagged(tx: Tx, account: str, tags: Sequence[str]) -> list[Available]:
+    if not tags:
+        return []
+    return [_available(r) for r in await tx.fetch_all(AVAILABLE_TAGGED, account=account, tags=list(tags))]
+
+
+async def units_of(tx: Tx, account: str, uids: Sequence[str]) -> dict[str, list[tuple[str, tuple[str, ...]]]]:
+    """The stored units (seat, attendees) of each booking uid."""
+    found: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+    if uids:
+        for row in await tx.fetch_all(UNITS_OF, account=account, uids=list(uids)):
+            found.setdefault(row["uid"], []).append((row["seat"], tuple(json.loads(row["attendees"] or "[]"))))
+    return found
+
+
+async def claim(tx: Tx, account: str, uid: str, seat: str, verification_seq: int, phase_key: str, now: datetime) -> bool:
+    """Claim a booking unit for a phase; False when another phase already holds it."""
+    inserted = await tx.execute(
+        CLAIM, account=account, uid=uid, seat=seat, verification_seq=verification_seq, phase_key=phase_key, now=now
+    )
+    if inserted:
+        return True
+    owner = await tx.fetch_val(CLAIM_OWNER, account=account, uid=uid, seat=seat)
+    return owner == verification_seq
+
+
+async def find(tx: Tx, account: str, uid: str) -> list[dict[str, Any]]:
+    return await tx.fetch_all(OBSERVATION, account=account, uid=uid)
+
+
+async def known_events(tx: Tx, account: str, hashes: Sequence[str]) -> set[str]:
+    if not hashes:
+        return set()
+    rows = await tx.fetch_all(KNOWN_EVENTS, account=account, hashes=list(hashes))
+    return {row["body_sha256"] for row in rows}
+
+
+async def insert_events(tx: Tx, rows: list[dict[str, Any]]) -> None:
+    await tx.execute_many(INSERT_EVENT, rows)
+
+
+async def count_events(tx: Tx, account: str) -> int:
+    return int(await tx.fetch_val(COUNT_EVENTS, account=account) or 0)
