@@ -46,6 +46,7 @@ CREATE TABLE verifications (
     created_at        TIMESTAMPTZ NOT NULL,
     updated_at        TIMESTAMPTZ NOT NULL,
     resolved_at       TIMESTAMPTZ,
+    review_started_at TIMESTAMPTZ,
     next_check_at     TIMESTAMPTZ,
     deadline_at       TIMESTAMPTZ NOT NULL,
     checks            INTEGER NOT NULL DEFAULT 0,

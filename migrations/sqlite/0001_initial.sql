@@ -46,6 +46,7 @@ CREATE TABLE verifications (
     created_at        TEXT NOT NULL,
     updated_at        TEXT NOT NULL,
     resolved_at       TEXT,
+    review_started_at TEXT,
     next_check_at     TEXT,
     deadline_at       TEXT NOT NULL,
     checks            INTEGER NOT NULL DEFAULT 0,

@@ -21,6 +21,7 @@ def _sql_in(template: str, column: str, param: str) -> Query:
 
 _VCOLS = """seq, id, account, appointment_id, service, sync_error, fingerprint, status, review_reason,
     resolution, resolved_via, note, window_start_at, window_end_at, created_at, updated_at, resolved_at,
+    review_started_at,
     next_check_at, deadline_at, checks, complete_checks, failures, last_checked_at, last_check_error,
     lease_owner, lease_expires_at"""
 _PCOLS = """verification_seq, key, position, start_at, end_at, event_type_id, host_email, attendee_email,
@@ -30,10 +31,10 @@ INSERT = sql(
     """
     INSERT INTO verifications (id, account, appointment_id, service, sync_error, fingerprint, status,
         review_reason, resolved_via, window_start_at, window_end_at, created_at, updated_at,
-        resolved_at, next_check_at, deadline_at)
+        resolved_at, review_started_at, next_check_at, deadline_at)
     VALUES (:id, :account, :appointment_id, :service, :sync_error, :fingerprint, :status,
         :review_reason, :resolved_via, :window_start_at, :window_end_at, :now, :now,
-        :resolved_at, :next_check_at, :deadline_at)
+        :resolved_at, :resolved_at, :next_check_at, :deadline_at)
     RETURNING seq
     """
 )
@@ -68,6 +69,7 @@ RESOLVE = sql(
     """
     UPDATE verifications SET status = :status, review_reason = :review_reason, resolution = :resolution,
         resolved_via = :resolved_via, note = :note, resolved_at = :now, updated_at = :now,
+        review_started_at = CASE WHEN :status = 'manual_review' THEN :now ELSE review_started_at END,
         next_check_at = NULL, lease_owner = NULL, lease_expires_at = NULL
     WHERE seq = :seq AND status = :expected
     """
