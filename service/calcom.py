@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -37,9 +38,12 @@ class FetchResult:
 class CalcomClient:
     """Reads bookings from Cal.com API v2 with a shared `httpx.AsyncClient`."""
 
-    def __init__(self, http: httpx.AsyncClient, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, *, timeout: float = 10.0, clock: Callable[[], datetime] | None = None
+    ) -> None:
         self._http = http
         self._timeout = httpx.Timeout(timeout)
+        self._clock = clock or (lambda: datetime.now(timezone.utc))
 
     async def list_bookings(
         self, *, api_base: str, api_key: str, after_start: datetime, before_end: datetime
@@ -57,7 +61,7 @@ class CalcomClient:
                 params = {**query, "take": str(PAGE_SIZE), "skip": str(page * PAGE_SIZE)}
                 calls += 1
                 response = await self._get(url, headers, params)
-                remaining, reset_at = parse_rate_headers(response.headers, datetime.now(timezone.utc))
+                remaining, reset_at = parse_rate_headers(response.headers, self._clock())
                 _raise_for_status(response, reset_at)
                 data, returned, has_next = _read_page(response)
                 items.extend(data)

@@ -58,6 +58,14 @@ def cmd_web(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_poll(args: argparse.Namespace) -> int:
+    from .poller import main as poll_main
+
+    settings = _settings()
+    logs.configure(settings.log_level)
+    return poll_main(settings)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .procfile import run
 
@@ -71,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     web = commands.add_parser("web", help="serve HTTP on $PORT (the web process)")
     web.add_argument("--port", type=int, default=None)
     web.set_defaults(func=cmd_web)
+    commands.add_parser("poll", help="poll Cal.com and deliver callbacks (the poller process)").set_defaults(func=cmd_poll)
     commands.add_parser("run", help="what `make run` does: release, then every Procfile process").set_defaults(func=cmd_run)
     return parser
 

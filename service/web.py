@@ -7,7 +7,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -15,6 +14,7 @@ from starlette.requests import Request
 from starlette.routing import Mount
 
 from . import routes_api, routes_ops, routes_webhooks
+from .clock import Clock, system_clock
 from .db import Database
 from .errors import ServiceError
 from .http import JSON, BearerAuth
@@ -26,12 +26,6 @@ from .routes_webhooks import SecretCache
 from .settings import Settings
 
 log = logging.getLogger("service.web")
-Clock = Callable[[], datetime]
-
-
-def system_clock() -> datetime:
-    return datetime.now(timezone.utc)
-
 
 @dataclass
 class Services:

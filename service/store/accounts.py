@@ -74,16 +74,15 @@ BROKEN = sql("SELECT id, credentials_error, credentials_changed_at FROM accounts
 
 # Poll leases: one poller at a time queries Cal.com for an account, so one tick makes one query
 # per account however many pollers run.
+_DUE_ACCOUNTS = """
+    SELECT a.id FROM accounts a
+    WHERE a.id IN (SELECT DISTINCT v.account FROM verifications v WHERE v.status = 'pending' AND v.next_check_at <= :now)
+    AND (a.poll_lease_expires_at IS NULL OR a.poll_lease_expires_at < :now OR a.poll_lease_owner = :owner)
+"""
 CLAIM_FOR_POLL = sql(
-    """
-    UPDATE accounts SET poll_lease_owner = :owner, poll_lease_expires_at = :expires
-    WHERE id IN (
-        SELECT DISTINCT v.account FROM verifications v
-        WHERE v.status = 'pending' AND v.next_check_at <= :now
-    )
-    AND (poll_lease_expires_at IS NULL OR poll_lease_expires_at < :now OR poll_lease_owner = :owner)
-    RETURNING id
-    """
+    f"UPDATE accounts SET poll_lease_owner = :owner, poll_lease_expires_at = :expires WHERE id IN ({_DUE_ACCOUNTS}) RETURNING id",
+    postgresql=f"UPDATE accounts SET poll_lease_owner = :owner, poll_lease_expires_at = :expires "
+    f"WHERE id IN ({_DUE_ACCOUNTS} FOR UPDATE SKIP LOCKED) RETURNING id",
 )
 RELEASE_POLL = sql(
     "UPDATE accounts SET poll_lease_owner = NULL, poll_lease_expires_at = NULL WHERE id = :id AND poll_lease_owner = :owner"
