@@ -39,22 +39,31 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_web(args: argparse.Namespace) -> int:
+    import signal
+
     import uvicorn
 
     from .web import create_app
 
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: object) -> None:
+            # Stop gracefully and exit 0; uvicorn would re-raise SIGTERM after shutdown, which
+            # process managers report as a crash.
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True
+            self.should_exit = True
+
     settings = _settings()
     logs.configure(settings.log_level)
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=args.port or settings.port,
-        loop="auto",
-        http="auto",
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=35,
     )
+    Server(config).run()
     return 0
 
 
