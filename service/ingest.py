@@ -108,20 +108,19 @@ class Ingestor:
                 await tx.lock_account(account_id)
             for account_id in sorted(by_account):
                 items = by_account[account_id]
-                known = await observation_store.known_events(tx, account_id, sorted({i.body_sha256 for i in items}))
-                fresh: list[Submission] = []
+                unique: dict[str, Submission] = {}
+                for item in items:  # the first of several identical bodies counts; the rest are duplicates
+                    unique.setdefault(item.body_sha256, item)
+                new_hashes = await observation_store.insert_events(tx, [_event_row(i) for i in unique.values()])
+                fresh = [i for i in unique.values() if i.body_sha256 in new_hashes]
+                fresh_ids = {id(i) for i in fresh}
                 for item in items:
-                    is_new = item.body_sha256 not in known
-                    known.add(item.body_sha256)
-                    new_flags[id(item)] = is_new
-                    if is_new:
-                        fresh.append(item)
-                await observation_store.insert_events(tx, [_event_row(i) for i in fresh])
+                    new_flags[id(item)] = id(item) in fresh_ids
                 changes = [o for i in fresh for o in i.event.changes]
                 gone = [g for i in fresh for g in i.event.gone]
                 if gone:
-                    stored = await observation_store.units_of(tx, account_id, sorted({g.uid for g in gone}))
-                    changes += [o for g in gone for o in gone_units(g, stored.get(g.uid, []))]
+                    units = await observation_store.units_of(tx, account_id, sorted({g.uid for g in gone}))
+                    changes += [o for g in gone for o in gone_units(g, units.get(g.uid, []))]
                 if not changes:
                     continue
                 await observation_store.upsert(tx, account_id, changes, now)

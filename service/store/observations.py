@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..db import Tx, sql
+from ..db import Query, Tx, sql
 from ..observations import Observation
 
 # Newer evidence wins; at the same instant "gone" beats "exists" (a cancellation is final).
@@ -65,17 +65,22 @@ OBSERVATION = sql(
     "SELECT uid, seat, booking_id, start_at, state, source FROM booking_observations WHERE account = :account AND uid = :uid ORDER BY seat"
 )
 
-KNOWN_EVENTS = sql(
-    "SELECT body_sha256 FROM webhook_events WHERE account = :account AND body_sha256 IN (SELECT value FROM json_each(:hashes))",
-    postgresql="SELECT body_sha256 FROM webhook_events WHERE account = :account AND body_sha256 = ANY(:hashes)",
-)
-INSERT_EVENT = sql(
-    """
-    INSERT INTO webhook_events (account, body_sha256, trigger_event, booking_uid, event_created_at, received_at, body)
-    VALUES (:account, :body_sha256, :trigger_event, :booking_uid, :event_created_at, :received_at, :body)
-    ON CONFLICT (account, body_sha256) DO NOTHING
-    """
-)
+_EVENT_COLUMNS = ("account", "body_sha256", "trigger_event", "booking_uid", "event_created_at", "received_at", "body")
+_INSERT_EVENTS: dict[int, Query] = {}
+
+
+def _insert_events_query(count: int) -> Query:
+    """Insert `count` events in one statement; RETURNING names the ones that were new."""
+    query = _INSERT_EVENTS.get(count)
+    if query is None:
+        rows = ", ".join("(" + ", ".join(f":{c}_{i}" for c in _EVENT_COLUMNS) + ")" for i in range(count))
+        query = sql(
+            f"INSERT INTO webhook_events ({', '.join(_EVENT_COLUMNS)}) VALUES {rows} "
+            "ON CONFLICT (account, body_sha256) DO NOTHING RETURNING body_sha256"
+        )
+        _INSERT_EVENTS[count] = query
+    return query
+
 COUNT_EVENTS = sql("SELECT COUNT(*) AS n FROM webhook_events WHERE account = :account")
 
 
@@ -164,15 +169,14 @@ async def find(tx: Tx, account: str, uid: str) -> list[dict[str, Any]]:
     return await tx.fetch_all(OBSERVATION, account=account, uid=uid)
 
 
-async def known_events(tx: Tx, account: str, hashes: Sequence[str]) -> set[str]:
-    if not hashes:
-        return set()
-    rows = await tx.fetch_all(KNOWN_EVENTS, account=account, hashes=list(hashes))
-    return {row["body_sha256"] for row in rows}
-
-
-async def insert_events(tx: Tx, rows: list[dict[str, Any]]) -> None:
-    await tx.execute_many(INSERT_EVENT, rows)
+async def insert_events(tx: Tx, rows: list[dict[str, Any]]) -> set[str]:
+    """Store raw webhook events once each; answer the body hashes that were new."""
+    new: set[str] = set()
+    for start in range(0, len(rows), 200):
+        chunk = rows[start : start + 200]
+        params = {f"{c}_{i}": row[c] for i, row in enumerate(chunk) for c in _EVENT_COLUMNS}
+        new |= {r["body_sha256"] for r in await tx.fetch_all(_insert_events_query(len(chunk)), **params)}
+    return new
 
 
 async def count_events(tx: Tx, account: str) -> int:
