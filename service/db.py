@@ -36,6 +36,7 @@ _PG_UNAVAILABLE = (
     asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
+    asyncpg.InternalClientError,  # a connection cut mid-operation is left in an unusable state
 )
 
 
@@ -316,7 +317,9 @@ class Database:
         try:
             await connection.__aenter__()
         except Exception as exc:
-            raise translate(exc) from exc
+            # Whatever stops us from getting a connection (refused, "not accepting connections",
+            # too many clients, authentication mid-restart) means: not reachable right now.
+            raise DatabaseUnavailable(type(exc).__name__) from exc
         try:
             yield connection.raw_connection
         finally:
