@@ -83,7 +83,15 @@ def to_sqlite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         # Lists bind as JSON text and are read back with json_each(:param) in SQLite queries
         # (PostgreSQL spells the same query `= ANY(:param)` with a real array).
-        return json.dumps([to_sqlite(item) for item in value])
+        return json.dumps(_json_ready(value))
+    return value
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(item) for item in value]
+    if isinstance(value, datetime):
+        return to_sqlite(value)
     return value
 
 

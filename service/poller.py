@@ -276,6 +276,9 @@ class Poller:
     async def run(self, stop: asyncio.Event) -> None:
         """Tick until `stop` is set; a stop request ends the wait at once, never a tick half-way."""
         log.info("poller started", extra={"event": "poller_started", "poller": self.owner})
+        with contextlib.suppress(Exception):  # forget pollers that have been silent for a week
+            async with self.db.transaction() as tx:
+                await poller_store.prune(tx, self.clock() - timedelta(days=7))
         interval = self.settings.poll_interval_seconds
         while not stop.is_set():
             try:

@@ -67,8 +67,7 @@ async def settle(
     """
     tolerance = timedelta(seconds=account.match_tolerance_seconds)
     wanted = set(seqs)
-    for lo, hi in merge_windows((t - tolerance, t + tolerance) for t in near):
-        wanted |= await verification_store.pending_near(tx, account.id, lo, hi)
+    wanted |= await verification_store.pending_near(tx, account.id, merge_windows((t - tolerance, t + tolerance) for t in near))
     wanted |= await verification_store.pending_for_appointments(tx, account.id, sorted(set(tags)))
     if not wanted:
         return Settled()
@@ -77,9 +76,7 @@ async def settle(
     available = await _load_bookings(tx, account, rows, phases, tolerance)
     # One hop outwards: verifications that compete for these bookings are decided together.
     untagged = [b.start_at for b in available.values() if b.appointment_tag is None]
-    extra: set[int] = set()
-    for lo, hi in merge_windows((t - tolerance, t + tolerance) for t in untagged):
-        extra |= await verification_store.pending_near(tx, account.id, lo, hi)
+    extra = await verification_store.pending_near(tx, account.id, merge_windows((t - tolerance, t + tolerance) for t in untagged))
     extra -= set(rows)
     if extra:
         more_rows, more_phases = await _load_pending(tx, extra)
@@ -149,9 +146,8 @@ async def _load_bookings(
 ) -> dict[tuple[str, str], observation_store.Available]:
     starts = [p["start_at"] for seq in rows for p in phases[seq] if p["staff_required"]]
     found: dict[tuple[str, str], observation_store.Available] = {}
-    for lo, hi in merge_windows((t - tolerance, t + tolerance) for t in starts):
-        for b in await observation_store.available_between(tx, account.id, lo, hi):
-            found[(b.uid, b.seat)] = b
+    for b in await observation_store.available_between(tx, account.id, merge_windows((t - tolerance, t + tolerance) for t in starts)):
+        found[(b.uid, b.seat)] = b
     appointment_ids = sorted({row["appointment_id"] for row in rows.values()})
     for b in await observation_store.available_tagged(tx, account.id, appointment_ids):
         found[(b.uid, b.seat)] = b

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.routing import Mount
 
-from . import routes_api, routes_ops, routes_webhooks
+from . import routes_api, routes_ops, routes_status, routes_webhooks
 from .clock import Clock, system_clock
 from .db import Database
 from .errors import ServiceError
@@ -82,7 +82,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Starlette:
     api = Mount("/api", routes=routes_api.routes)
     api.app = BearerAuth(api.app, settings.api_token_value)
     app = Starlette(
-        routes=[*routes_ops.routes, *routes_webhooks.routes, api],
+        routes=[*routes_ops.routes, *routes_status.routes, *routes_webhooks.routes, api],
         lifespan=lifespan,
         exception_handlers={
             ServiceError: service_error,

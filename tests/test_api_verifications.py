@@ -284,3 +284,11 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["migrations"] == "current"
+
+
+async def test_status_and_metrics_are_served_without_a_token(client: httpx.AsyncClient) -> None:
+    status = await client.get("/status")
+    assert status.status_code == 200 and "verifications" in status.json()
+    metrics = await client.get("/metrics")
+    assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
+    assert "calcom_verifier_verifications" in metrics.text

@@ -32,18 +32,30 @@ UPSERT = sql(
     """
 )
 
-_AVAILABLE = """
-    SELECT o.uid, o.seat, o.booking_id, o.start_at, o.end_at, o.event_type_id, o.hosts, o.attendees,
-        o.appointment_tag, o.phase_tag, o.source, o.updated_at
-    FROM booking_observations o
-    WHERE o.account = :account AND o.state = 'exists' AND {condition}
-    AND NOT EXISTS (SELECT 1 FROM booking_claims c
-        WHERE c.account = o.account AND c.booking_uid = o.uid AND c.booking_seat = o.seat)
-"""
-AVAILABLE_BETWEEN = sql(_AVAILABLE.format(condition="o.start_at >= :lo AND o.start_at <= :hi"))
+_AVAILABLE_COLUMNS = """o.uid, o.seat, o.booking_id, o.start_at, o.end_at, o.event_type_id, o.hosts, o.attendees,
+        o.appointment_tag, o.phase_tag, o.source, o.updated_at"""
+_UNCLAIMED = """o.state = 'exists' AND NOT EXISTS (SELECT 1 FROM booking_claims c
+        WHERE c.account = o.account AND c.booking_uid = o.uid AND c.booking_seat = o.seat)"""
+# Existing, unclaimed bookings starting in any of several (merged, disjoint) windows: one
+# statement, one index range scan per window.
+AVAILABLE_BETWEEN = sql(
+    f"""
+    SELECT {_AVAILABLE_COLUMNS} FROM json_each(:windows) w JOIN booking_observations o
+    ON o.account = :account AND o.start_at >= json_extract(w.value, '$[0]') AND o.start_at <= json_extract(w.value, '$[1]')
+    WHERE {_UNCLAIMED}
+    """,
+    postgresql=f"""
+    SELECT {_AVAILABLE_COLUMNS}
+    FROM unnest(CAST(:los AS timestamptz[]), CAST(:his AS timestamptz[])) AS w(lo, hi)
+    JOIN booking_observations o ON o.account = :account AND o.start_at >= w.lo AND o.start_at <= w.hi
+    WHERE {_UNCLAIMED}
+    """,
+)
 AVAILABLE_TAGGED = sql(
-    _AVAILABLE.format(condition="o.appointment_tag IN (SELECT value FROM json_each(:tags))"),
-    postgresql=_AVAILABLE.format(condition="o.appointment_tag = ANY(:tags)"),
+    f"SELECT {_AVAILABLE_COLUMNS} FROM booking_observations o WHERE o.account = :account AND {_UNCLAIMED} "
+    "AND o.appointment_tag IN (SELECT value FROM json_each(:tags))",
+    postgresql=f"SELECT {_AVAILABLE_COLUMNS} FROM booking_observations o WHERE o.account = :account AND {_UNCLAIMED} "
+    "AND o.appointment_tag = ANY(:tags)",
 )
 
 UNITS_OF = sql(
@@ -135,8 +147,14 @@ def _available(row: dict[str, Any]) -> Available:
     return Available(**row)
 
 
-async def available_between(tx: Tx, account: str, lo: datetime, hi: datetime) -> list[Available]:
-    return [_available(r) for r in await tx.fetch_all(AVAILABLE_BETWEEN, account=account, lo=lo, hi=hi)]
+async def available_between(tx: Tx, account: str, windows: Sequence[tuple[datetime, datetime]]) -> list[Available]:
+    """Unclaimed, existing bookings of `account` starting inside any of the windows."""
+    if not windows:
+        return []
+    rows = await tx.fetch_all(
+        AVAILABLE_BETWEEN, account=account, windows=list(windows), los=[lo for lo, _ in windows], his=[hi for _, hi in windows]
+    )
+    return [_available(r) for r in rows]
 
 
 async def available_tagged(tx: Tx, account: str, tags: Sequence[str]) -> list[Available]:

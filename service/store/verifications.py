@@ -57,9 +57,19 @@ CALLBACKS_OF = _sql_in(
 )
 STATUS_OF_IDS = _sql_in("SELECT id, status FROM verifications WHERE {in}", "id", "ids")
 
-# The webhook path's probe: pending verifications with a staff-required phase near a booking.
+# The webhook path's probe: pending verifications with a staff-required phase in any of several
+# time windows — one statement, one index range scan per window.
 PENDING_NEAR = sql(
-    "SELECT DISTINCT verification_seq FROM phases WHERE account = :account AND active AND start_at >= :lo AND start_at <= :hi"
+    """
+    SELECT DISTINCT p.verification_seq FROM json_each(:windows) w JOIN phases p
+    ON p.account = :account AND p.active
+    AND p.start_at >= json_extract(w.value, '$[0]') AND p.start_at <= json_extract(w.value, '$[1]')
+    """,
+    postgresql="""
+    SELECT DISTINCT p.verification_seq
+    FROM unnest(CAST(:los AS timestamptz[]), CAST(:his AS timestamptz[])) AS w(lo, hi)
+    JOIN phases p ON p.account = :account AND p.active AND p.start_at >= w.lo AND p.start_at <= w.hi
+    """,
 )
 PENDING_FOR_APPOINTMENTS = _sql_in(
     "SELECT seq FROM verifications WHERE account = :account AND status = 'pending' AND {in}", "appointment_id", "ids"
@@ -67,7 +77,7 @@ PENDING_FOR_APPOINTMENTS = _sql_in(
 
 RESOLVE = sql(
     """
-    UPDATE verifications SET status = :status, review_reason = :review_reason, resolution = :resolution,
+    UPDATE verifications SET status = :status, review_reason = COALESCE(:review_reason, review_reason), resolution = :resolution,
         resolved_via = :resolved_via, note = :note, resolved_at = :now, updated_at = :now,
         review_started_at = CASE WHEN :status = 'manual_review' THEN :now ELSE review_started_at END,
         next_check_at = NULL, lease_owner = NULL, lease_expires_at = NULL
@@ -165,8 +175,13 @@ async def statuses(tx: Tx, ids: Sequence[str]) -> dict[str, str]:
     return {row["id"]: row["status"] for row in await tx.fetch_all(STATUS_OF_IDS, ids=list(ids))}
 
 
-async def pending_near(tx: Tx, account: str, lo: datetime, hi: datetime) -> set[int]:
-    rows = await tx.fetch_all(PENDING_NEAR, account=account, lo=lo, hi=hi)
+async def pending_near(tx: Tx, account: str, windows: Sequence[tuple[datetime, datetime]]) -> set[int]:
+    """Pending verifications of `account` with a staff-required phase starting inside any window."""
+    if not windows:
+        return set()
+    rows = await tx.fetch_all(
+        PENDING_NEAR, account=account, windows=list(windows), los=[lo for lo, _ in windows], his=[hi for _, hi in windows]
+    )
     return {row["verification_seq"] for row in rows}
 
 
