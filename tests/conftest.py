@@ -76,6 +76,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         asyncio.run(_admin_execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/drills/" in str(item.path).replace("\\", "/"):
+            item.add_marker(pytest.mark.drill)
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     return f"databases: sqlite + {'postgresql (TEST_DATABASE_URL)' if PG_URL else 'postgresql SKIPPED (no TEST_DATABASE_URL)'}"
 
