@@ -11,16 +11,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .db import Database, sql
+from .db import Database
 from .errors import NotFound, Unauthorized
 from .http import read_body
 from .ingest import Submission
+from .logs import secret_registry
 from .signatures import calcom_signature_valid
+from .store import accounts as account_store
 from .webhooks import parse
 
 log = logging.getLogger("service.webhooks")
 
-_SECRET = sql("SELECT webhook_secret FROM accounts WHERE id = :id")
 _STORED = Response(b'{"ok":true,"stored":true}', media_type="application/json")
 _DUPLICATE = Response(b'{"ok":true,"stored":false,"duplicate":true}', media_type="application/json")
 _IGNORED = Response(b'{"ok":true,"stored":true,"ignored":true}', media_type="application/json")
@@ -45,7 +46,8 @@ class SecretCache:
         if hit is not None and not fresh and now - hit[0] < self.ttl:
             return hit[1]
         async with self.db.read() as tx:
-            secret = await tx.fetch_val(_SECRET, id=account)
+            secret = await account_store.webhook_secret(tx, account)
+        secret_registry.add(secret)
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[account] = (now, secret)

@@ -37,6 +37,7 @@ _COLUMNS = """id, calcom_api_key, webhook_secret, calcom_api_base, callback_url,
 
 GET = sql(f"SELECT {_COLUMNS} FROM accounts WHERE id = :id")
 LIST = sql(f"SELECT {_COLUMNS} FROM accounts ORDER BY id")
+WEBHOOK_SECRET = sql("SELECT webhook_secret FROM accounts WHERE id = :id")
 
 # Create or replace; a replaced account keeps its creation time and its credential state
 # unless the API key changed (a new key deserves a fresh chance).
@@ -105,6 +106,11 @@ def _account(row: dict[str, Any] | None) -> Account | None:
 
 async def get(tx: Tx, account_id: str) -> Account | None:
     return _account(await tx.fetch_one(GET, id=account_id))
+
+
+async def webhook_secret(tx: Tx, account_id: str) -> str | None:
+    """Only the webhook secret: the hot path of every webhook needs nothing else."""
+    return await tx.fetch_val(WEBHOOK_SECRET, id=account_id)
 
 
 async def list_all(tx: Tx) -> list[Account]:
