@@ -72,7 +72,12 @@ def sql(text: str, *, postgresql: str | None = None) -> Query:
     return Query(text, postgresql)
 
 
+_PLAIN = (str, int, float, type(None))
+
+
 def to_sqlite(value: Any) -> Any:
+    if type(value) in _PLAIN:  # the common case first: this runs for every parameter of every row
+        return value
     if isinstance(value, datetime):
         # Fixed width, so text order is time order: 2026-12-01T09:00:00.000000Z (isoformat is C, strftime is slow).
         if value.tzinfo is not timezone.utc:

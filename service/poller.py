@@ -37,6 +37,7 @@ from .verdicts import merge_windows, settle
 log = logging.getLogger("service.poller")
 MAX_QUERY_SPAN = timedelta(days=7)  # a wider union is split: one query per cluster of windows
 HEARTBEAT_EVERY = timedelta(seconds=5)
+PRUNE_EVERY = timedelta(hours=1)
 ACCOUNTS_AT_ONCE = 8
 
 
@@ -100,6 +101,7 @@ class Poller:
         self.rng = rng or random.Random()
         self.ticks = 0
         self._last_heartbeat: datetime | None = None
+        self._last_prune: datetime | None = None
 
     @property
     def lease(self) -> timedelta:
@@ -128,6 +130,7 @@ class Poller:
                             await account_store.release_poll(tx, account_id, self.owner)
 
         await asyncio.gather(*(one(a) for a in account_ids))
+        await self._prune(now, report)
         if self.deliverer is not None:
             try:
                 await self.deliverer.tick(now)
@@ -265,6 +268,20 @@ class Poller:
                 answered=answered,
             )
         report.verdicts += len(settled.resolved)
+
+    async def _prune(self, now: datetime, report: TickReport) -> None:
+        """Drop raw webhook bodies older than WEBHOOK_RETENTION_DAYS, a slice at a time, hourly."""
+        if self._last_prune is not None and now - self._last_prune < PRUNE_EVERY:
+            return
+        self._last_prune = now
+        try:
+            async with self.db.transaction() as tx:
+                dropped = await observation_store.prune_events(tx, now - timedelta(days=self.settings.webhook_retention_days))
+        except Exception as exc:
+            report.errors.append(f"prune: {type(exc).__name__}")
+            return
+        if dropped:
+            log.info("old webhook bodies dropped", extra={"event": "webhook_events_pruned", "count": dropped})
 
     async def _heartbeat(self, now: datetime, *, force: bool = False) -> None:
         if not force and self._last_heartbeat is not None and now - self._last_heartbeat < HEARTBEAT_EVERY:

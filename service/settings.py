@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     calcom_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     callback_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     callback_retry_hours: float = Field(default=25.0, ge=24, le=24 * 30)
+    webhook_retention_days: float = Field(default=30.0, ge=1, le=3650)
     log_level: str = "INFO"
 
     @field_validator("database_url")

@@ -373,3 +373,15 @@ async def test_run_stops_at_once_when_asked(poller: Poller, db) -> None:
     await asyncio.wait_for(task, 5)
     async with db.read() as tx:
         assert (await tx.fetch_one(sql("SELECT stopped_at FROM pollers")))["stopped_at"] is not None
+
+
+async def test_old_webhook_bodies_are_pruned_after_the_retention(client, account, poller: Poller, db, clock: FakeClock) -> None:
+    await post_webhook(client, booking_event(uid="old", start=at(0)))
+    clock.advance(31 * 86400)
+    await post_webhook(client, booking_event(uid="new", start=at(0)))
+    await poller.tick(clock())
+    async with db.read() as tx:
+        kept = await tx.fetch_all(sql("SELECT booking_uid FROM webhook_events"))
+        observations = await tx.fetch_val(sql("SELECT COUNT(*) AS n FROM booking_observations"))
+    assert [r["booking_uid"] for r in kept] == ["new"]
+    assert observations == 2  # what the old one taught us stays

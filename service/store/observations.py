@@ -93,6 +93,11 @@ def _insert_events_query(count: int) -> Query:
         _INSERT_EVENTS[count] = query
     return query
 
+# Raw webhook bodies are kept for audit and replay for a while, then dropped in slices (what they
+# taught us stays in booking_observations).
+PRUNE_EVENTS = sql(
+    "DELETE FROM webhook_events WHERE seq IN (SELECT seq FROM webhook_events WHERE received_at < :before ORDER BY seq LIMIT :limit)"
+)
 COUNT_EVENTS = sql("SELECT COUNT(*) AS n FROM webhook_events WHERE account = :account")
 
 
@@ -195,6 +200,11 @@ async def insert_events(tx: Tx, rows: list[dict[str, Any]]) -> set[str]:
         params = {f"{c}_{i}": row[c] for i, row in enumerate(chunk) for c in _EVENT_COLUMNS}
         new |= {r["body_sha256"] for r in await tx.fetch_all(_insert_events_query(len(chunk)), **params)}
     return new
+
+
+async def prune_events(tx: Tx, before: datetime, limit: int = 5000) -> int:
+    """Forget raw webhook bodies received before `before` (at most `limit` per call)."""
+    return await tx.execute(PRUNE_EVENTS, before=before, limit=limit)
 
 
 async def count_events(tx: Tx, account: str) -> int:
