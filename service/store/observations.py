@@ -47,7 +47,8 @@ AVAILABLE_BETWEEN = sql(
     postgresql=f"""
     SELECT {_AVAILABLE_COLUMNS}
     FROM unnest(CAST(:los AS timestamptz[]), CAST(:his AS timestamptz[])) AS w(lo, hi)
-    JOIN booking_observations o ON o.account = :account AND o.start_at >= w.lo AND o.start_at <= w.hi
+    CROSS JOIN LATERAL (SELECT * FROM booking_observations
+        WHERE account = :account AND start_at >= w.lo AND start_at <= w.hi OFFSET 0) o
     WHERE {_UNCLAIMED}
     """,
 )

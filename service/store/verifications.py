@@ -65,10 +65,13 @@ PENDING_NEAR = sql(
     ON p.account = :account AND p.active
     AND p.start_at >= json_extract(w.value, '$[0]') AND p.start_at <= json_extract(w.value, '$[1]')
     """,
+    # OFFSET 0 keeps PostgreSQL from flattening the per-window subquery into one scan of every
+    # active phase of the account (6 ms at 12,500 pending instead of 0.2 ms).
     postgresql="""
     SELECT DISTINCT p.verification_seq
     FROM unnest(CAST(:los AS timestamptz[]), CAST(:his AS timestamptz[])) AS w(lo, hi)
-    JOIN phases p ON p.account = :account AND p.active AND p.start_at >= w.lo AND p.start_at <= w.hi
+    CROSS JOIN LATERAL (SELECT verification_seq FROM phases
+        WHERE account = :account AND active AND start_at >= w.lo AND start_at <= w.hi OFFSET 0) p
     """,
 )
 PENDING_FOR_APPOINTMENTS = _sql_in(
