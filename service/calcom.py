@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from service.errors import CalcomCredentialsBroken, CalcomError, CalcomRequestRejected, CalcomUnavailable
-from service.observations import Observation, as_int, emails, metadata_tags
+from service.observations import EARLIEST_YEAR, LATEST_YEAR, Observation, as_int, emails, metadata_tags
 from service.ratelimit import parse_rate_headers
 
 logger = logging.getLogger("service.calcom")
@@ -202,6 +202,8 @@ def _parse_time(value: Any) -> datetime | None:
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
+        return None
+    if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:  # keeps window arithmetic off datetime's edges
         return None
     if moment.tzinfo is None:  # Cal.com always sends UTC with `Z`; a bare time is UTC as well
         moment = moment.replace(tzinfo=timezone.utc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +25,7 @@ from .views import render
 
 log = logging.getLogger("service.intake")
 PHASE_WINDOW_WITHOUT_END = timedelta(hours=12)
+VERIFICATION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,8 @@ class Intake:
         return await verification_store.insert(tx, row, phases), verification_id
 
     async def get(self, verification_id: str) -> dict[str, Any]:
+        if not VERIFICATION_ID.match(verification_id):
+            raise NotFound(f"no verification {verification_id[:80]!r}")
         async with self.db.read() as tx:
             row = await verification_store.by_id(tx, verification_id)
             if row is None:
@@ -169,6 +173,8 @@ class Intake:
 
     async def resolve(self, verification_id: str, request: ResolveIn, now: datetime) -> dict[str, Any]:
         """An operator closes a pending or manual-review verification (status `resolved`)."""
+        if not VERIFICATION_ID.match(verification_id):
+            raise NotFound(f"no verification {verification_id[:80]!r}")
         async with self.db.read() as tx:
             found = await verification_store.by_id(tx, verification_id)
         if found is None:

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from .errors import ValidationFailed
+from .observations import EARLIEST_YEAR, LATEST_YEAR
 from .settings import validate_http_url
 
 ACCOUNT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -35,8 +36,30 @@ REVIEW_REASONS = (
 )
 
 
+BIGINT_MAX = 2**63 - 1
+
+
+def no_nul(value: Any) -> Any:
+    """Refuse U+0000 anywhere in a string (PostgreSQL text cannot hold it, and no real input has one)."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            no_nul(key)
+            no_nul(item)
+    return value
+
+
+def sane_time(value: datetime | None) -> datetime | None:
+    if value is not None and not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
+        raise ValueError(f"must lie between the years {EARLIEST_YEAR} and {LATEST_YEAR}")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", str_strip_whitespace=True)
+
+    _no_nul = field_validator("*")(no_nul)
 
 
 def _email(value: str | None) -> str | None:
@@ -51,12 +74,13 @@ class PhaseIn(_Strict):
     key: str = Field(min_length=1, max_length=64)
     start: AwareDatetime
     end: AwareDatetime | None = None
-    event_type_id: int | None = Field(default=None, ge=0)
+    event_type_id: int | None = Field(default=None, ge=0, le=BIGINT_MAX)
     host_email: str | None = Field(default=None, max_length=320)
     attendee_email: str | None = Field(default=None, max_length=320)
     staff_required: bool = True
 
     _emails = field_validator("host_email", "attendee_email")(_email)
+    _times = field_validator("start", "end")(sane_time)
 
     @model_validator(mode="after")
     def _end_after_start(self) -> PhaseIn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -60,13 +61,22 @@ def emails(items: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
+EARLIEST_YEAR, LATEST_YEAR = 1971, 2998  # far from datetime's edges, so ± tolerance never overflows
+_INT_TEXT = re.compile(r"-?[0-9]{1,19}")
+_INT64 = (-(2**63), 2**63 - 1)
+
+
 def as_int(value: Any) -> int | None:
+    """An id that fits a 64-bit column, from a number or a string of ASCII digits; else None."""
+    number: int | None = None
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
+        number = value
+    elif isinstance(value, str) and _INT_TEXT.fullmatch(value.strip()):
+        number = int(value.strip())
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    if number is None or not _INT64[0] <= number <= _INT64[1]:
+        return None
+    return number

@@ -163,7 +163,7 @@ class Poller:
         windows = [(row["window_start_at"] - tolerance, row["window_end_at"] + tolerance) for row in claimed]
         answers: dict[int, _Answer] = {}
         for lo, hi in query_windows(windows):
-            answer = await self._ask(account, lo, hi, now, pace)
+            answer = await self._ask(account, lo, hi, now, pace, streak=1 + max(row["failures"] for row in claimed))
             report.calls += answer.calls
             for row in claimed:
                 if lo <= row["window_start_at"] - tolerance and row["window_end_at"] + tolerance <= hi:
@@ -171,8 +171,16 @@ class Poller:
         await self._save_pace(account, pace, now)
         await self._record(account, claimed, answers, now, report, allowed_at=ratelimit.next_allowed(pace, now))
 
-    async def _ask(self, account: Account, lo: datetime, hi: datetime, now: datetime, pace: ratelimit.KeyPace) -> _Answer:
-        """One Cal.com query (all its pages); never raises for Cal.com's sake."""
+    async def _ask(
+        self, account: Account, lo: datetime, hi: datetime, now: datetime, pace: ratelimit.KeyPace, *, streak: int
+    ) -> _Answer:
+        """One Cal.com query (all its pages); never raises for Cal.com's sake.
+
+        Without a complete answer the API key is paused: 60 s after a 429 (Cal.com's block), else an
+        exponential backoff with jitter over the account's failure `streak`. The pause covers every
+        verification of the account, so a failing Cal.com sees one query per backoff, not one per
+        verification.
+        """
         if ratelimit.next_allowed(pace, now) is not None:
             return _Answer(False, 0, "rate limited: waiting for Cal.com's window to reset")
         base = account.calcom_api_base or self.settings.calcom_api_base
@@ -184,6 +192,9 @@ class Poller:
             pace.reset_at = getattr(exc, "reset_at", pace.reset_at)
             if isinstance(exc, CalcomUnavailable) and exc.rate_limited:
                 pace.paused_until = ratelimit.pause_after_429(now, self.rng)
+            else:
+                backoff_until = now + timedelta(seconds=ratelimit.backoff(streak, self.rng))
+                pace.paused_until = max(pace.paused_until or backoff_until, backoff_until)
                 log.warning("Cal.com rate limit hit; pausing this API key", extra={"event": "calcom_rate_limited", "account": account.id, "paused_until": pace.paused_until.isoformat()})
             if isinstance(exc, CalcomCredentialsBroken):
                 await self._credentials(account, "broken", str(exc), now)
@@ -245,8 +256,10 @@ class Poller:
                     next_at = None if at_deadline else scheduled
                 else:
                     failures, calls, complete, error = row["failures"] + 1, 1, False, answer.error
-                    retry = ratelimit.backoff(failures, self.rng)
-                    next_at = None if at_deadline else schedule.after_failure(scheduled, row["deadline_at"], now, retry)
+                    # Retried when the account's pause (429 block or backoff) ends, sooner than
+                    # the schedule if that is later; never after the deadline.
+                    retry_at = allowed_at or now + timedelta(seconds=ratelimit.backoff(failures, self.rng))
+                    next_at = None if at_deadline else min(max(retry_at, now), row["deadline_at"])
                 if not await verification_store.record_check(
                     tx, row["seq"], self.owner, now=now, calls=calls, complete=complete, failures=failures, error=error, next_check_at=next_at
                 ):

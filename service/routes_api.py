@@ -118,6 +118,10 @@ async def list_verifications(request: Request) -> JSON:
             f"review_reason: must be one of {', '.join(REVIEW_REASONS)}",
             details=[{"field": "review_reason", "message": "unknown review reason"}],
         )
+    for name in ("account", "appointment_id", "cursor"):
+        value = params.get(name)
+        if value is not None and ("\x00" in value or len(value) > 200):
+            raise ValidationFailed(f"{name}: not a valid value", details=[{"field": name, "message": "not a valid value"}])
     page = await services.intake.list(
         limit=parse_limit(request),
         cursor=params.get("cursor") or None,

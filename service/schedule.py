@@ -29,8 +29,3 @@ def next_scheduled(
         if at > now and at < deadline_at:
             return at
     return deadline_at
-
-
-def after_failure(scheduled: datetime, deadline_at: datetime, now: datetime, backoff_seconds: float) -> datetime:
-    """A check without a complete answer is retried sooner with backoff, but the deadline never moves."""
-    return min(now + timedelta(seconds=backoff_seconds), scheduled, deadline_at)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -16,7 +17,7 @@ from starlette.routing import Mount
 from . import routes_api, routes_ops, routes_status, routes_webhooks
 from .clock import Clock, system_clock
 from .db import Database
-from .errors import ServiceError
+from .errors import DatabaseUnavailable, ServiceError
 from .http import JSON, BearerAuth
 from .ingest import Ingestor
 from .intake import Intake
@@ -93,8 +94,20 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Starlette:
     return app
 
 
+_last_outage_log = [0.0]
+
+
 async def service_error(request: Request, exc: Exception) -> JSON:
     assert isinstance(exc, ServiceError)
+    if isinstance(exc, DatabaseUnavailable):
+        # One line every few seconds while the database is away, not one per request.
+        now = time.monotonic()
+        if now - _last_outage_log[0] > 5:
+            _last_outage_log[0] = now
+            log.error(
+                "database unavailable; answering 503",
+                extra={"event": "database_unavailable", "path": request.url.path, "error": exc.reason},
+            )
     return JSON(exc.body(), status_code=exc.status_code)
 
 

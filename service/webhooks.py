@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from .errors import BadRequest
-from .observations import Observation, as_int, emails, metadata_tags
+from .observations import EARLIEST_YEAR, LATEST_YEAR, Observation, as_int, emails, metadata_tags
 
 EXISTS = frozenset({"BOOKING_CREATED", "BOOKING_REQUESTED", "BOOKING_RESCHEDULED"})
 GONE = frozenset({"BOOKING_CANCELLED", "BOOKING_REJECTED"})
@@ -42,17 +42,22 @@ class WebhookEvent:
 
 
 def parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 time with an offset, within years 1971–2998 (so window arithmetic cannot overflow)."""
     if not isinstance(value, str) or not value:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo is not None else None
+    if parsed.tzinfo is None or not EARLIEST_YEAR <= parsed.year <= LATEST_YEAR:
+        return None
+    return parsed
 
 
 def parse(body: bytes, content_type: str, received_at: datetime) -> WebhookEvent:
     """Read a signed body; BadRequest when it is not a Cal.com event we can act on."""
+    if b"\\u0000" in body:
+        raise BadRequest("the body contains NUL characters (\\u0000), which no Cal.com payload has")
     try:
         envelope = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
