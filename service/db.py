@@ -132,7 +132,16 @@ class Tx:
             if self.dialect == "sqlite":
                 # One trip to aiosqlite's thread (execute + fetch); rows are sqlite3.Row.
                 rows = await self.raw.execute_fetchall(text, args)
-                return [{c: from_sqlite(c, row[c]) for c in row.keys()} for row in rows]
+                if not rows:
+                    return []
+                keys = rows[0].keys()
+                typed = [c for c in keys if c.endswith("_at") or c in BOOL_COLUMNS]
+                found = [dict(zip(keys, row)) for row in rows]
+                if typed:  # convert only the columns that need it (this runs for every row read)
+                    for item in found:
+                        for c in typed:
+                            item[c] = from_sqlite(c, item[c])
+                return found
             return [dict(r) for r in await self.raw.fetch(text, *args)]
         except Exception as exc:
             raise translate(exc) from exc
@@ -174,6 +183,11 @@ class Tx:
         if self.dialect == "postgresql":
             await self.execute(_ACCOUNT_LOCK, account=account)
 
+    async def lock_accounts(self, accounts: Iterable[str]) -> None:
+        """Lock several accounts in one round trip, in a fixed order (so two batches cannot deadlock)."""
+        if self.dialect == "postgresql":
+            await self.execute(_ACCOUNT_LOCKS, accounts=sorted(set(accounts)))
+
     async def notify(self, channel: str, payload: str) -> None:
         """Tell other processes after commit (PostgreSQL NOTIFY is transactional)."""
         if self.dialect == "postgresql":
@@ -181,6 +195,9 @@ class Tx:
 
 
 _ACCOUNT_LOCK = sql("SELECT pg_advisory_xact_lock(hashtextextended(:account, 7))")
+_ACCOUNT_LOCKS = sql(
+    "SELECT pg_advisory_xact_lock(hashtextextended(a, 7)) FROM (SELECT a FROM unnest(CAST(:accounts AS text[])) a ORDER BY a) s"
+)
 _NOTIFY = sql("SELECT pg_notify(:channel, :payload)")
 
 

@@ -15,15 +15,17 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from .db import Database
+from .db import Database, Tx
 from .errors import DatabaseUnavailable
 from .notify import Notifier
+from .observations import Observation
 from .store import accounts as account_store
 from .store import observations as observation_store
-from .verdicts import settle
-from .webhooks import WebhookEvent, gone_units
+from .store import verifications as verification_store
+from .verdicts import merge_windows, settle
+from .webhooks import GoneUid, WebhookEvent, gone_units
 
 log = logging.getLogger("service.ingest")
 
@@ -97,49 +99,51 @@ class Ingestor:
                 item.future.set_result(new)
 
     async def _commit(self, batch: list[Submission]) -> list[bool]:
+        """One transaction for the batch; its statement count does not grow with the accounts in it."""
         now = self.clock()
-        new_flags: dict[int, bool] = {}
         resolved: list[str] = []
+        first: dict[tuple[str, str], Submission] = {}
+        for item in batch:  # the first of several identical bodies counts; the rest are duplicates
+            first.setdefault((item.account, item.body_sha256), item)
         async with self.db.transaction() as tx:
-            by_account: dict[str, list[Submission]] = {}
-            for item in batch:
-                by_account.setdefault(item.account, []).append(item)
-            for account_id in sorted(by_account):
-                await tx.lock_account(account_id)
-            for account_id in sorted(by_account):
-                items = by_account[account_id]
-                unique: dict[str, Submission] = {}
-                for item in items:  # the first of several identical bodies counts; the rest are duplicates
-                    unique.setdefault(item.body_sha256, item)
-                new_hashes = await observation_store.insert_events(tx, [_event_row(i) for i in unique.values()])
-                fresh = [i for i in unique.values() if i.body_sha256 in new_hashes]
-                fresh_ids = {id(i) for i in fresh}
-                for item in items:
-                    new_flags[id(item)] = id(item) in fresh_ids
-                changes = [o for i in fresh for o in i.event.changes]
-                gone = [g for i in fresh for g in i.event.gone]
-                if gone:
-                    units = await observation_store.units_of(tx, account_id, sorted({g.uid for g in gone}))
-                    changes += [o for g in gone for o in gone_units(g, units.get(g.uid, []))]
-                if not changes:
-                    continue
-                await observation_store.upsert(tx, account_id, changes, now)
-                account = await account_store.get(tx, account_id)
-                if account is None:  # deleted meanwhile: keep the evidence, nothing to match
-                    continue
-                settled = await settle(
-                    tx,
-                    account,
-                    now,
-                    trigger="webhook",
-                    near=[o.start for o in changes],
-                    tags=[o.appointment_tag for o in changes if o.appointment_tag],
-                )
-                resolved += settled.resolved
+            await tx.lock_accounts(item.account for item in batch)
+            new_keys = await observation_store.insert_events(tx, [_event_row(i) for i in first.values()])
+            fresh = [item for key, item in first.items() if key in new_keys]
+            changes: list[tuple[str, Observation]] = [(i.account, o) for i in fresh for o in i.event.changes]
+            gone: dict[str, list[GoneUid]] = {}
+            for item in fresh:
+                if item.event.gone:
+                    gone.setdefault(item.account, []).extend(item.event.gone)
+            for account_id, gones in sorted(gone.items()):
+                units = await observation_store.units_of(tx, account_id, sorted({g.uid for g in gones}))
+                changes += [(account_id, o) for g in gones for o in gone_units(g, units.get(g.uid, []))]
+            if changes:
+                await observation_store.upsert_many(tx, changes, now)
+                resolved = await self._match(tx, changes, now)
         self.notifier.resolved(resolved)
         self.batches += 1
         self.events += len(batch)
-        return [new_flags[id(item)] for item in batch]
+        return [(i.account, i.body_sha256) in new_keys and first[(i.account, i.body_sha256)] is i for i in batch]
+
+    async def _match(self, tx: Tx, changes: list[tuple[str, Observation]], now: datetime) -> list[str]:
+        """Settle the pending verifications near the changed bookings (one probe for every account)."""
+        accounts = await account_store.get_many(tx, [a for a, _ in changes])
+        windows: list[tuple[str, datetime, datetime]] = []
+        tags: dict[str, set[str]] = {}
+        for account_id, account in accounts.items():
+            tolerance = timedelta(seconds=account.match_tolerance_seconds)
+            starts = [o.start for a, o in changes if a == account_id]
+            windows += [(account_id, lo, hi) for lo, hi in merge_windows((t - tolerance, t + tolerance) for t in starts)]
+            tags[account_id] = {o.appointment_tag for a, o in changes if a == account_id and o.appointment_tag}
+        near = await verification_store.pending_near_many(tx, windows)
+        resolved: list[str] = []
+        for account_id in sorted(accounts):  # an unknown account (deleted meanwhile) keeps its evidence
+            if near.get(account_id) or tags[account_id]:
+                settled = await settle(
+                    tx, accounts[account_id], now, trigger="webhook", seqs=near.get(account_id, ()), tags=sorted(tags[account_id])
+                )
+                resolved += settled.resolved
+        return resolved
 
 
 def _event_row(item: Submission) -> dict[str, object]:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import asyncpg
 
@@ -51,11 +51,19 @@ class Notifier:
             for event in self._waiters.get(verification_id, ()):
                 event.set()
 
-    async def wait(self, verification_id: str, timeout: float) -> None:
-        """Return when the verification may have a verdict, or after `timeout` seconds."""
+    async def wait(
+        self, verification_id: str, timeout: float, *, decided: Callable[[], Awaitable[bool]] | None = None
+    ) -> None:
+        """Return when the verification may have a verdict, or after `timeout` seconds.
+
+        `decided` is asked once the waiter is registered, so a verdict that landed just before
+        cannot slip between the caller's last read and the wait.
+        """
         event = asyncio.Event()
         self._waiters[verification_id].add(event)
         try:
+            if decided is not None and await decided():
+                return
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(event.wait(), timeout)
         finally:

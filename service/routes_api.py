@@ -77,7 +77,7 @@ async def post_verification(request: Request) -> JSON:
     recorded = await services.intake.record(body, services.clock())
     view = recorded.view
     if wait > 0 and view["status"] == "pending":
-        view = await _wait_for_verdict(services, view["id"], wait) or view
+        view = await _wait_for_verdict(services, view["id"], wait)
     return JSON(view, status_code=201 if recorded.created else 200)
 
 
@@ -86,21 +86,25 @@ async def get_verification(request: Request) -> JSON:
     wait = parse_wait(request)
     view = await services.intake.get(request.path_params["id"])
     if wait > 0 and view["status"] == "pending":
-        view = await _wait_for_verdict(services, view["id"], wait) or view
+        view = await _wait_for_verdict(services, view["id"], wait)
     return JSON(view)
 
 
-async def _wait_for_verdict(services: Any, verification_id: str, wait: float) -> dict[str, Any] | None:
+async def _wait_for_verdict(services: Any, verification_id: str, wait: float) -> dict[str, Any]:
+    """Long-poll: the verification as soon as it has a verdict, or as it is after `wait` seconds."""
     loop = services.loop_time
     deadline = loop() + wait
+
+    async def decided() -> bool:
+        return await services.intake.status(verification_id) != "pending"
+
+    first = True
     while True:
-        remaining = deadline - loop()
-        if remaining <= 0:
-            return await services.intake.get(verification_id)
-        await services.notifier.wait(verification_id, remaining)
-        status = await services.intake.status(verification_id)
-        if status != "pending":
-            return await services.intake.get(verification_id)
+        await services.notifier.wait(verification_id, max(deadline - loop(), 0), decided=decided if first else None)
+        first = False
+        view = await services.intake.get(verification_id)
+        if view["status"] != "pending" or loop() >= deadline:
+            return view
 
 
 async def list_verifications(request: Request) -> JSON:

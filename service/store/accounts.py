@@ -37,6 +37,10 @@ _COLUMNS = """id, calcom_api_key, webhook_secret, calcom_api_base, callback_url,
 
 GET = sql(f"SELECT {_COLUMNS} FROM accounts WHERE id = :id")
 LIST = sql(f"SELECT {_COLUMNS} FROM accounts ORDER BY id")
+GET_MANY = sql(
+    f"SELECT {_COLUMNS} FROM accounts WHERE id IN (SELECT value FROM json_each(:ids))",
+    postgresql=f"SELECT {_COLUMNS} FROM accounts WHERE id = ANY(:ids)",
+)
 WEBHOOK_SECRET = sql("SELECT webhook_secret FROM accounts WHERE id = :id")
 
 # Create or replace; a replaced account keeps its creation time and its credential state
@@ -106,6 +110,12 @@ def _account(row: dict[str, Any] | None) -> Account | None:
 
 async def get(tx: Tx, account_id: str) -> Account | None:
     return _account(await tx.fetch_one(GET, id=account_id))
+
+
+async def get_many(tx: Tx, account_ids: list[str]) -> dict[str, Account]:
+    if not account_ids:
+        return {}
+    return {row["id"]: Account(**row) for row in await tx.fetch_all(GET_MANY, ids=sorted(set(account_ids)))}
 
 
 async def webhook_secret(tx: Tx, account_id: str) -> str | None:

@@ -89,7 +89,7 @@ def _insert_events_query(count: int) -> Query:
         rows = ", ".join("(" + ", ".join(f":{c}_{i}" for c in _EVENT_COLUMNS) + ")" for i in range(count))
         query = sql(
             f"INSERT INTO webhook_events ({', '.join(_EVENT_COLUMNS)}) VALUES {rows} "
-            "ON CONFLICT (account, body_sha256) DO NOTHING RETURNING body_sha256"
+            "ON CONFLICT (account, body_sha256) DO NOTHING RETURNING account, body_sha256"
         )
         _INSERT_EVENTS[count] = query
     return query
@@ -146,6 +146,11 @@ async def upsert(tx: Tx, account: str, observations: Iterable[Observation], now:
     await tx.execute_many(UPSERT, [_row(o, account, now) for o in observations])
 
 
+async def upsert_many(tx: Tx, observations: Iterable[tuple[str, Observation]], now: datetime) -> None:
+    """Observations of several accounts, (account, observation) pairs, in one statement batch."""
+    await tx.execute_many(UPSERT, [_row(o, account, now) for account, o in observations])
+
+
 def _available(row: dict[str, Any]) -> Available:
     row = dict(row)
     row["hosts"] = tuple(json.loads(row["hosts"] or "[]"))
@@ -193,13 +198,13 @@ async def find(tx: Tx, account: str, uid: str) -> list[dict[str, Any]]:
     return await tx.fetch_all(OBSERVATION, account=account, uid=uid)
 
 
-async def insert_events(tx: Tx, rows: list[dict[str, Any]]) -> set[str]:
-    """Store raw webhook events once each; answer the body hashes that were new."""
-    new: set[str] = set()
+async def insert_events(tx: Tx, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """Store raw webhook events once each; answer the (account, body hash) pairs that were new."""
+    new: set[tuple[str, str]] = set()
     for start in range(0, len(rows), 200):
         chunk = rows[start : start + 200]
         params = {f"{c}_{i}": row[c] for i, row in enumerate(chunk) for c in _EVENT_COLUMNS}
-        new |= {r["body_sha256"] for r in await tx.fetch_all(_insert_events_query(len(chunk)), **params)}
+        new |= {(r["account"], r["body_sha256"]) for r in await tx.fetch_all(_insert_events_query(len(chunk)), **params)}
     return new
 
 

@@ -74,6 +74,21 @@ PENDING_NEAR = sql(
         WHERE account = :account AND active AND start_at >= w.lo AND start_at <= w.hi OFFSET 0) p
     """,
 )
+# The same probe for a whole webhook batch: windows of several accounts, one statement.
+PENDING_NEAR_MANY = sql(
+    """
+    SELECT DISTINCT json_extract(w.value, '$[0]') AS account, p.verification_seq
+    FROM json_each(:windows) w JOIN phases p
+    ON p.account = json_extract(w.value, '$[0]') AND p.active
+    AND p.start_at >= json_extract(w.value, '$[1]') AND p.start_at <= json_extract(w.value, '$[2]')
+    """,
+    postgresql="""
+    SELECT DISTINCT w.account, p.verification_seq
+    FROM unnest(CAST(:accounts AS text[]), CAST(:los AS timestamptz[]), CAST(:his AS timestamptz[])) AS w(account, lo, hi)
+    CROSS JOIN LATERAL (SELECT verification_seq FROM phases
+        WHERE account = w.account AND active AND start_at >= w.lo AND start_at <= w.hi OFFSET 0) p
+    """,
+)
 PENDING_FOR_APPOINTMENTS = _sql_in(
     "SELECT seq FROM verifications WHERE account = :account AND status = 'pending' AND {in}", "appointment_id", "ids"
 )
@@ -186,6 +201,22 @@ async def pending_near(tx: Tx, account: str, windows: Sequence[tuple[datetime, d
         PENDING_NEAR, account=account, windows=list(windows), los=[lo for lo, _ in windows], his=[hi for _, hi in windows]
     )
     return {row["verification_seq"] for row in rows}
+
+
+async def pending_near_many(tx: Tx, windows: Sequence[tuple[str, datetime, datetime]]) -> dict[str, set[int]]:
+    """For (account, lo, hi) windows: each account's pending verifications with a phase inside one."""
+    found: dict[str, set[int]] = {}
+    if windows:
+        rows = await tx.fetch_all(
+            PENDING_NEAR_MANY,
+            windows=[list(w) for w in windows],
+            accounts=[a for a, _, _ in windows],
+            los=[lo for _, lo, _ in windows],
+            his=[hi for _, _, hi in windows],
+        )
+        for row in rows:
+            found.setdefault(row["account"], set()).add(row["verification_seq"])
+    return found
 
 
 async def pending_for_appointments(tx: Tx, account: str, appointment_ids: Sequence[str]) -> set[int]:
