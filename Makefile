@@ -26,5 +26,9 @@ test: install
 drills: install
 	$(BIN)/python -m pytest -m drill tests/drills $(PYTEST_ARGS)
 
+# SPEC §10 benchmarks (bench/README.md); appends a dated section to BENCHMARKS.md. ~20 min.
+bench: install
+	$(BIN)/python bench/run_all.py
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis
