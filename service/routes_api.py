@@ -18,6 +18,7 @@ from .views import iso
 def account_view(account: Account) -> dict[str, Any]:
     """An account as the API shows it: which secrets are set, never their values."""
     return {
+        "id": account.id,
         "account": account.id,
         "calcom_api_key": "set",
         "webhook_secret": "set",
