@@ -335,8 +335,11 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     from .callbacks import CallbackDeliverer
     from .clock import system_clock
 
+    from .store.migrations import apply_pending_migrations
+
     db = Database(settings.database_url)
     await db.connect()
+    await apply_pending_migrations(db)
     limits = httpx.Limits(max_connections=50, max_keepalive_connections=20)
     async with httpx.AsyncClient(limits=limits, follow_redirects=False) as http:
         owner = default_owner()

@@ -25,6 +25,7 @@ from .logs import secret_registry
 from .notify import Notifier
 from .routes_webhooks import SecretCache
 from .settings import Settings
+from .store.migrations import apply_pending_migrations
 
 log = logging.getLogger("service.web")
 
@@ -54,6 +55,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         db = Database(settings.database_url)
         await db.connect()
+        await apply_pending_migrations(db)
         notifier = Notifier(db)
         ingestor = Ingestor(db, notifier, clock)
         app.state.services = Services(

@@ -91,3 +91,19 @@ def test_concurrent_release_processes_on_sqlite(tmp_path: Path) -> None:
     results = [p.communicate(timeout=120) + (p.returncode,) for p in processes]
     assert [code for _, _, code in results] == [0, 0, 0], results
     assert sum("0001_initial" in out for out, _, _ in results) == 1
+
+
+async def test_web_started_without_release_migrates_itself(tmp_path: Path) -> None:
+    import httpx
+
+    from service.settings import Settings
+    from service.web import create_app
+
+    from .helpers import API_TOKEN
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'never-released.sqlite3'}"
+    app = create_app(Settings(_env_file=None, database_url=url, api_token=API_TOKEN))
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            ready = await http.get("/readyz")
+            assert ready.status_code == 200 and ready.json()["migrations"] == "current"

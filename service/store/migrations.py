@@ -90,3 +90,14 @@ async def _apply_all(db: Database) -> list[str]:
 
 def _now_text() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+async def apply_pending_migrations(db: Database) -> None:
+    """At process start: apply what `release` has not (concurrent starts take turns), and say so."""
+    if await pending(db):
+        applied_now = await migrate(db)
+        if applied_now:
+            log.warning(
+                "migrations applied at start-up; run the release process before starting web/poller",
+                extra={"event": "migrations_applied_at_start", "versions": applied_now},
+            )
