@@ -192,10 +192,15 @@ class Poller:
             pace.reset_at = getattr(exc, "reset_at", pace.reset_at)
             if isinstance(exc, CalcomUnavailable) and exc.rate_limited:
                 pace.paused_until = ratelimit.pause_after_429(now, self.rng)
+                event, message = "calcom_rate_limited", "Cal.com rate limit hit; pausing this API key"
             else:
                 backoff_until = now + timedelta(seconds=ratelimit.backoff(streak, self.rng))
                 pace.paused_until = max(pace.paused_until or backoff_until, backoff_until)
-                log.warning("Cal.com rate limit hit; pausing this API key", extra={"event": "calcom_rate_limited", "account": account.id, "paused_until": pace.paused_until.isoformat()})
+                event, message = "calcom_backoff", "no complete answer from Cal.com; backing off this account"
+            log.warning(
+                message,
+                extra={"event": event, "account": account.id, "error": type(exc).__name__, "streak": streak, "paused_until": pace.paused_until.isoformat()},
+            )
             if isinstance(exc, CalcomCredentialsBroken):
                 await self._credentials(account, "broken", str(exc), now)
             return _Answer(False, calls, f"{type(exc).__name__}: {exc}"[:300])
