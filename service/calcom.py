@@ -68,7 +68,7 @@ class CalcomClient:
                 if not has_next or returned < PAGE_SIZE:
                     logger.info(
                         "Cal.com bookings fetched",
-                        extra={"event": "calcom.fetched", "calls": calls, "items": len(items), "remaining": remaining},
+                        extra={"event": "calcom_fetched", "calls": calls, "items": len(items), "remaining": remaining},
                     )
                     return FetchResult(items=items, calls=calls, remaining=remaining, reset_at=reset_at)
             raise CalcomUnavailable(f"Cal.com had more bookings after {MAX_PAGES} pages; the answer is incomplete")
@@ -77,7 +77,7 @@ class CalcomClient:
             exc.calls, exc.remaining, exc.reset_at = calls, remaining, reset_at  # type: ignore[attr-defined]
             logger.warning(
                 "Cal.com bookings fetch failed",
-                extra={"event": "calcom.fetch_failed", "calls": calls, "error": type(exc).__name__, "reason": str(exc)},
+                extra={"event": "calcom_fetch_failed", "calls": calls, "error": type(exc).__name__, "reason": str(exc)},
             )
             raise
 

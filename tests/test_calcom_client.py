@@ -393,7 +393,7 @@ async def test_client_logs_a_structured_event_per_fetch(client, calcom, caplog):
     await fetch(client)
 
     events = [record for record in caplog.records if record.name == "service.calcom"]
-    assert [(e.event, e.calls, e.items) for e in events] == [("calcom.fetched", 2, 300)]
+    assert [(e.event, e.calls, e.items) for e in events] == [("calcom_fetched", 2, 300)]
 
 
 async def test_client_rejects_an_unusable_api_base(client):
