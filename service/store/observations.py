@@ -99,7 +99,6 @@ def _insert_events_query(count: int) -> Query:
 PRUNE_EVENTS = sql(
     "DELETE FROM webhook_events WHERE seq IN (SELECT seq FROM webhook_events WHERE received_at < :before ORDER BY seq LIMIT :limit)"
 )
-COUNT_EVENTS = sql("SELECT COUNT(*) AS n FROM webhook_events WHERE account = :account")
 
 
 @dataclass(frozen=True)
@@ -212,6 +211,3 @@ async def prune_events(tx: Tx, before: datetime, limit: int = 5000) -> int:
     """Forget raw webhook bodies received before `before` (at most `limit` per call)."""
     return await tx.execute(PRUNE_EVENTS, before=before, limit=limit)
 
-
-async def count_events(tx: Tx, account: str) -> int:
-    return int(await tx.fetch_val(COUNT_EVENTS, account=account) or 0)

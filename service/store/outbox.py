@@ -39,10 +39,6 @@ ABANDON = sql(
     WHERE seq = :seq AND state = 'pending' AND lease_owner = :owner
     """
 )
-BY_VERIFICATION = sql(
-    "SELECT seq, id, event_type, payload, state, attempts, last_status, last_error, created_at, delivered_at "
-    "FROM outbox WHERE verification_seq = :verification_seq ORDER BY seq"
-)
 
 
 async def add(tx: Tx, *, event_id: str, verification_seq: int, account: str, event_type: str, payload: str, now: datetime) -> None:
@@ -88,6 +84,3 @@ async def record_attempt(
 async def abandon(tx: Tx, seq: int, owner: str, last_error: str) -> bool:
     return await tx.execute(ABANDON, seq=seq, owner=owner, last_error=last_error) == 1
 
-
-async def for_verification(tx: Tx, verification_seq: int) -> list[dict[str, Any]]:
-    return await tx.fetch_all(BY_VERIFICATION, verification_seq=verification_seq)

@@ -131,7 +131,6 @@ RECORD_CHECK = sql(
     WHERE seq = :seq AND status = 'pending' AND lease_owner = :owner
     """
 )
-DUE_SOON = sql("SELECT MIN(next_check_at) AS due FROM verifications WHERE status = 'pending'")
 
 _LIST_FILTERS = {
     "account": "account = :account",
@@ -289,8 +288,6 @@ async def record_check(
     return changed == 1
 
 
-async def next_due(tx: Tx) -> datetime | None:
-    return await tx.fetch_val(DUE_SOON)
 
 
 async def list_page(tx: Tx, *, limit: int, **filters: Any) -> list[dict[str, Any]]:
