@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,6 +146,14 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
+
+
+def report(title: str, m: dict, body: str, summary: list, append_to_file: bool) -> None:
+    """Print one script's result (machine, command, tables, PASS/MISS) and optionally append it."""
+    text = f"{machine_line(m)}\n\n`{command_line()}`\n\n{body}\n\n" + table(["target", "figure", ""], summary)
+    print("\n" + text)
+    if append_to_file:
+        append(f"{title} — {m['date']}", text)
 
 
 def append(title: str, body: str) -> None:

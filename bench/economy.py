@@ -141,10 +141,7 @@ def main() -> None:
     args = p.parse_args()
     m = c.machine()
     body, summary = measure(c.databases(args.db), pending=args.pending)
-    text = f"{c.machine_line(m)}\n\n`{c.command_line()}`\n\n{body}\n\n" + c.table(["target", "figure", ""], summary)
-    print("\n" + text)
-    if args.append:
-        c.append(f"API economy — {m['date']}", text)
+    c.report("API economy", m, body, summary, args.append)
 
 
 if __name__ == "__main__":

@@ -87,10 +87,7 @@ def main() -> None:
     m = c.machine()
     body, summary = measure(c.databases(args.db), pending=args.pending, repeat=args.repeat, seconds=args.seconds,
                             connections=tuple(int(x) for x in args.connections.split(",")))
-    text = f"{c.machine_line(m)}\n\n`{c.command_line()}`\n\n{body}\n\n" + c.table(["target", "figure", ""], summary)
-    print("\n" + text)
-    if args.append:
-        c.append(f"Webhook ingest — {m['date']}", text)
+    c.report("Webhook ingest", m, body, summary, args.append)
 
 
 if __name__ == "__main__":

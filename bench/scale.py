@@ -72,10 +72,7 @@ def main() -> None:
     args = p.parse_args()
     m = c.machine()
     body, summary = measure(c.databases(args.db), repeat=args.repeat, seconds=args.seconds)
-    text = f"{c.machine_line(m)}\n\n`{c.command_line()}`\n\n{body}\n\n" + c.table(["target", "figure", ""], summary)
-    print("\n" + text)
-    if args.append:
-        c.append(f"Scale and memory — {m['date']}", text)
+    c.report("Scale and memory", m, body, summary, args.append)
 
 
 if __name__ == "__main__":

@@ -132,10 +132,7 @@ def main() -> None:
     args = p.parse_args()
     m = c.machine()
     body, summary = measure(c.databases(args.db), n=args.n, repeat=args.repeat)
-    text = f"{c.machine_line(m)}\n\n`{c.command_line()}`\n\n{body}\n\n" + c.table(["target", "figure", ""], summary)
-    print("\n" + text)
-    if args.append:
-        c.append(f"Time to verdict — {m['date']}", text)
+    c.report("Time to verdict", m, body, summary, args.append)
 
 
 if __name__ == "__main__":
