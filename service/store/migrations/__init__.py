@@ -1,4 +1,4 @@
-"""Forward-only SQL migrations from `migrations/<dialect>/NNNN_name.sql`.
+"""Forward-only SQL migrations: `<dialect>/NNNN_name.sql` beside this file, shipped inside the package.
 
 Each file runs in its own transaction together with the row that records it, so a crash leaves a
 file either applied or not. On PostgreSQL a session advisory lock makes concurrent `release`
@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 import re
 from datetime import datetime, timezone
-from pathlib import Path
+from importlib import resources
+from importlib.resources.abc import Traversable
 
-from ..db import Database, Tx, sql
+from ...db import Database, Tx, sql
 
 log = logging.getLogger("service.migrations")
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 _LOCK_KEY = 7_202_611  # any constant; shared by every release process of this product
 _FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -31,14 +31,14 @@ _TABLE_EXISTS = sql(
 )
 
 
-def available(dialect: str) -> list[tuple[str, Path]]:
-    """The migration files for one dialect, in order: [(version, path)]."""
-    folder = MIGRATIONS_DIR / dialect
-    found = []
-    for path in sorted(folder.glob("*.sql")):
-        if _FILE.match(path.name):
-            found.append((path.stem, path))
-    return found
+def available(dialect: str) -> list[tuple[str, Traversable]]:
+    """The migration files for one dialect, in order: [(version, file)] (read from the installed package)."""
+    folder = resources.files(__name__) / dialect
+    found = [(entry.name[: -len(".sql")], entry) for entry in folder.iterdir() if _FILE.match(entry.name)] if folder.is_dir() else []
+    if not found:
+        # An installation without its schema must not report an empty database as "current".
+        raise RuntimeError(f"no {dialect} migrations found in the installed package {__name__}: the installation is incomplete")
+    return sorted(found, key=lambda item: item[0])
 
 
 def statements(script: str) -> list[str]:
