@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from service.errors import CalcomCredentialsBroken, CalcomError, CalcomRequestRejected, CalcomUnavailable
-from service.observations import EARLIEST_YEAR, LATEST_YEAR, Observation, as_int, emails, metadata_tags
+from service.observations import EARLIEST_YEAR, LATEST_YEAR, Observation, as_int, emails, metadata_tags, phones
 from service.ratelimit import parse_rate_headers
 
 logger = logging.getLogger("service.calcom")
@@ -126,7 +126,7 @@ def observations_from_api(item: dict[str, Any], fetched_at: datetime) -> list[Ob
     if not seats:
         appointment_tag, phase_tag = metadata_tags(metadata)
         tags = {"appointment_tag": appointment_tag, "phase_tag": phase_tag}
-        return [Observation(**common, attendees=emails(attendees), **tags)]
+        return [Observation(**common, attendees=emails(attendees), phones=phones(attendees), **tags)]
     observations: dict[str, Observation] = {}
     for seat in seats:
         # The seat's own metadata wins, as in the webhook Cal.com sends for a new seat
@@ -137,6 +137,7 @@ def observations_from_api(item: dict[str, Any], fetched_at: datetime) -> list[Ob
             **common,
             seat=seat_uid,
             attendees=emails([seat]),
+            phones=phones([seat]),
             appointment_tag=appointment_tag,
             phase_tag=phase_tag,
         )

@@ -25,7 +25,7 @@ import databases
 from .errors import DatabaseUnavailable, UniqueViolation
 
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")
-BOOL_COLUMNS = frozenset({"enabled", "staff_required", "active"})
+BOOL_COLUMNS = frozenset({"enabled", "staff_required", "active", "time_only_matching"})
 
 _PG_UNAVAILABLE = (
     OSError,
@@ -188,6 +188,18 @@ class Tx:
         if self.dialect == "postgresql":
             await self.execute(_ACCOUNT_LOCKS, accounts=sorted(set(accounts)))
 
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """A nested unit inside the transaction: on error only its own writes are undone."""
+        await self.execute(_SAVEPOINT)
+        try:
+            yield
+        except BaseException:
+            await self.execute(_ROLLBACK_TO_SAVEPOINT)
+            await self.execute(_RELEASE_SAVEPOINT)
+            raise
+        await self.execute(_RELEASE_SAVEPOINT)
+
     async def notify(self, channel: str, payload: str) -> None:
         """Tell other processes after commit (PostgreSQL NOTIFY is transactional)."""
         if self.dialect == "postgresql":
@@ -199,6 +211,9 @@ _ACCOUNT_LOCKS = sql(
     "SELECT pg_advisory_xact_lock(hashtextextended(a, 7)) FROM (SELECT a FROM unnest(CAST(:accounts AS text[])) a ORDER BY a) s"
 )
 _NOTIFY = sql("SELECT pg_notify(:channel, :payload)")
+_SAVEPOINT = sql("SAVEPOINT nested_unit")
+_ROLLBACK_TO_SAVEPOINT = sql("ROLLBACK TO SAVEPOINT nested_unit")
+_RELEASE_SAVEPOINT = sql("RELEASE SAVEPOINT nested_unit")
 
 
 def translate(exc: BaseException) -> BaseException:

@@ -24,7 +24,7 @@ from .observations import Observation
 from .store import accounts as account_store
 from .store import observations as observation_store
 from .store import verifications as verification_store
-from .verdicts import merge_windows, settle
+from .verdicts import merge_windows, settle_guarded
 from .webhooks import GoneUid, WebhookEvent, gone_units
 
 log = logging.getLogger("service.ingest")
@@ -43,8 +43,11 @@ class Submission:
 class Ingestor:
     """The single writer of webhook events in this process."""
 
-    def __init__(self, db: Database, notifier: Notifier, clock: Callable[[], datetime], *, max_batch: int = 256) -> None:
+    def __init__(
+        self, db: Database, notifier: Notifier, clock: Callable[[], datetime], *, settle_seconds: float = 2.0, max_batch: int = 256
+    ) -> None:
         self.db = db
+        self.settle_seconds = settle_seconds
         self.notifier = notifier
         self.clock = clock
         self.max_batch = max_batch
@@ -139,8 +142,16 @@ class Ingestor:
         resolved: list[str] = []
         for account_id in sorted(accounts):  # an unknown account (deleted meanwhile) keeps its evidence
             if near.get(account_id) or tags[account_id]:
-                settled = await settle(
-                    tx, accounts[account_id], now, trigger="webhook", seqs=near.get(account_id, ()), tags=sorted(tags[account_id])
+                # Guarded: an event answered 200 stays stored even when deciding on it fails.
+                settled = await settle_guarded(
+                    tx,
+                    accounts[account_id],
+                    now,
+                    mode="instant",
+                    trigger="webhook",
+                    settle_seconds=self.settle_seconds,
+                    seqs=near.get(account_id, ()),
+                    tags=sorted(tags[account_id]),
                 )
                 resolved += settled.resolved
         return resolved

@@ -20,7 +20,9 @@ from .settings import Settings
 from .store import accounts as account_store
 from .store import observations as observation_store
 from .store import verifications as verification_store
-from .verdicts import settle, write_event
+from . import plan
+from .apply import apply
+from .verdicts import settle_guarded
 from .views import render
 
 log = logging.getLogger("service.intake")
@@ -74,23 +76,23 @@ class Intake:
             enabled = self.settings.post_sync_verification and account.enabled
             seq, verification_id = await self._insert(tx, request, fingerprint, now, enabled)
             if enabled:
-                settled = await settle(
+                # Guarded: the failure is recorded even when deciding on it fails (the first check retries).
+                settled = await settle_guarded(
                     tx,
                     account,
                     now,
+                    mode="instant",
                     trigger="intake",
+                    settle_seconds=self.settings.settle_seconds,
+                    seqs=[seq],
                     near=[p.start for p in request.phases if p.staff_required],
                     tags=[str(request.appointment_id)],
-                    seqs=[seq],
                 )
                 resolved = settled.resolved
             else:
-                resolved = [verification_id]
-                if account.callback_url:
-                    rows = await verification_store.by_seqs(tx, [seq])
-                    phases = await verification_store.phases_of(tx, [seq])
-                    await write_event(tx, account.id, rows[0], phases[seq], now)
-                await tx.notify("verdicts", verification_id)
+                rows = await verification_store.by_seqs(tx, [seq])
+                phases = await verification_store.phases_of(tx, [seq])
+                resolved = await apply(tx, account, plan.disabled(rows[0], phases[seq]), now)
             view = await load_view(tx, seq)
         self.notifier.resolved(resolved)
         log.info(
@@ -121,10 +123,10 @@ class Intake:
             "service": request.service,
             "sync_error": request.sync_error,
             "fingerprint": fingerprint,
-            "status": "pending" if enabled else "manual_review",
-            "review_reason": None if enabled else "verification_disabled",
-            "resolved_via": None if enabled else "system",
-            "resolved_at": None if enabled else now,
+            "status": "pending",
+            "review_reason": None,
+            "resolved_via": None,
+            "resolved_at": None,
             "window_start_at": window_start,
             "window_end_at": window_end,
             "next_check_at": now + timedelta(seconds=self.settings.settle_seconds) if enabled else None,
@@ -141,6 +143,7 @@ class Intake:
                 "event_type_id": p.event_type_id,
                 "host_email": p.host_email,
                 "attendee_email": p.attendee_email,
+                "attendee_phone": p.attendee_phone,
                 "staff_required": p.staff_required,
                 "active": enabled and p.staff_required,
                 "status": "pending" if p.staff_required else "not_required",
@@ -185,41 +188,24 @@ class Intake:
             assert row is not None
             if row["status"] not in ("pending", "manual_review"):
                 raise Conflict(f"verification {verification_id} is already {row['status']}; only pending or manual_review can be resolved")
-            phases = (await verification_store.phases_of(tx, [row["seq"]]))[row["seq"]]
-            updates = await self._operator_bookings(tx, row, phases, request, now)
-            changed = await verification_store.resolve(
-                tx,
-                row["seq"],
-                expected=row["status"],
-                status="resolved",
-                now=now,
-                resolved_via="operator",
-                resolution=request.outcome,
-                note=request.note,
-            )
-            if not changed:
-                raise Conflict(f"verification {verification_id} changed meanwhile; read it again")
-            if updates:
-                await verification_store.set_phases(tx, updates)
             account = await account_store.get(tx, row["account"])
-            if account is not None and account.callback_url:
-                fresh = await verification_store.by_seqs(tx, [row["seq"]])
-                await write_event(tx, account.id, fresh[0], (await verification_store.phases_of(tx, [row["seq"]]))[row["seq"]], now)
-            await tx.notify("verdicts", verification_id)
+            if account is None:
+                raise NotFound(f"unknown account {row['account']!r}")
+            phases = (await verification_store.phases_of(tx, [row["seq"]]))[row["seq"]]
+            named = await self._named_bookings(tx, row, phases, request)
+            held = await observation_store.claims_of(tx, row["seq"])
+            decided = plan.operator(row, phases, held, named, request.outcome, request.note)
+            await apply(tx, account, decided, now)
             view = await load_view(tx, row["seq"])
         self.notifier.resolved([verification_id])
-        log.info(
-            "verification resolved by operator",
-            extra={"event": "verification_resolved", "verification_id": verification_id, "resolution": request.outcome},
-        )
         return view
 
-    async def _operator_bookings(
-        self, tx: Tx, row: dict[str, Any], phases: list[dict[str, Any]], request: ResolveIn, now: datetime
-    ) -> list[dict[str, Any]]:
-        """Record the bookings an operator names (claimed, so no other phase can take them)."""
+    async def _named_bookings(
+        self, tx: Tx, row: dict[str, Any], phases: list[dict[str, Any]], request: ResolveIn
+    ) -> dict[str, plan.BookingRef]:
+        """The booking units an operator names, as stored (a uid we never saw is taken as given)."""
         if not request.bookings:
-            return []
+            return {}
         by_key = {p["key"]: p for p in phases}
         unknown = sorted(set(request.bookings) - {k for k, p in by_key.items() if p["staff_required"]})
         if unknown:
@@ -227,29 +213,18 @@ class Intake:
                 f"bookings names phases this verification has no staff-required phase for: {', '.join(unknown)}",
                 details=[{"field": f"bookings.{key}", "message": "no such staff-required phase"} for key in unknown],
             )
-        updates = []
+        named: dict[str, plan.BookingRef] = {}
         for key, uid in sorted(request.bookings.items()):
-            phase = by_key[key]
-            if phase["booking_uid"] == uid:
-                continue
-            if not await observation_store.claim(tx, row["account"], uid, "", row["seq"], key, now):
-                raise Conflict(f"booking {uid} is already claimed by another verification")
             known = await observation_store.find(tx, row["account"], uid)
             first = known[0] if known else None
-            updates.append(
-                {
-                    "verification_seq": row["seq"],
-                    "key": key,
-                    "status": "matched",
-                    "active": False,
-                    "booking_uid": uid,
-                    "booking_seat": "",
-                    "booking_id": first["booking_id"] if first else None,
-                    "booking_start_at": first["start_at"] if first else None,
-                    "booking_source": first["source"] if first else "operator",
-                }
+            named[key] = plan.BookingRef(
+                uid,
+                first["seat"] if first else "",
+                first["booking_id"] if first else None,
+                first["start_at"] if first else None,
+                first["source"] if first else "operator",
             )
-        return updates
+        return named
 
 
 def encode_cursor(seq: int) -> str:

@@ -1,4 +1,4 @@
-"""The matching engine (SPEC §5): pending phases and booking observations in, verdicts out.
+"""The matching engine: pending phases and booking observations in, an assignment out.
 
 Pure: no I/O, no clock. Rules, in the order they apply:
 
@@ -6,23 +6,41 @@ Pure: no I/O, no clock. Rules, in the order they apply:
    other attributes: to the phase named by `metadata.phase`, else to the nearest phase by start.
    Tagged bookings are assigned first; a tag naming another appointment never matches.
 2. An untagged booking can satisfy a staff-required phase when it is not gone, starts within the
-   tolerance and agrees with every constraint the phase gives (event type, host, attendee).
-3. A booking satisfies at most one phase. Among all ways to assign the untagged candidates we
+   tolerance and agrees with every constraint the phase gives (event type, host, attendee e-mail,
+   attendee phone).
+3. Identity: a phase that names a person (host, attendee e-mail or phone) identifies its booking;
+   a phase that gives only times and an event type does not, unless its account opted into
+   time-only matching. Identifying phases choose among the untagged bookings before the others;
+   the others only find *candidates* among what is left (`identity == "time"`), which never
+   verify on their own.
+4. A booking satisfies at most one phase. Among all ways to assign the untagged candidates we
    prefer, in this order: more verifications complete, more phases matched, smaller total time
-   distance. A verification is complete only if every optimal assignment completes it the same
-   way; where optimal assignments disagree about a phase, that phase is ambiguous: never guessed.
+   distance. Where optimal assignments disagree about a phase, that phase is ambiguous: never
+   guessed. The search (`search.py`) decides each independent component exactly or, past its
+   budget, gives up visibly and decides nothing there.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from .search import Slot, decide_components
+
 BookingKey = tuple[str, str]  # (uid, seat); seat is "" for a booking without seats
 _MS = timedelta(milliseconds=1)
-_NONE = None
+_NON_DIGITS = re.compile(r"[^0-9]")
+
+
+def phone_digits(value: str | None) -> str | None:
+    """A phone number reduced to its digits (how phones are compared); None when it has none."""
+    if value is None:
+        return None
+    digits = _NON_DIGITS.sub("", value)
+    return digits or None
 
 
 @dataclass(frozen=True)
@@ -34,12 +52,19 @@ class PhaseSpec:
     event_type_id: int | None = None
     host_email: str | None = None
     attendee_email: str | None = None
+    attendee_phone: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("host_email", "attendee_email"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, value.strip().lower() or None)
+        object.__setattr__(self, "attendee_phone", phone_digits(self.attendee_phone))
+
+    @property
+    def names_someone(self) -> bool:
+        """Does a constraint of this phase name a person (so agreeing with it identifies a booking)?"""
+        return bool(self.host_email or self.attendee_email or self.attendee_phone)
 
 
 @dataclass(frozen=True)
@@ -50,6 +75,7 @@ class Target:
     account: str
     appointment_id: str
     phases: tuple[PhaseSpec, ...]
+    time_only: bool = False  # the account accepts a booking identified by its time alone
 
 
 @dataclass(frozen=True)
@@ -64,6 +90,7 @@ class Booking:
     event_type_id: int | None = None
     hosts: frozenset[str] = frozenset()
     attendees: frozenset[str] = frozenset()
+    phones: frozenset[str] = frozenset()
     appointment_tag: str | None = None
     phase_tag: str | None = None
     gone: bool = False
@@ -72,6 +99,7 @@ class Booking:
     def __post_init__(self) -> None:
         object.__setattr__(self, "hosts", frozenset(h.strip().lower() for h in self.hosts if h))
         object.__setattr__(self, "attendees", frozenset(a.strip().lower() for a in self.attendees if a))
+        object.__setattr__(self, "phones", frozenset(d for d in (phone_digits(p) for p in self.phones) if d))
         for name in ("appointment_tag", "phase_tag"):
             value = getattr(self, name)
             if value is not None:
@@ -84,12 +112,28 @@ class Booking:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What matching concluded for one verification."""
+    """What matching concluded for one verification.
+
+    `identity[key]` says what tied each matched booking to its phase: "tag", "person" (a named
+    host/attendee agreed) or "time" (time and event type only). `contested` lists matched phases
+    whose untagged booking other pending verifications could also take. `component` names the
+    group of verifications decided together; `gave_up` is set when that group was too hard to
+    decide within the budget (then nothing in it is decided).
+    """
 
     complete: bool
     matched: Mapping[str, Booking] = field(default_factory=dict)
     ambiguous: frozenset[str] = frozenset()
     missing: frozenset[str] = frozenset()
+    identity: Mapping[str, str] = field(default_factory=dict)
+    contested: frozenset[str] = frozenset()
+    component: int = 0
+    gave_up: bool = False
+
+    @property
+    def unconfirmed(self) -> frozenset[str]:
+        """Matched phases whose booking only its time ties to the phase."""
+        return frozenset(key for key, how in self.identity.items() if how == "time")
 
 
 def distance_ms(phase: PhaseSpec, booking: Booking) -> int:
@@ -106,6 +150,8 @@ def eligible(phase: PhaseSpec, booking: Booking, tolerance_ms: int) -> bool:
         return False
     if phase.attendee_email and phase.attendee_email not in booking.attendees:
         return False
+    if phase.attendee_phone and phase.attendee_phone not in booking.phones:
+        return False
     return True
 
 
@@ -121,50 +167,120 @@ def match(
     live: dict[tuple[str, str, str], Booking] = {}
     for booking in sorted(bookings, key=lambda b: (b.account, b.uid, b.seat, b.gone)):
         live.setdefault((booking.account, booking.uid, booking.seat), booking)
-    pool = [b for b in live.values() if not b.gone]
+    pool = sorted((b for b in live.values() if not b.gone), key=lambda b: (b.account, b.start, b.uid, b.seat))
     tolerance_ms = int(round(tolerance_seconds * 1000))
 
     fixed, used = _assign_tagged(ordered, pool)
-    slots: list[tuple[Target, PhaseSpec, list[tuple[int, Booking]]]] = []
-    for target in ordered:
-        for phase in target.phases:
-            if phase.key in fixed[target.ref]:
-                continue
-            options = sorted(
-                (
-                    (distance_ms(phase, b), b)
-                    for b in pool
-                    if b.account == target.account
-                    and b.appointment_tag is None
-                    and (b.account, b.uid, b.seat) not in used
-                    and eligible(phase, b, tolerance_ms)
-                ),
-                key=lambda item: (item[0], item[1].uid, item[1].seat),
-            )
-            slots.append((target, phase, options))
+    untagged = [b for b in pool if b.appointment_tag is None and (b.account, b.uid, b.seat) not in used]
+    options = _options(ordered, fixed, untagged, tolerance_ms)
 
-    decided: dict[tuple[Hashable, str], set[Booking | None]] = {}
-    for component in _components(ordered, slots):
-        decided.update(_search(component, fixed, max_nodes))
+    # Who could take each untagged booking: two or more verifications make it contested.
+    wanted_by: dict[tuple[str, str, str], set[Hashable]] = defaultdict(set)
+    for (ref, _), found in options.items():
+        for _, b in found:
+            wanted_by[(b.account, b.uid, b.seat)].add(ref)
+
+    identifying = [(t, p) for t in ordered for p in t.phases if p.key not in fixed[t.ref] and (t.time_only or p.names_someone)]
+    first = decide_components([Slot(t.ref, p.key, p.start, options[(t.ref, p.key)]) for t, p in identifying], max_nodes)
+    # Time-only phases look only at what the identifying phases cannot take.
+    taken = {(b.account, b.uid, b.seat) for values in first.values.values() for b in values if b is not None}
+    rest = [(t, p) for t in ordered for p in t.phases if p.key not in fixed[t.ref] and not (t.time_only or p.names_someone)]
+    second = decide_components(
+        [
+            Slot(t.ref, p.key, p.start, [(d, b) for d, b in options[(t.ref, p.key)] if (b.account, b.uid, b.seat) not in taken])
+            for t, p in rest
+        ],
+        max_nodes,
+    )
+    values = {**first.values, **second.values}
+    components = _merge_components(ordered, first.component_of, second.component_of, wanted_by)
+    gave_up = first.gave_up | second.gave_up
 
     outcomes: dict[Hashable, Outcome] = {}
     for target in ordered:
         matched: dict[str, Booking] = dict(fixed[target.ref])
+        identity = dict.fromkeys(matched, "tag")
         ambiguous: set[str] = set()
         missing: set[str] = set()
+        contested: set[str] = set()
         for phase in target.phases:
             if phase.key in matched:
                 continue
-            values = decided.get((target.ref, phase.key), {_NONE})
-            if len(values) > 1:
+            found = values.get((target.ref, phase.key), {None})
+            if len(found) > 1:
                 ambiguous.add(phase.key)
-            elif values == {_NONE}:
+            elif found == {None}:
                 missing.add(phase.key)
             else:
-                matched[phase.key] = next(iter(values))  # type: ignore[assignment]
-        complete = not ambiguous and not missing
-        outcomes[target.ref] = Outcome(complete, matched, frozenset(ambiguous), frozenset(missing))
+                booking = next(iter(found))
+                assert booking is not None
+                matched[phase.key] = booking
+                identity[phase.key] = "person" if phase.names_someone else "time"
+                if len(wanted_by[(booking.account, booking.uid, booking.seat)]) > 1:
+                    contested.add(phase.key)
+        outcomes[target.ref] = Outcome(
+            complete=not ambiguous and not missing,
+            matched=matched,
+            ambiguous=frozenset(ambiguous),
+            missing=frozenset(missing),
+            identity=identity,
+            contested=frozenset(contested),
+            component=components[target.ref],
+            gave_up=target.ref in gave_up,
+        )
     return outcomes
+
+
+def _options(
+    targets: list[Target], fixed: dict[Hashable, dict[str, Booking]], untagged: list[Booking], tolerance_ms: int
+) -> dict[tuple[Hashable, str], list[tuple[int, Booking]]]:
+    """For each phase not settled by a tag: its eligible untagged bookings, nearest first."""
+    by_account: dict[str, list[Booking]] = defaultdict(list)
+    for b in untagged:
+        by_account[b.account].append(b)
+    found: dict[tuple[Hashable, str], list[tuple[int, Booking]]] = {}
+    for target in targets:
+        candidates = by_account.get(target.account, [])
+        for phase in target.phases:
+            if phase.key in fixed[target.ref]:
+                continue
+            found[(target.ref, phase.key)] = sorted(
+                ((distance_ms(phase, b), b) for b in candidates if eligible(phase, b, tolerance_ms)),
+                key=lambda item: (item[0], item[1].uid, item[1].seat),
+            )
+    return found
+
+
+def _merge_components(
+    targets: list[Target],
+    first: Mapping[Hashable, int],
+    second: Mapping[Hashable, int],
+    wanted_by: Mapping[tuple[str, str, str], set[Hashable]],
+) -> dict[Hashable, int]:
+    """One number per group of verifications that share a candidate booking (in either tier)."""
+    parent: dict[Hashable, Hashable] = {t.ref: t.ref for t in targets}
+
+    def find(ref: Hashable) -> Hashable:
+        while parent[ref] != ref:
+            parent[ref] = parent[parent[ref]]
+            ref = parent[ref]
+        return ref
+
+    def union(a: Hashable, b: Hashable) -> None:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[rb] = ra
+
+    for mapping in (first, second):
+        leader: dict[int, Hashable] = {}
+        for ref, component in mapping.items():
+            union(leader.setdefault(component, ref), ref)
+    for refs in wanted_by.values():
+        listed = sorted(refs, key=str)
+        for ref in listed[1:]:
+            union(listed[0], ref)
+    numbers: dict[Hashable, int] = {}
+    return {t.ref: numbers.setdefault(find(t.ref), len(numbers)) for t in targets}
 
 
 def _assign_tagged(
@@ -199,108 +315,3 @@ def _tagged_phase(target: Target, booking: Booking) -> PhaseSpec | None:
     if not target.phases:
         return None
     return min(target.phases, key=lambda p: distance_ms(p, booking))  # min keeps the first on ties
-
-
-_Slot = tuple[Target, PhaseSpec, list[tuple[int, Booking]]]
-
-
-def _components(targets: list[Target], slots: list[_Slot]) -> list[list[_Slot]]:
-    """Targets that compete for a booking are decided together; the rest independently."""
-    parent: dict[Hashable, Hashable] = {t.ref: t.ref for t in targets}
-
-    def find(ref: Hashable) -> Hashable:
-        while parent[ref] != ref:
-            parent[ref] = parent[parent[ref]]
-            ref = parent[ref]
-        return ref
-
-    first_seen: dict[tuple[str, str, str], Hashable] = {}
-    for target, _, options in slots:
-        for _, booking in options:
-            key = (booking.account, booking.uid, booking.seat)
-            other = first_seen.setdefault(key, target.ref)
-            a, b = find(other), find(target.ref)
-            if a != b:
-                parent[b] = a
-    groups: dict[Hashable, list[_Slot]] = defaultdict(list)
-    for slot in slots:
-        groups[find(slot[0].ref)].append(slot)
-    return list(groups.values())
-
-
-def _search(
-    slots: list[_Slot], fixed: dict[Hashable, dict[str, Booking]], max_nodes: int
-) -> dict[tuple[Hashable, str], set[Booking | None]]:
-    """Branch and bound over one component; collect, per slot, its value in every optimal solution."""
-    count = len(slots)
-    last_of_target = {slots[i][0].ref: i for i in range(count)}
-    # Upper bounds for what the remaining slots [i:] can still add.
-    rest_matched = [0] * (count + 1)
-    rest_distance = [0] * (count + 1)
-    for i in range(count - 1, -1, -1):
-        options = slots[i][2]
-        rest_matched[i] = rest_matched[i + 1] + (1 if options else 0)
-        rest_distance[i] = rest_distance[i + 1] + (options[0][0] if options else 0)
-    rest_complete = [0] * (count + 1)
-    completable: dict[Hashable, bool] = {}
-    for i in range(count - 1, -1, -1):
-        ref = slots[i][0].ref
-        completable[ref] = completable.get(ref, True) and bool(slots[i][2])
-        rest_complete[i] = rest_complete[i + 1]
-        first_of_target = i == 0 or slots[i - 1][0].ref != ref
-        if first_of_target and completable[ref]:
-            rest_complete[i] += 1
-
-    best: list[tuple[int, int, int] | None] = [None]
-    seen: list[list[set[Booking | None]]] = [[set() for _ in range(count)]]
-    chosen: list[Booking | None] = [None] * count
-    used: set[tuple[str, str, str]] = set()
-    nodes = [0]
-    aborted = [False]
-
-    def record(score: tuple[int, int, int]) -> None:
-        if best[0] is None or score > best[0]:
-            best[0] = score
-            seen[0] = [{value} for value in chosen]
-        elif score == best[0]:
-            for i, value in enumerate(chosen):
-                seen[0][i].add(value)
-
-    def visit(i: int, completed: int, matched: int, distance: int, target_ok: bool) -> None:
-        if aborted[0]:
-            return
-        nodes[0] += 1
-        if nodes[0] > max_nodes:
-            aborted[0] = True
-            return
-        if i == count:
-            record((completed, matched, -distance))
-            return
-        target = slots[i][0]
-        starts_target = i == 0 or slots[i - 1][0].ref != target.ref
-        ok = True if starts_target else target_ok
-        bound_complete = completed + rest_complete[i] + (0 if starts_target or not ok else 1)
-        bound = (bound_complete, matched + rest_matched[i], -(distance + rest_distance[i]))
-        if best[0] is not None and bound < best[0]:
-            return
-        closes = last_of_target[target.ref] == i
-        for dist, booking in slots[i][2]:
-            key = (booking.account, booking.uid, booking.seat)
-            if key in used:
-                continue
-            used.add(key)
-            chosen[i] = booking
-            done = 1 if (closes and ok) else 0
-            visit(i + 1, completed + done, matched + 1, distance + dist, ok)
-            used.discard(key)
-        chosen[i] = None
-        visit(i + 1, completed, matched, distance, False)
-
-    visit(0, 0, 0, 0, True)
-    if aborted[0]:
-        # Too many ways to tell apart: decide nothing here rather than guess.
-        return {
-            (target.ref, phase.key): {_NONE, *(b for _, b in options)}
-            for target, phase, options in slots
-        }
-    return {(slots[i][0].ref, slots[i][1].key): seen[0][i] for i in range(count)}

@@ -73,6 +73,8 @@ def families(status: dict[str, Any]) -> Iterator[Metric]:
         "account", "account_credentials_broken", "1 for each account whose Cal.com API key was refused (401/403)",
         dict.fromkeys(accounts["broken_credentials"], 1),
     )
+    for name, value in status["matching"].items():
+        yield CounterMetricFamily(PREFIX + name, f"Times {name.replace('_', ' ')} happened (nothing was guessed)", value=value)
     yield from _gauge("webhooks_received_24h", "Signed Cal.com webhooks stored in the last 24 h", status["webhooks"]["received_last_24h"])
 
 

@@ -21,16 +21,19 @@ from pydantic import (
 )
 
 from .errors import ValidationFailed
+from .matching import phone_digits
 from .observations import EARLIEST_YEAR, LATEST_YEAR
 from .settings import validate_http_url
 
 ACCOUNT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+_PHONE = re.compile(r"^\+?[0-9 ().\-/]+$")
 STATUSES = ("pending", "verified", "manual_review", "resolved")
 REVIEW_REASONS = (
     "no_booking_found",
     "partial_match",
     "ambiguous_match",
+    "unconfirmed_match",
     "calcom_unavailable",
     "verification_disabled",
 )
@@ -70,6 +73,14 @@ def _email(value: str | None) -> str | None:
     return value.lower()
 
 
+def _phone(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not _PHONE.match(value) or sum(c.isdigit() for c in value) < 4:
+        raise ValueError("must be a phone number: digits, optionally with +, spaces, dots, dashes, slashes or parentheses")
+    return value
+
+
 class PhaseIn(_Strict):
     key: str = Field(min_length=1, max_length=64)
     start: AwareDatetime
@@ -77,9 +88,11 @@ class PhaseIn(_Strict):
     event_type_id: int | None = Field(default=None, ge=0, le=BIGINT_MAX)
     host_email: str | None = Field(default=None, max_length=320)
     attendee_email: str | None = Field(default=None, max_length=320)
+    attendee_phone: str | None = Field(default=None, max_length=64)
     staff_required: bool = True
 
     _emails = field_validator("host_email", "attendee_email")(_email)
+    _phone = field_validator("attendee_phone")(_phone)
     _times = field_validator("start", "end")(sane_time)
 
     @model_validator(mode="after")
@@ -134,6 +147,8 @@ class VerificationIn(_Strict):
                 p.attendee_email,
                 p.staff_required,
             )
+            # Appended only when given, so fingerprints recorded before phones existed still match.
+            + ((phone_digits(p.attendee_phone),) if p.attendee_phone else ())
             for p in self.phases
         )
         return hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()
@@ -151,6 +166,7 @@ class AccountIn(_Strict):
     callback_secret: str | None = None
     match_tolerance_seconds: int | None = Field(default=None, ge=0, le=3600)
     enabled: bool = True
+    time_only_matching: bool = False
 
     @field_validator("calcom_api_base", "callback_url")
     @classmethod

@@ -31,6 +31,7 @@ class Observation:
     event_type_id: int | None = None
     hosts: tuple[str, ...] = ()
     attendees: tuple[str, ...] = ()
+    phones: tuple[str, ...] = ()  # the attendees' phone numbers, digits only
     appointment_tag: str | None = None
     phase_tag: str | None = None
 
@@ -58,6 +59,18 @@ def emails(items: Any) -> tuple[str, ...]:
         for item in items:
             if isinstance(item, dict) and isinstance(item.get("email"), str) and item["email"].strip():
                 found.append(item["email"].strip().lower())
+    return tuple(dict.fromkeys(found))
+
+
+def phones(items: Any) -> tuple[str, ...]:
+    """The digits of each `phoneNumber` in a list of Cal.com person objects."""
+    found: list[str] = []
+    if isinstance(items, list):
+        for item in items:
+            if isinstance(item, dict) and isinstance(item.get("phoneNumber"), str):
+                digits = re.sub(r"[^0-9]", "", item["phoneNumber"])
+                if digits:
+                    found.append(digits)
     return tuple(dict.fromkeys(found))
 
 

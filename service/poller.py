@@ -32,7 +32,7 @@ from .store import observations as observation_store
 from .store import pollers as poller_store
 from .store import verifications as verification_store
 from .store.accounts import Account
-from .verdicts import merge_windows, settle
+from .verdicts import load_group, merge_windows, settle_guarded
 
 log = logging.getLogger("service.poller")
 MAX_QUERY_SPAN = timedelta(days=7)  # a wider union is split: one query per cluster of windows
@@ -146,6 +146,8 @@ class Poller:
                 return
             claimed = await verification_store.claim_due(tx, account_id, self.owner, now, now + self.lease, self.settings.poll_batch_size)
             pace_row = await account_store.get_pace(tx, key_hash(account.calcom_api_key))
+            # The check decides whole groups, so it asks Cal.com about every member's window.
+            group = await load_group(tx, account, {row["seq"] for row in claimed}) if claimed else None
         if not claimed:
             return
         report.due += len(claimed)
@@ -161,6 +163,7 @@ class Poller:
             return
         tolerance = timedelta(seconds=account.match_tolerance_seconds)
         windows = [(row["window_start_at"] - tolerance, row["window_end_at"] + tolerance) for row in claimed]
+        windows += group.windows(tolerance) if group is not None else []
         answers: dict[int, _Answer] = {}
         for lo, hi in query_windows(windows):
             answer = await self._ask(account, lo, hi, now, pace, streak=1 + max(row["failures"] for row in claimed))
@@ -274,11 +277,14 @@ class Poller:
                     finalize.append(row["seq"])
                 if complete:
                     answered.append(row["seq"])
-            settled = await settle(
+            # Guarded: a failure to decide keeps the checks recorded above (and still ends what is due).
+            settled = await settle_guarded(
                 tx,
                 fresh,
                 now,
+                mode="check",
                 trigger="poll",
+                settle_seconds=settings.settle_seconds,
                 seqs=ours,
                 near=[o.start for o in observations.values()],
                 tags=sorted({o.appointment_tag for o in observations.values() if o.appointment_tag}),

@@ -27,6 +27,7 @@ def account_view(account: Account) -> dict[str, Any]:
         "callback_secret": "set" if account.callback_secret else None,
         "match_tolerance_seconds": account.match_tolerance_seconds,
         "enabled": account.enabled,
+        "time_only_matching": account.time_only_matching,
         "credentials": account.credentials,
         "webhook_path": f"/webhooks/calcom/{account.id}",
         "created_at": iso(account.created_at),

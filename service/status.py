@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from .db import Database
 from .settings import Settings
 from .store import accounts as account_store
+from .store import counters as counter_store
 from .store import pollers as poller_store
 from .store import status as status_store
 from .views import iso
 
 STATUSES = ("pending", "verified", "manual_review", "resolved")
-REVIEW_REASONS = ("no_booking_found", "partial_match", "ambiguous_match", "calcom_unavailable", "verification_disabled")
+REVIEW_REASONS = (
+    "no_booking_found", "partial_match", "ambiguous_match", "unconfirmed_match", "calcom_unavailable", "verification_disabled",
+)
+# Events counted by every process (store/counters.py); reported as totals, 0 until the first one.
+COUNTERS = ("matcher_gave_up", "group_too_large", "settle_failed")
 RESOLVED_VIA = ("webhook", "poll", "operator", "system")
 RESOLUTIONS = ("synced", "failed")
 CALLBACK_STATES = ("pending", "delivered", "failed")
@@ -50,6 +55,9 @@ DEFINITIONS = {
     "poller liveness bound",
     "callbacks.failed_recent": "callback events that were given up (retries exhausted or 410) among "
     "those created within the retry period + 24 h",
+    "matching": "times (since the database was created) the matcher gave up on a group within its budget, "
+    "a group of competing verifications was too large to decide, and deciding failed with an error; "
+    "in each case nothing was guessed (the verifications wait for their deadline and then an operator)",
     "ages": "seconds from the event to generated_at; null when there is nothing waiting",
 }
 
@@ -68,6 +76,7 @@ class Figures:
     broken_accounts: list[str]
     pollers: list[dict[str, Any]]
     webhooks_24h: int
+    counters: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 # -- pure helpers --------------------------------------------------------------------------------
@@ -232,6 +241,7 @@ def report(figures: Figures, now: datetime, *, poll_interval_seconds: float, cal
             "broken_credentials": list(figures.broken_accounts),
         },
         "webhooks": {"received_last_24h": figures.webhooks_24h},
+        "matching": {name: sum(figures.counters.get(name, {}).values()) for name in COUNTERS},
         "targets": {  # the seed's success metrics
             "auto_recovery_rate": _target("> 0.9", auto_recovery, lambda v: v > 0.9),
             "false_negative_rate": _target("0", false_negative_rate, lambda v: v == 0),
@@ -268,6 +278,7 @@ async def collect(db: Database, now: datetime, settings: Settings) -> dict[str, 
             broken_accounts=[row["id"] for row in await account_store.broken(tx)],
             pollers=await poller_store.list_all(tx),
             webhooks_24h=await status_store.webhooks_since(tx, now - DAY),
+            counters=await counter_store.read_all(tx),
         )
     return report(
         figures,

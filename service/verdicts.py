@@ -1,32 +1,38 @@
-"""Settling verifications: gather what can compete, run the matcher, write verdicts exactly once.
+"""Settling verifications: gather the whole group that competes, plan its verdicts, apply the plan.
 
 Every path that may produce a verdict — an intake call, a webhook batch, a poll, the deadline —
 calls `settle()` inside its write transaction while holding the account's lock, so two paths racing
 for one verification serialise and the second sees the first one's verdict (the update is also
 guarded by the expected state, and claims by a unique key).
+
+The group is the transitive closure of pending verifications that share an eligible untagged
+booking, however long the chain; it is bounded, and a group over the bound is not decided at all
+(logged and counted) rather than decided in part. `settle_guarded()` keeps the evidence when
+deciding fails: its writes are undone, the caller's stored events and checks are kept, and the
+next check tries again from the stored observations.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from .apply import apply
 from .db import Tx
-from .matching import Booking, Outcome, PhaseSpec, Target, match
+from .errors import DatabaseUnavailable
+from .matching import Booking, eligible
+from .plan import Context, Mode, Plan, decide, phase_specs, targets_of, undecided_at_deadline
+from .store import counters
 from .store import observations as observation_store
-from .store import outbox as outbox_store
 from .store import verifications as verification_store
 from .store.accounts import Account
-from .views import render
 
 log = logging.getLogger("service.verdicts")
-EVENT_TYPE = "verification.resolved"
-_PENDING_CALLBACK = {"state": "pending", "attempts": 0, "last_error": None}
+MAX_GROUP = 400  # verifications decided together at most; a larger group waits for an operator
+MATCH_BUDGET = 50_000  # search steps per component (a few tens of ms); past it the matcher gives up visibly
 
 
 @dataclass
@@ -34,7 +40,25 @@ class Settled:
     """What one settle() call decided: ids that reached a final state, and every outcome."""
 
     resolved: list[str] = field(default_factory=list)
-    outcomes: dict[int, Outcome] = field(default_factory=dict)
+    plan: Plan = field(default_factory=Plan)
+
+
+@dataclass
+class Group:
+    """Pending verifications with every booking that could concern them.
+
+    `incomplete`: members whose competitors were not all loaded (the loading bound was reached);
+    the group of such a member is not decided.
+    """
+
+    rows: dict[int, dict[str, Any]] = field(default_factory=dict)
+    phases: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    bookings: dict[tuple[str, str], observation_store.Available] = field(default_factory=dict)
+    incomplete: set[int] = field(default_factory=set)
+
+    def windows(self, tolerance: timedelta) -> list[tuple[datetime, datetime]]:
+        """Where the members' bookings may start (what a check must ask Cal.com about)."""
+        return merge_windows((row["window_start_at"] - tolerance, row["window_end_at"] + tolerance) for row in self.rows.values())
 
 
 def merge_windows(points: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
@@ -47,88 +71,147 @@ def merge_windows(points: Iterable[tuple[datetime, datetime]]) -> list[tuple[dat
     return merged
 
 
+def as_booking(account: str, b: observation_store.Available) -> Booking:
+    return Booking(
+        account=account,
+        uid=b.uid,
+        seat=b.seat,
+        start=b.start_at,
+        booking_id=b.booking_id,
+        event_type_id=b.event_type_id,
+        hosts=frozenset(b.hosts),
+        attendees=frozenset(b.attendees),
+        phones=frozenset(b.phones),
+        appointment_tag=b.appointment_tag,
+        phase_tag=b.phase_tag,
+        source=b.source,
+    )
+
+
+async def seeds(tx: Tx, account: Account, *, seqs: Iterable[int] = (), near: Iterable[datetime] = (), tags: Iterable[str] = ()) -> set[int]:
+    """Pending verifications concerned by new evidence: named, near changed bookings, or tagged."""
+    tolerance = timedelta(seconds=account.match_tolerance_seconds)
+    found = set(seqs)
+    found |= await verification_store.pending_near(tx, account.id, merge_windows((t - tolerance, t + tolerance) for t in near))
+    found |= await verification_store.pending_for_appointments(tx, account.id, sorted(set(tags)))
+    return found
+
+
+async def load_group(tx: Tx, account: Account, start: set[int], *, limit: int | None = None) -> Group:
+    """The pending verifications in `start` and every one that shares an eligible untagged booking.
+
+    Loading stops once `limit` verifications beyond `start` have joined; the ones reached last are
+    marked incomplete (their own competitors were not followed).
+    """
+    limit = MAX_GROUP if limit is None else limit
+    tolerance = timedelta(seconds=account.match_tolerance_seconds)
+    tolerance_ms = account.match_tolerance_seconds * 1000
+    group = Group()
+    frontier, linking = set(start), list[Booking]()
+    while frontier:
+        rows, phases = await _load_pending(tx, frontier)
+        if linking:  # candidates reached through a shared booking join only if they can use it
+            rows = {seq: row for seq, row in rows.items() if seq in start or _can_use(phases[seq], linking, tolerance_ms)}
+        group.rows.update(rows)
+        group.phases.update({seq: phases[seq] for seq in rows})
+        if len(group.rows) > len(start) + limit:
+            group.incomplete = set(rows)
+            return group
+        new = await _load_bookings(tx, account, rows, phases, tolerance)
+        fresh = {key: b for key, b in new.items() if key not in group.bookings}
+        group.bookings.update(fresh)
+        targets = targets_of(rows, phases, account.time_only_matching)
+        linking = [
+            booking
+            for booking in (as_booking(account.id, b) for b in fresh.values() if b.appointment_tag is None)
+            if any(eligible(p, booking, tolerance_ms) for t in targets for p in t.phases)
+        ]
+        windows = merge_windows((b.start - tolerance, b.start + tolerance) for b in linking)
+        frontier = await verification_store.pending_near(tx, account.id, windows) - set(group.rows)
+    return group
+
+
+def _can_use(phases: list[dict[str, Any]], bookings: list[Booking], tolerance_ms: int) -> bool:
+    return any(eligible(p, b, tolerance_ms) for p in phase_specs(phases) for b in bookings)
+
+
 async def settle(
     tx: Tx,
     account: Account,
     now: datetime,
     *,
+    mode: Mode,
     trigger: str,
+    settle_seconds: float,
+    seqs: Iterable[int] = (),
     near: Iterable[datetime] = (),
     tags: Iterable[str] = (),
-    seqs: Iterable[int] = (),
     finalize: Iterable[int] = (),
     answered: Iterable[int] = (),
 ) -> Settled:
-    """Match the pending verifications concerned by new evidence (or by the caller) and apply verdicts.
+    """Decide the groups concerned by new evidence (or named by the caller) and apply the plan.
 
-    `near`: booking starts that changed; `tags`: appointment ids named by bookings; `seqs`: verifications
-    to look at anyway; `finalize`: verifications whose deadline has come (incomplete → manual review);
-    `answered`: those that got a complete Cal.com answer in this tick.
+    `mode` "instant" (intake, webhook) verifies only with tagged or uncontested bookings; "check"
+    (a scheduled check) decides contested ones too. `finalize`: verifications at their deadline;
+    `answered`: those whose check just got a complete Cal.com answer.
     """
-    tolerance = timedelta(seconds=account.match_tolerance_seconds)
-    wanted = set(seqs)
-    wanted |= await verification_store.pending_near(tx, account.id, merge_windows((t - tolerance, t + tolerance) for t in near))
-    wanted |= await verification_store.pending_for_appointments(tx, account.id, sorted(set(tags)))
-    if not wanted:
+    start = await seeds(tx, account, seqs=seqs, near=near, tags=tags)
+    if not start:
         return Settled()
-
-    rows, phases = await _load_pending(tx, wanted)
-    available = await _load_bookings(tx, account, rows, phases, tolerance)
-    # One hop outwards: verifications that compete for these bookings are decided together.
-    untagged = [b.start_at for b in available.values() if b.appointment_tag is None]
-    extra = await verification_store.pending_near(tx, account.id, merge_windows((t - tolerance, t + tolerance) for t in untagged))
-    extra -= set(rows)
-    if extra:
-        more_rows, more_phases = await _load_pending(tx, extra)
-        rows.update(more_rows)
-        phases.update(more_phases)
-        available.update(await _load_bookings(tx, account, more_rows, more_phases, tolerance))
-
-    targets = [
-        Target(
-            ref=seq,
-            account=account.id,
-            appointment_id=row["appointment_id"],
-            phases=tuple(
-                PhaseSpec(p["key"], p["start_at"], p["event_type_id"], p["host_email"], p["attendee_email"])
-                for p in phases[seq]
-                if p["staff_required"]
-            ),
+    group = await load_group(tx, account, start)
+    ctx = Context(
+        now=now,
+        mode=mode,
+        trigger=trigger,
+        settle_seconds=settle_seconds,
+        tolerance_seconds=account.match_tolerance_seconds,
+        time_only=account.time_only_matching,
+        finalize=frozenset(finalize),
+        answered=frozenset(answered),
+        max_nodes=MATCH_BUDGET,
+    )
+    bookings = [as_booking(account.id, b) for b in group.bookings.values()]
+    seen_at = {key: b.updated_at for key, b in group.bookings.items()}
+    plan = decide(group.rows, group.phases, bookings, ctx, seen_at=seen_at, incomplete=group.incomplete, max_group=MAX_GROUP)
+    if plan.too_large:
+        log.warning(
+            "competing verifications form a group too large to decide; leaving them to their deadline",
+            extra={"event": "group_too_large", "account": account.id, "verifications": len(plan.too_large), "limit": MAX_GROUP},
         )
-        for seq, row in rows.items()
-    ]
-    bookings = [
-        Booking(
-            account=account.id,
-            uid=b.uid,
-            seat=b.seat,
-            start=b.start_at,
-            booking_id=b.booking_id,
-            event_type_id=b.event_type_id,
-            hosts=frozenset(b.hosts),
-            attendees=frozenset(b.attendees),
-            appointment_tag=b.appointment_tag,
-            phase_tag=b.phase_tag,
-            source=b.source,
+        await counters.bump(tx, "group_too_large")
+    if plan.gave_up:
+        log.warning(
+            "matcher gave up on a group within its budget; nothing in it is decided",
+            extra={"event": "matcher_gave_up", "account": account.id, "verifications": len(plan.gave_up)},
         )
-        for b in available.values()
-    ]
-    outcomes = match(targets, bookings, account.match_tolerance_seconds)
-    settled = Settled(outcomes=outcomes)
-    finalize, answered = set(finalize), set(answered)
+        await counters.bump(tx, "matcher_gave_up")
+    return Settled(await apply(tx, account, plan, now), plan)
+
+
+async def settle_guarded(tx: Tx, account: Account, now: datetime, **kwargs: Any) -> Settled:
+    """settle(), but a failure to decide undoes only the decision: the caller's evidence is kept.
+
+    At a deadline the verifications still go to review (never pending forever); the next check
+    otherwise retries from the stored observations.
+    """
+    try:
+        async with tx.savepoint():
+            return await settle(tx, account, now, **kwargs)
+    except DatabaseUnavailable:
+        raise
+    except Exception:
+        log.exception("matching failed; the evidence is kept and the next check retries", extra={"event": "settle_failed", "account": account.id})
+    await counters.bump(tx, "settle_failed")
+    finalize = sorted(set(kwargs.get("finalize", ())))
+    if not finalize:
+        return Settled()
+    rows, phases = await _load_pending(tx, finalize)
+    ctx = Context(now=now, mode="check", trigger="poll", settle_seconds=0, tolerance_seconds=account.match_tolerance_seconds,
+                  answered=frozenset(kwargs.get("answered", ())))
+    plan = Plan()
     for seq in sorted(rows):
-        outcome, row = outcomes[seq], rows[seq]
-        if outcome.complete:
-            via = trigger if trigger in ("webhook", "poll") else _latest_source(outcome, available)
-            await _verified(tx, account, row, phases[seq], outcome, now, via)
-            settled.resolved.append(row["id"])
-        elif seq in finalize:
-            ever_answered = row["complete_checks"] > 0 or seq in answered
-            await _manual_review(tx, account, row, phases[seq], outcome, now, ever_answered)
-            settled.resolved.append(row["id"])
-        else:
-            await _provisional(tx, phases[seq], outcome)
-    return settled
+        plan.extend(undecided_at_deadline(rows[seq], phases[seq], ctx))
+    return Settled(await apply(tx, account, plan, now), plan)
 
 
 async def _load_pending(tx: Tx, seqs: Iterable[int]) -> tuple[dict[int, dict[str, Any]], dict[int, list[dict[str, Any]]]]:
@@ -152,162 +235,3 @@ async def _load_bookings(
     for b in await observation_store.available_tagged(tx, account.id, appointment_ids):
         found[(b.uid, b.seat)] = b
     return found
-
-
-def _latest_source(outcome: Outcome, available: dict[tuple[str, str], observation_store.Available]) -> str:
-    latest = max((available[(b.uid, b.seat)] for b in outcome.matched.values()), key=lambda b: b.updated_at)
-    return latest.source
-
-
-def _phase_update(phase: dict[str, Any], status: str, booking: Booking | None, active: bool) -> dict[str, Any]:
-    return {
-        "verification_seq": phase["verification_seq"],
-        "key": phase["key"],
-        "status": status,
-        "active": active,
-        "booking_uid": booking.uid if booking else None,
-        "booking_seat": booking.seat if booking else None,
-        "booking_id": booking.booking_id if booking else None,
-        "booking_start_at": booking.start if booking else None,
-        "booking_source": booking.source if booking else None,
-    }
-
-
-async def _claim_all(tx: Tx, account: Account, seq: int, matched: dict[str, Booking], now: datetime) -> dict[str, Booking]:
-    """Claim each matched booking for its phase; answer the ones this verification now holds."""
-    held: dict[str, Booking] = {}
-    for key, booking in sorted(matched.items()):
-        if await observation_store.claim(tx, account.id, booking.uid, booking.seat, seq, key, now):
-            held[key] = booking
-    return held
-
-
-async def _verified(
-    tx: Tx, account: Account, row: dict[str, Any], phases: list[dict[str, Any]], outcome: Outcome, now: datetime, via: str
-) -> None:
-    held = await _claim_all(tx, account, row["seq"], dict(outcome.matched), now)
-    if len(held) != len(outcome.matched):
-        # Cannot happen while the account lock is held; refuse rather than verify on a lost claim.
-        raise RuntimeError(f"claim conflict while verifying {row['id']}")
-    if not await verification_store.resolve(tx, row["seq"], expected="pending", status="verified", now=now, resolved_via=via):
-        raise RuntimeError(f"verification {row['id']} changed under its account lock")
-    updates = [
-        _phase_update(p, "matched", held[p["key"]], False) if p["staff_required"] else _phase_update(p, "not_required", None, False)
-        for p in phases
-    ]
-    await verification_store.set_phases(tx, updates)
-    final = {**row, "status": "verified", "resolved_via": via, "resolved_at": now}
-    await _announce(tx, account, final, phases, updates, now)
-    for p in updates:
-        if p["status"] == "matched":
-            log.info(
-                "Verified phase booking in Cal.com",
-                extra={
-                    "event": "phase_verified",
-                    "verification_id": row["id"],
-                    "appointment_id": row["appointment_id"],
-                    "phase": p["key"],
-                    "booking_id": p["booking_id"],
-                    "booking_uid": p["booking_uid"],
-                },
-            )
-    log.info(
-        "post-sync verification: bookings found, marking as synced",
-        extra={
-            "event": "verification_verified",
-            "verification_id": row["id"],
-            "account": account.id,
-            "appointment_id": row["appointment_id"],
-            "resolved_via": via,
-        },
-    )
-
-
-async def _manual_review(
-    tx: Tx,
-    account: Account,
-    row: dict[str, Any],
-    phases: list[dict[str, Any]],
-    outcome: Outcome,
-    now: datetime,
-    ever_answered: bool,
-) -> None:
-    held = await _claim_all(tx, account, row["seq"], dict(outcome.matched), now)
-    ambiguous = set(outcome.ambiguous)
-    if not ever_answered:
-        reason = "calcom_unavailable"
-    elif ambiguous:
-        reason = "ambiguous_match"
-    elif held:
-        reason = "partial_match"
-    else:
-        reason = "no_booking_found"
-    if not await verification_store.resolve(
-        tx, row["seq"], expected="pending", status="manual_review", now=now, resolved_via="system", review_reason=reason
-    ):
-        raise RuntimeError(f"verification {row['id']} changed under its account lock")
-    updates = []
-    for p in phases:
-        key = p["key"]
-        if not p["staff_required"]:
-            updates.append(_phase_update(p, "not_required", None, False))
-        elif key in held:
-            updates.append(_phase_update(p, "matched", held[key], False))
-        else:
-            updates.append(_phase_update(p, "ambiguous" if key in ambiguous else "missing", None, False))
-    await verification_store.set_phases(tx, updates)
-    final = {**row, "status": "manual_review", "review_reason": reason, "resolved_via": "system", "resolved_at": now}
-    await _announce(tx, account, final, phases, updates, now)
-    missing = [u["key"] for u in updates if u["status"] in ("missing", "ambiguous")]
-    log.warning(
-        "post-sync verification: no matching booking found, queued for manual review",
-        extra={
-            "event": "verification_manual_review",
-            "verification_id": row["id"],
-            "account": account.id,
-            "appointment_id": row["appointment_id"],
-            "review_reason": reason,
-            "missing_phases": missing,
-        },
-    )
-
-
-async def _provisional(tx: Tx, phases: list[dict[str, Any]], outcome: Outcome) -> None:
-    """Show the best evidence so far on a still-pending verification (nothing is claimed yet)."""
-    updates = []
-    for p in phases:
-        if not p["staff_required"]:
-            continue
-        booking = outcome.matched.get(p["key"])
-        status = "matched" if booking else "pending"
-        if p["status"] != status or p["booking_uid"] != (booking.uid if booking else None) or (
-            booking and p["booking_seat"] != booking.seat
-        ):
-            updates.append(_phase_update(p, status, booking, True))
-    if updates:
-        await verification_store.set_phases(tx, updates)
-
-
-async def _announce(
-    tx: Tx, account: Account, row: dict[str, Any], phases: list[dict[str, Any]], updates: list[dict[str, Any]], now: datetime
-) -> None:
-    """Tell waiting callers (after commit) and, with a callback URL, write the outbox event."""
-    await tx.notify("verdicts", row["id"])
-    if not account.callback_url:
-        return
-    merged = [{**p, **u} for p, u in zip(phases, updates)]
-    await write_event(tx, account.id, row, merged, now)
-
-
-async def write_event(tx: Tx, account_id: str, row: dict[str, Any], phases: list[dict[str, Any]], now: datetime) -> None:
-    """Write a verdict event for the callback URL, in the verdict's own transaction."""
-    payload = json.dumps({"type": EVENT_TYPE, "verification": render(row, phases, _PENDING_CALLBACK)}, separators=(",", ":"))
-    await outbox_store.add(
-        tx,
-        event_id=f"msg_{uuid.uuid4().hex}",
-        verification_seq=row["seq"],
-        account=account_id,
-        event_type=EVENT_TYPE,
-        payload=payload,
-        now=now,
-    )

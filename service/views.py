@@ -52,6 +52,8 @@ def _phase(row: dict[str, Any]) -> dict[str, Any]:
         }
         if row["booking_seat"]:
             booking["seat_uid"] = row["booking_seat"]
+        # What tied the booking to the phase: tag, person (a named host or attendee), time, operator.
+        booking["identity"] = row.get("booking_identity")
     phase = {
         "key": row["key"],
         "start": iso(row["start_at"]),
@@ -60,8 +62,8 @@ def _phase(row: dict[str, Any]) -> dict[str, Any]:
         "status": row["status"],
         "booking": booking,
     }
-    for name in ("event_type_id", "host_email", "attendee_email"):
-        if row[name] is not None:
+    for name in ("event_type_id", "host_email", "attendee_email", "attendee_phone"):
+        if row.get(name) is not None:
             phase[name] = row[name]
     return phase
 

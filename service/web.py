@@ -57,7 +57,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Starlette:
         await db.connect()
         await apply_pending_migrations(db)
         notifier = Notifier(db)
-        ingestor = Ingestor(db, notifier, clock)
+        ingestor = Ingestor(db, notifier, clock, settle_seconds=settings.settle_seconds)
         app.state.services = Services(
             settings=settings,
             clock=clock,

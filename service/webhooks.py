@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from .errors import BadRequest
-from .observations import EARLIEST_YEAR, LATEST_YEAR, Observation, as_int, emails, metadata_tags
+from .observations import EARLIEST_YEAR, LATEST_YEAR, Observation, as_int, emails, metadata_tags, phones
 
 EXISTS = frozenset({"BOOKING_CREATED", "BOOKING_REQUESTED", "BOOKING_RESCHEDULED"})
 GONE = frozenset({"BOOKING_CANCELLED", "BOOKING_REJECTED"})
@@ -107,6 +107,7 @@ def parse(body: bytes, content_type: str, received_at: datetime) -> WebhookEvent
         event_type_id=as_int(payload.get("eventTypeId")),
         hosts=hosts,
         attendees=attendees,
+        phones=phones(payload.get("attendees")),
         appointment_tag=appointment_tag,
         phase_tag=phase_tag,
     )

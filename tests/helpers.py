@@ -19,6 +19,7 @@ WEBHOOK_SECRET = "whk-secret-9d8c7b6a5f4e"
 CALLBACK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OTHER_WEBHOOK_SECRET = "other-secret-1234567890"
 ALL_SECRETS = [API_TOKEN, API_KEY, WEBHOOK_SECRET, CALLBACK_SECRET, OTHER_WEBHOOK_SECRET, "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
+CUSTOMER = "kunde@example.com"  # the attendee booking_event() puts on its bookings and phase() names
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 EXAMPLES = Path(__file__).resolve().parents[1] / "tests" / "calcom_examples"
 
@@ -71,7 +72,7 @@ def booking_event(
     booking_id: int | None = None,
     event_type_id: int | None = 101,
     organizer: str = "anna@salon.example",
-    attendees: tuple[str, ...] = ("kunde@example.com",),
+    attendees: tuple[str, ...] = (CUSTOMER,),
     metadata: dict[str, Any] | None = None,
     created_at: datetime | None = None,
     status: str | None = None,
@@ -120,8 +121,12 @@ async def post_webhook(client: httpx.AsyncClient, envelope: dict[str, Any] | byt
     return await client.post(f"/webhooks/calcom/{account}", content=request.body, headers=request.headers)
 
 
-def phase(key: str, start: datetime, minutes: int = 30, **extra: Any) -> dict[str, Any]:
-    return {"key": key, "start": start.isoformat(), "end": (start + timedelta(minutes=minutes)).isoformat(), **extra}
+def phase(key: str, start: datetime, minutes: int = 30, *, who: str | None = CUSTOMER, **extra: Any) -> dict[str, Any]:
+    """A phase as the platform records it; it names its customer (`who`) unless who=None (time only)."""
+    body = {"key": key, "start": start.isoformat(), "end": (start + timedelta(minutes=minutes)).isoformat(), **extra}
+    if who is not None and "attendee_email" not in extra:
+        body["attendee_email"] = who
+    return body
 
 
 def failure(appointment_id: str = "762", phases: list[dict[str, Any]] | None = None, account: str = "salon-1", **extra: Any) -> dict[str, Any]:

@@ -39,6 +39,7 @@ async def test_recorded_failure_is_pending_until_the_settle_window(client: httpx
         "staff_required": True,
         "status": "pending",
         "booking": None,
+        "attendee_email": "kunde@example.com",
     }
     assert body["callback"] == {"state": "none", "attempts": 0, "last_error": None}
 
@@ -62,8 +63,8 @@ async def test_replay_is_idempotent_whatever_the_offset_or_order(client: httpx.A
     first = await record(client, failure(phases=phases))
     utc = timezone.utc
     replay_phases = [
-        {"key": "B", "start": (START + timedelta(minutes=30)).astimezone(utc).isoformat(), "end": (START + timedelta(minutes=60)).astimezone(utc).isoformat(), "staff_required": True},
-        {"key": "A", "start": START.astimezone(utc).isoformat(), "end": (START + timedelta(minutes=30)).astimezone(utc).isoformat()},
+        {"key": "B", "start": (START + timedelta(minutes=30)).astimezone(utc).isoformat(), "end": (START + timedelta(minutes=60)).astimezone(utc).isoformat(), "staff_required": True, "attendee_email": "KUNDE@example.com"},
+        {"key": "A", "start": START.astimezone(utc).isoformat(), "end": (START + timedelta(minutes=30)).astimezone(utc).isoformat(), "attendee_email": "kunde@example.com"},
     ]
     replay = await record(client, failure(phases=replay_phases, sync_error="another message", service="other"))
     assert first.status_code == 201 and replay.status_code == 200

@@ -230,7 +230,8 @@ async def seed(url: str) -> dict[str, str]:
             values = {"calcom_api_key": API_KEY, "webhook_secret": WEBHOOK_SECRET, "calcom_api_base": None, "callback_url": None,
                       "callback_secret": None, "match_tolerance_seconds": 300, "enabled": True}
             await account_store.upsert(tx, "salon-1", values, START)
-            seen = Observation(uid="bk-762", start=START, state="exists", event_at=START, source="webhook", booking_id=13068988)
+            seen = Observation(uid="bk-762", start=START, state="exists", event_at=START, source="webhook", booking_id=13068988,
+                               attendees=("kunde@example.com",))
             await observation_store.upsert(tx, "salon-1", [seen], START)
         intake = Intake(db, settings, Notifier(db))
         ids = {}
@@ -238,7 +239,8 @@ async def seed(url: str) -> dict[str, str]:
             start = START + timedelta(hours=3 * n)
             request = VerificationIn.model_validate_json(json.dumps(
                 {"account": "salon-1", "appointment_id": appointment, "service": "Herrenhaarschnitt",
-                 "phases": [{"key": "A", "start": start.isoformat(), "end": (start + timedelta(minutes=30)).isoformat()}]}
+                 "phases": [{"key": "A", "start": start.isoformat(), "end": (start + timedelta(minutes=30)).isoformat(),
+                             "attendee_email": "kunde@example.com"}]}
             ))
             ids[appointment] = (await intake.record(request, START)).view["id"]
         return ids

@@ -16,7 +16,7 @@ from service.poller import Poller, query_windows
 from service.settings import Settings
 from service.store import verifications as verification_store
 
-from .helpers import API_KEY, AUTH, FakeClock, booking_event, create_account, failure, phase, post_webhook, record
+from .helpers import API_KEY, AUTH, CUSTOMER, FakeClock, booking_event, create_account, failure, phase, post_webhook, record
 
 CALCOM = "http://calcom.test"
 CHECKS = [2, 12, 42, 162, 762]  # seconds after recording: settle 2, then 10, 30, 120, 600
@@ -25,6 +25,11 @@ T = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
 
 def at(minutes: float) -> datetime:
     return T + timedelta(minutes=minutes)
+
+
+def booked(fake: FakeCalcom, **fields: object) -> dict:
+    """A booking in the fake Cal.com for the customer the test phases name."""
+    return fake.add_booking(API_KEY, **{"attendees": [CUSTOMER], **fields})  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -70,7 +75,7 @@ async def run_schedule(poller: Poller, clock: FakeClock, start: datetime, *, unt
 
 
 async def test_nothing_is_polled_before_the_settle_window(client, account, poller: Poller, fake: FakeCalcom, clock: FakeClock) -> None:
-    fake.add_booking(API_KEY, uid="bk", start=at(0), end=at(30))
+    booked(fake, uid="bk", start=at(0), end=at(30))
     await record(client, failure())
     clock.advance(1.9)
     report = await poller.tick(clock())
@@ -78,14 +83,14 @@ async def test_nothing_is_polled_before_the_settle_window(client, account, polle
 
 
 async def test_poll_only_verification(client, account, poller: Poller, fake: FakeCalcom, clock: FakeClock) -> None:
-    fake.add_booking(API_KEY, uid="bk", id=13068988, start=at(0), end=at(30))
+    booked(fake, uid="bk", id=13068988, start=at(0), end=at(30))
     pending = (await record(client, failure())).json()
     clock.advance(2)
     report = await poller.tick(clock())
     assert (report.due, report.calls, report.verdicts) == (1, 1, 1)
     body = await show(client, pending["id"])
     assert body["status"] == "verified" and body["resolved_via"] == "poll" and body["checks"] == 1
-    assert body["phases"][0]["booking"] == {"id": 13068988, "uid": "bk", "start": "2026-12-01T09:00:00Z", "source": "poll"}
+    assert body["phases"][0]["booking"] == {"id": 13068988, "uid": "bk", "start": "2026-12-01T09:00:00Z", "source": "poll", "identity": "person"}
 
 
 async def test_query_uses_the_real_contract_and_the_tolerance_window(client, account, poller: Poller, fake: FakeCalcom, clock: FakeClock) -> None:
@@ -126,8 +131,8 @@ async def test_real_failure_becomes_no_booking_found_at_the_last_check(client, a
 
 async def test_partial_composite_becomes_partial_match_naming_the_missing_phases(client, account, poller, fake: FakeCalcom, clock: FakeClock) -> None:
     start = clock()
-    fake.add_booking(API_KEY, uid="a", start=at(0), end=at(30))
-    fake.add_booking(API_KEY, uid="c", start=at(75), end=at(105))
+    booked(fake, uid="a", start=at(0), end=at(30))
+    booked(fake, uid="c", start=at(75), end=at(105))
     phases = [phase("A", at(0)), phase("B", at(30), 45), phase("C", at(75)), phase("D", at(105))]
     pending = (await record(client, failure(phases=phases, service="Dauerwelle"))).json()
     await run_schedule(poller, clock, start)
@@ -142,8 +147,8 @@ async def test_partial_composite_becomes_partial_match_naming_the_missing_phases
 
 
 async def test_indistinguishable_candidates_become_ambiguous_match(client, account, poller, fake: FakeCalcom, clock: FakeClock) -> None:
-    fake.add_booking(API_KEY, uid="x", start=at(0), end=at(30), hosts=["anna@salon.example"])
-    fake.add_booking(API_KEY, uid="y", start=at(0), end=at(30), hosts=["bob@salon.example"])
+    booked(fake, uid="x", start=at(0), end=at(30), hosts=["anna@salon.example"])
+    booked(fake, uid="y", start=at(0), end=at(30), hosts=["bob@salon.example"])
     pending = (await record(client, failure())).json()
     await run_schedule(poller, clock, clock())
     body = await show(client, pending["id"])
@@ -168,7 +173,7 @@ async def test_calcom_down_throughout_is_calcom_unavailable_never_no_booking(cli
 async def test_answer_after_failures_still_verifies_before_the_deadline(client, account, poller, fake: FakeCalcom, clock: FakeClock) -> None:
     fake.set_down(True)
     start = clock()
-    fake.add_booking(API_KEY, uid="bk", start=at(0), end=at(30))
+    booked(fake, uid="bk", start=at(0), end=at(30))
     pending = (await record(client, failure())).json()
     await run_schedule(poller, clock, start, until=100)
     fake.set_down(False)
@@ -188,7 +193,7 @@ async def test_later_complete_answer_decides_the_reason_when_calcom_recovered(cl
 
 
 async def test_rate_limit_pauses_the_key_and_resumes_without_extra_calls(client, account, poller, fake: FakeCalcom, clock: FakeClock) -> None:
-    fake.add_booking(API_KEY, uid="bk", start=at(0), end=at(30))
+    booked(fake, uid="bk", start=at(0), end=at(30))
     pending = (await record(client, failure())).json()
     clock.advance(2)
     fake.fail_next(1, 429)
@@ -225,7 +230,7 @@ async def test_broken_credentials_flag_the_account_and_keep_the_verifications(cl
     assert (await client.get("/api/accounts/salon-1", headers=AUTH)).json()["credentials"] == "broken"
     assert (await show(client, pending["id"]))["status"] == "pending"
     fake.add_api_key(API_KEY)
-    fake.add_booking(API_KEY, uid="bk", start=at(0), end=at(30))
+    booked(fake, uid="bk", start=at(0), end=at(30))
     await run_schedule(poller, clock, clock() + timedelta(seconds=1))
     assert (await client.get("/api/accounts/salon-1", headers=AUTH)).json()["credentials"] == "ok"
     assert (await show(client, pending["id"]))["status"] == "verified"
@@ -241,9 +246,9 @@ async def test_broken_credentials_until_the_deadline_is_calcom_unavailable(clien
 
 async def test_started_and_unconfirmed_bookings_are_found(client, account, poller, fake: FakeCalcom, clock: FakeClock) -> None:
     clock.now = at(10)  # the first appointment started ten minutes ago
-    fake.add_booking(API_KEY, uid="running", start=at(0), end=at(30))
-    fake.add_booking(API_KEY, uid="ended", start=at(-120), end=at(-90))
-    fake.add_booking(API_KEY, uid="awaiting", start=at(240), end=at(270), status="pending")
+    booked(fake, uid="running", start=at(0), end=at(30))
+    booked(fake, uid="ended", start=at(-120), end=at(-90))
+    booked(fake, uid="awaiting", start=at(240), end=at(270), status="pending")
     ids = [
         (await record(client, failure(appointment_id=name, phases=[phase("A", start)]))).json()["id"]
         for name, start in (("running", at(0)), ("ended", at(-120)), ("awaiting", at(240)))
@@ -254,7 +259,7 @@ async def test_started_and_unconfirmed_bookings_are_found(client, account, polle
 
 
 async def test_cancelled_bookings_from_the_api_never_match(client, account, poller, fake: FakeCalcom, clock: FakeClock) -> None:
-    fake.add_booking(API_KEY, uid="gone", start=at(0), end=at(30), status="cancelled")
+    booked(fake, uid="gone", start=at(0), end=at(30), status="cancelled")
     pending = (await record(client, failure())).json()
     await run_schedule(poller, clock, clock())
     assert (await show(client, pending["id"]))["review_reason"] == "no_booking_found"
@@ -286,8 +291,8 @@ def test_query_windows_merge_and_split() -> None:
 
 async def test_paging_through_many_bookings(client, account, poller, fake: FakeCalcom, clock: FakeClock) -> None:
     for n in range(600):
-        fake.add_booking(API_KEY, uid=f"noise-{n}", start=at(-600 + n), end=at(-599 + n))
-    fake.add_booking(API_KEY, uid="mine", start=at(0), end=at(30))
+        booked(fake, uid=f"noise-{n}", start=at(-600 + n), end=at(-599 + n))
+    booked(fake, uid="mine", start=at(0), end=at(30))
     pending = (await record(client, failure(phases=[phase("A", at(-600)), phase("B", at(0))]))).json()
     clock.advance(2)
     report = await poller.tick(clock())
@@ -303,9 +308,9 @@ async def test_webhook_resolved_work_is_never_polled(client, account, poller, fa
 
 
 async def test_poll_evidence_also_settles_verifications_not_yet_due(client, account, poller, fake: FakeCalcom, clock: FakeClock) -> None:
-    fake.add_booking(API_KEY, uid="a", start=at(0), end=at(30))
-    fake.add_booking(API_KEY, uid="b", start=at(180), end=at(210))
-    fake.add_booking(API_KEY, uid="c", start=at(120), end=at(150))
+    booked(fake, uid="a", start=at(0), end=at(30))
+    booked(fake, uid="b", start=at(180), end=at(210))
+    booked(fake, uid="c", start=at(120), end=at(150))
     first = (await record(client, failure(appointment_id="1", phases=[phase("A", at(0)), phase("B", at(180))]))).json()
     clock.advance(1)
     second = (await record(client, failure(appointment_id="2", phases=[phase("A", at(120))]))).json()
@@ -318,8 +323,8 @@ async def test_poll_evidence_also_settles_verifications_not_yet_due(client, acco
 
 
 async def test_a_booking_two_appointments_could_own_equally_is_not_given_to_either(client, account, poller, fake: FakeCalcom, clock: FakeClock) -> None:
-    fake.add_booking(API_KEY, uid="a", start=at(0), end=at(30))
-    fake.add_booking(API_KEY, uid="b", start=at(60), end=at(90))
+    booked(fake, uid="a", start=at(0), end=at(30))
+    booked(fake, uid="b", start=at(60), end=at(90))
     first = (await record(client, failure(appointment_id="1", phases=[phase("A", at(0)), phase("B", at(60))]))).json()
     second = (await record(client, failure(appointment_id="2", phases=[phase("A", at(60))]))).json()
     await run_schedule(poller, clock, clock())
@@ -340,7 +345,7 @@ async def test_two_pollers_never_poll_one_account_twice_in_a_tick(client, db, se
 async def test_killed_pollers_work_is_taken_over_after_its_lease(client, db, settings, calcom_http, account, fake: FakeCalcom, clock: FakeClock) -> None:
     from service.store import accounts as account_store
 
-    fake.add_booking(API_KEY, uid="bk", start=at(0), end=at(30))
+    booked(fake, uid="bk", start=at(0), end=at(30))
     pending = (await record(client, failure())).json()
     clock.advance(2)
     now = clock()

@@ -38,8 +38,8 @@ async def prepare(database_url: str, calcom_base: str, control: httpx.Client, n:
         ids = []
         for i in range(n):
             start = T + timedelta(minutes=20 * i)
-            control.post("/_fake/bookings", json={"api_key": API_KEY, "uid": f"bk-{i}", "start": start.isoformat(), "end": (start + timedelta(minutes=15)).isoformat()}).raise_for_status()
-            request = VerificationIn(account="salon-1", appointment_id=str(i), phases=[PhaseIn(key="A", start=start)])
+            control.post("/_fake/bookings", json={"api_key": API_KEY, "uid": f"bk-{i}", "start": start.isoformat(), "end": (start + timedelta(minutes=15)).isoformat(), "attendees": [f"k{i}@example.com"]}).raise_for_status()
+            request = VerificationIn(account="salon-1", appointment_id=str(i), phases=[PhaseIn(key="A", start=start, attendee_email=f"k{i}@example.com")])
             ids.append((await intake.record(request, system_clock())).view["id"])
         return ids
     finally:

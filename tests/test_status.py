@@ -135,6 +135,7 @@ EXPECTED: dict[str, Any] = {
             "no_booking_found": 1,
             "partial_match": 0,
             "ambiguous_match": 0,
+            "unconfirmed_match": 0,
             "calcom_unavailable": 0,
             "verification_disabled": 2,
         },
@@ -165,6 +166,7 @@ EXPECTED: dict[str, Any] = {
     "callbacks": {"backlog": 2, "oldest_pending_age_seconds": 5426.0, "delivered": 1, "failed": 1, "failed_recent": 1},
     "accounts": {"total": 3, "disabled": 1, "broken_credentials": ["salon-2"]},
     "webhooks": {"received_last_24h": 3},
+    "matching": {"matcher_gave_up": 0, "group_too_large": 0, "settle_failed": 0},
     "targets": {
         "auto_recovery_rate": {"target": "> 0.9", "value": 0.4444, "met": False},
         "false_negative_rate": {"target": "0", "value": 0.2, "met": False},

@@ -24,6 +24,7 @@ class Account:
     credentials_error: str | None
     created_at: datetime
     updated_at: datetime
+    time_only_matching: bool = False
 
     def __post_init__(self) -> None:
         secret_registry.add(self.calcom_api_key, self.webhook_secret, self.callback_secret)
@@ -33,7 +34,7 @@ class Account:
 
 
 _COLUMNS = """id, calcom_api_key, webhook_secret, calcom_api_base, callback_url, callback_secret,
-    match_tolerance_seconds, enabled, credentials, credentials_error, created_at, updated_at"""
+    match_tolerance_seconds, enabled, credentials, credentials_error, created_at, updated_at, time_only_matching"""
 
 GET = sql(f"SELECT {_COLUMNS} FROM accounts WHERE id = :id")
 LIST = sql(f"SELECT {_COLUMNS} FROM accounts ORDER BY id")
@@ -48,9 +49,9 @@ WEBHOOK_SECRET = sql("SELECT webhook_secret FROM accounts WHERE id = :id")
 UPSERT = sql(
     """
     INSERT INTO accounts (id, calcom_api_key, webhook_secret, calcom_api_base, callback_url,
-        callback_secret, match_tolerance_seconds, enabled, credentials, created_at, updated_at)
+        callback_secret, match_tolerance_seconds, enabled, credentials, created_at, updated_at, time_only_matching)
     VALUES (:id, :calcom_api_key, :webhook_secret, :calcom_api_base, :callback_url,
-        :callback_secret, :match_tolerance_seconds, :enabled, 'ok', :now, :now)
+        :callback_secret, :match_tolerance_seconds, :enabled, 'ok', :now, :now, :time_only_matching)
     ON CONFLICT (id) DO UPDATE SET
         credentials = CASE WHEN accounts.calcom_api_key = excluded.calcom_api_key
                            THEN accounts.credentials ELSE 'ok' END,
@@ -63,6 +64,7 @@ UPSERT = sql(
         callback_secret = excluded.callback_secret,
         match_tolerance_seconds = excluded.match_tolerance_seconds,
         enabled = excluded.enabled,
+        time_only_matching = excluded.time_only_matching,
         updated_at = excluded.updated_at
     """
 )
@@ -130,7 +132,7 @@ async def list_all(tx: Tx) -> list[Account]:
 async def upsert(tx: Tx, account_id: str, values: dict[str, Any], now: datetime) -> bool:
     """Create or replace; answer True when it was created."""
     existed = await tx.fetch_one(GET, id=account_id) is not None
-    await tx.execute(UPSERT, id=account_id, now=now, **values)
+    await tx.execute(UPSERT, id=account_id, now=now, **{"time_only_matching": False, **values})
     return not existed
 
 

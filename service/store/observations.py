@@ -15,15 +15,15 @@ from ..observations import Observation
 UPSERT = sql(
     """
     INSERT INTO booking_observations (account, uid, seat, booking_id, start_at, end_at, state,
-        calcom_status, event_type_id, hosts, attendees, appointment_tag, phase_tag, source,
+        calcom_status, event_type_id, hosts, attendees, phones, appointment_tag, phase_tag, source,
         event_at, first_seen_at, updated_at)
     VALUES (:account, :uid, :seat, :booking_id, :start_at, :end_at, :state, :calcom_status,
-        :event_type_id, :hosts, :attendees, :appointment_tag, :phase_tag, :source, :event_at, :now, :now)
+        :event_type_id, :hosts, :attendees, :phones, :appointment_tag, :phase_tag, :source, :event_at, :now, :now)
     ON CONFLICT (account, uid, seat) DO UPDATE SET
         booking_id = COALESCE(excluded.booking_id, booking_observations.booking_id),
         start_at = excluded.start_at, end_at = excluded.end_at, state = excluded.state,
         calcom_status = excluded.calcom_status, event_type_id = excluded.event_type_id,
-        hosts = excluded.hosts, attendees = excluded.attendees,
+        hosts = excluded.hosts, attendees = excluded.attendees, phones = excluded.phones,
         appointment_tag = excluded.appointment_tag, phase_tag = excluded.phase_tag,
         source = excluded.source, event_at = excluded.event_at, updated_at = excluded.updated_at
     WHERE excluded.event_at > booking_observations.event_at
@@ -32,7 +32,7 @@ UPSERT = sql(
     """
 )
 
-_AVAILABLE_COLUMNS = """o.uid, o.seat, o.booking_id, o.start_at, o.end_at, o.event_type_id, o.hosts, o.attendees,
+_AVAILABLE_COLUMNS = """o.uid, o.seat, o.booking_id, o.start_at, o.end_at, o.event_type_id, o.hosts, o.attendees, o.phones,
         o.appointment_tag, o.phase_tag, o.source, o.updated_at"""
 _UNCLAIMED = """o.state = 'exists' AND NOT EXISTS (SELECT 1 FROM booking_claims c
         WHERE c.account = o.account AND c.booking_uid = o.uid AND c.booking_seat = o.seat)"""
@@ -74,6 +74,8 @@ CLAIM = sql(
 CLAIM_OWNER = sql(
     "SELECT verification_seq FROM booking_claims WHERE account = :account AND booking_uid = :uid AND booking_seat = :seat"
 )
+RELEASE = sql("DELETE FROM booking_claims WHERE account = :account AND verification_seq = :verification_seq AND phase_key = :phase_key")
+CLAIMS_OF = sql("SELECT phase_key, booking_uid, booking_seat FROM booking_claims WHERE verification_seq = :verification_seq")
 OBSERVATION = sql(
     "SELECT uid, seat, booking_id, start_at, state, source FROM booking_observations WHERE account = :account AND uid = :uid ORDER BY seat"
 )
@@ -113,6 +115,7 @@ class Available:
     event_type_id: int | None
     hosts: tuple[str, ...]
     attendees: tuple[str, ...]
+    phones: tuple[str, ...]
     appointment_tag: str | None
     phase_tag: str | None
     source: str
@@ -132,6 +135,7 @@ def _row(observation: Observation, account: str, now: datetime) -> dict[str, Any
         "event_type_id": observation.event_type_id,
         "hosts": json.dumps(list(observation.hosts)),
         "attendees": json.dumps(list(observation.attendees)),
+        "phones": json.dumps(list(observation.phones)),
         "appointment_tag": observation.appointment_tag,
         "phase_tag": observation.phase_tag,
         "source": observation.source,
@@ -154,6 +158,7 @@ def _available(row: dict[str, Any]) -> Available:
     row = dict(row)
     row["hosts"] = tuple(json.loads(row["hosts"] or "[]"))
     row["attendees"] = tuple(json.loads(row["attendees"] or "[]"))
+    row["phones"] = tuple(json.loads(row["phones"] or "[]"))
     return Available(**row)
 
 
@@ -191,6 +196,23 @@ async def claim(tx: Tx, account: str, uid: str, seat: str, verification_seq: int
         return True
     owner = await tx.fetch_val(CLAIM_OWNER, account=account, uid=uid, seat=seat)
     return owner == verification_seq
+
+
+async def claim_owner(tx: Tx, account: str, uid: str, seat: str) -> int | None:
+    """The verification (seq) holding a booking unit, if any."""
+    owner = await tx.fetch_val(CLAIM_OWNER, account=account, uid=uid, seat=seat)
+    return int(owner) if owner is not None else None
+
+
+async def release(tx: Tx, account: str, verification_seq: int, phase_key: str) -> None:
+    """Give back the booking a phase holds (an operator picked another one)."""
+    await tx.execute(RELEASE, account=account, verification_seq=verification_seq, phase_key=phase_key)
+
+
+async def claims_of(tx: Tx, verification_seq: int) -> dict[str, tuple[str, str]]:
+    """The booking units a verification holds, by phase key."""
+    rows = await tx.fetch_all(CLAIMS_OF, verification_seq=verification_seq)
+    return {row["phase_key"]: (row["booking_uid"], row["booking_seat"]) for row in rows}
 
 
 async def find(tx: Tx, account: str, uid: str) -> list[dict[str, Any]]:

@@ -24,8 +24,8 @@ _VCOLS = """seq, id, account, appointment_id, service, sync_error, fingerprint, 
     review_started_at,
     next_check_at, deadline_at, checks, complete_checks, failures, last_checked_at, last_check_error,
     lease_owner, lease_expires_at"""
-_PCOLS = """verification_seq, key, position, start_at, end_at, event_type_id, host_email, attendee_email,
-    staff_required, active, status, booking_uid, booking_seat, booking_id, booking_start_at, booking_source"""
+_PCOLS = """verification_seq, key, position, start_at, end_at, event_type_id, host_email, attendee_email, attendee_phone,
+    staff_required, active, status, booking_uid, booking_seat, booking_id, booking_start_at, booking_source, booking_identity"""
 
 INSERT = sql(
     """
@@ -41,9 +41,9 @@ INSERT = sql(
 INSERT_PHASE = sql(
     """
     INSERT INTO phases (verification_seq, key, position, account, start_at, end_at, event_type_id,
-        host_email, attendee_email, staff_required, active, status)
+        host_email, attendee_email, attendee_phone, staff_required, active, status)
     VALUES (:verification_seq, :key, :position, :account, :start_at, :end_at, :event_type_id,
-        :host_email, :attendee_email, :staff_required, :active, :status)
+        :host_email, :attendee_email, :attendee_phone, :staff_required, :active, :status)
     """
 )
 LATEST_FOR_APPOINTMENT = sql(
@@ -106,7 +106,7 @@ SET_PHASE = sql(
     """
     UPDATE phases SET status = :status, active = :active, booking_uid = :booking_uid,
         booking_seat = :booking_seat, booking_id = :booking_id, booking_start_at = :booking_start_at,
-        booking_source = :booking_source
+        booking_source = :booking_source, booking_identity = :booking_identity
     WHERE verification_seq = :verification_seq AND key = :key
     """
 )

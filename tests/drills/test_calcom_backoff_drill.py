@@ -45,8 +45,8 @@ def test_one_account_is_backed_off_as_a_whole_during_a_calcom_outage(drill_datab
         with httpx.Client(base_url=base, timeout=10) as http:
             for i in range(ROWS):
                 at = T + timedelta(hours=i)
-                fake.fake.add_booking(key, uid=f"bk-{i}", start=at, end=at + timedelta(minutes=30))
-                phases = [{"key": "A", "start": at.isoformat(), "end": (at + timedelta(minutes=30)).isoformat()}]
+                fake.fake.add_booking(key, uid=f"bk-{i}", start=at, end=at + timedelta(minutes=30), attendees=["kunde@example.com"])
+                phases = [{"key": "A", "start": at.isoformat(), "end": (at + timedelta(minutes=30)).isoformat(), "attendee_email": "kunde@example.com"}]
                 assert http.post("/api/verifications", json={"account": "salon-1", "appointment_id": f"a{i}", "phases": phases}, headers=AUTH).status_code == 201
         with services(("poll", env, "poller")) as (poller,):
             wait_until(lambda: fake.calls, 30, "the first query")

@@ -62,8 +62,8 @@ def test_poller_paces_itself_through_429_5xx_and_timeouts_and_never_calls_unknow
                 put_account(base, name, calcom_api_key=keys[name], calcom_api_base=fake.base)
                 for i in range(ROWS):
                     at = T + timedelta(hours=i)
-                    fake.fake.add_booking(keys[name], uid=f"{name}-bk-{i}", start=at, end=at + timedelta(minutes=30))
-                    phases = [{"key": "A", "start": at.isoformat(), "end": (at + timedelta(minutes=30)).isoformat()}]
+                    fake.fake.add_booking(keys[name], uid=f"{name}-bk-{i}", start=at, end=at + timedelta(minutes=30), attendees=["kunde@example.com"])
+                    phases = [{"key": "A", "start": at.isoformat(), "end": (at + timedelta(minutes=30)).isoformat(), "attendee_email": "kunde@example.com"}]
                     response = http.post("/api/verifications", json={"account": name, "appointment_id": f"{name}-{i}", "phases": phases}, headers=AUTH)
                     assert response.status_code == 201, response.text
 

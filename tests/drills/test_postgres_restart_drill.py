@@ -182,7 +182,7 @@ INTAKES_PER_SECOND = 10
 def _intake(appointment: str, start: datetime) -> dict[str, Any]:
     return {
         "account": "salon-1", "appointment_id": appointment, "service": "Herrenhaarschnitt",
-        "sync_error": "Cal.com HTTP 500", "phases": [{"key": "A", "start": start.isoformat(), "end": (start + timedelta(minutes=30)).isoformat()}],
+        "sync_error": "Cal.com HTTP 500", "phases": [{"key": "A", "start": start.isoformat(), "end": (start + timedelta(minutes=30)).isoformat(), "attendee_email": "kunde@example.com"}],
     }
 
 
@@ -218,7 +218,7 @@ def test_poller_and_web_ride_out_a_postgres_restart_and_finish_their_work(
                         kinds[appointment] = kind
                         answers = []
                         if kind == "poll":
-                            booking = {"api_key": API_KEY, "uid": f"bk-{i}", "start": at.isoformat(), "end": (at + timedelta(minutes=30)).isoformat()}
+                            booking = {"api_key": API_KEY, "uid": f"bk-{i}", "start": at.isoformat(), "end": (at + timedelta(minutes=30)).isoformat(), "attendees": ["kunde@example.com"]}
                             (await fake.post("/_fake/bookings", json=booking)).raise_for_status()
                         if kind == "webhook":
                             request = _webhook(f"bk-{i}", i * 60)

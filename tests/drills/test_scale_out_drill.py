@@ -76,12 +76,12 @@ class Appointment:
         s = self.start
         if self.kind.startswith("composite"):
             phases = [
-                {"key": "A", "start": s.isoformat(), "end": (s + timedelta(minutes=20)).isoformat()},
-                {"key": "B", "start": (s + timedelta(minutes=25)).isoformat(), "end": (s + timedelta(minutes=45)).isoformat()},
+                {"key": "A", "start": s.isoformat(), "end": (s + timedelta(minutes=20)).isoformat(), "attendee_email": "kunde@example.com"},
+                {"key": "B", "start": (s + timedelta(minutes=25)).isoformat(), "end": (s + timedelta(minutes=45)).isoformat(), "attendee_email": "kunde@example.com"},
                 {"key": "X", "start": (s + timedelta(minutes=45)).isoformat(), "staff_required": False},
             ]
         else:
-            phases = [{"key": "A", "start": s.isoformat(), "end": (s + timedelta(minutes=30)).isoformat()}]
+            phases = [{"key": "A", "start": s.isoformat(), "end": (s + timedelta(minutes=30)).isoformat(), "attendee_email": "kunde@example.com"}]
         return {"account": self.account, "appointment_id": self.id, "service": "drill", "sync_error": "Cal.com HTTP 400", "phases": phases}
 
     def event(self, trigger: str, minutes: int) -> Any:
@@ -184,11 +184,11 @@ def test_two_web_and_two_pollers_reach_exactly_one_expected_verdict_and_callback
     with fake_calcom(*keys) as (calcom, control), callback_receiver(CALLBACK_SECRET) as (receiver, hook):
         for app in plan:
             if app.kind in ("poll", "poll_2"):
-                booking = {"api_key": app.api_key, "uid": app.uid(), "start": app.start.isoformat(), "end": (app.start + timedelta(minutes=30)).isoformat()}
+                booking = {"api_key": app.api_key, "uid": app.uid(), "start": app.start.isoformat(), "end": (app.start + timedelta(minutes=30)).isoformat(), "attendees": ["kunde@example.com"]}
                 control.post("/_fake/bookings", json=booking).raise_for_status()
             if app.kind == "composite":
                 b = app.start + timedelta(minutes=25)
-                booking = {"api_key": app.api_key, "uid": app.uid("B"), "start": b.isoformat(), "end": (b + timedelta(minutes=20)).isoformat()}
+                booking = {"api_key": app.api_key, "uid": app.uid("B"), "start": b.isoformat(), "end": (b + timedelta(minutes=20)).isoformat(), "attendees": ["kunde@example.com"]}
                 control.post("/_fake/bookings", json=booking).raise_for_status()
         specs = [("web", web_env(drill_database, p, **SETTINGS), f"web-{n}") for n, p in enumerate(ports)]
         specs += [("poll", web_env(drill_database, ports[0], **SETTINGS), f"poller-{n}") for n in range(2)]

@@ -33,7 +33,7 @@ FOUND, MISSING = 40, 10
 def _intake(appointment: str, start: datetime) -> dict[str, Any]:
     return {
         "account": "salon-1", "appointment_id": appointment, "sync_error": "Cal.com HTTP 400",
-        "phases": [{"key": "A", "start": start.isoformat(), "end": (start + timedelta(minutes=30)).isoformat()}],
+        "phases": [{"key": "A", "start": start.isoformat(), "end": (start + timedelta(minutes=30)).isoformat(), "attendee_email": "kunde@example.com"}],
     }
 
 
@@ -79,7 +79,7 @@ def test_pollers_killed_inside_calcom_call_and_inside_callback_post_lose_nothing
                 for i in range(FOUND + MISSING):
                     at = T + timedelta(hours=i)
                     if i < FOUND:
-                        booking = {"api_key": API_KEY, "uid": f"bk-{i}", "start": at.isoformat(), "end": (at + timedelta(minutes=30)).isoformat()}
+                        booking = {"api_key": API_KEY, "uid": f"bk-{i}", "start": at.isoformat(), "end": (at + timedelta(minutes=30)).isoformat(), "attendees": ["kunde@example.com"]}
                         control.post("/_fake/bookings", json=booking).raise_for_status()
                     assert http.post("/api/verifications", json=_intake(f"a{i}", at), headers=AUTH).status_code == 201
             web_log = web.output()
