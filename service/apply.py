@@ -46,24 +46,26 @@ async def apply(tx: Tx, account: Account, plan: Plan, now: datetime) -> list[str
     """Write one plan; answer the ids of the verifications it brought to a final state."""
     for seq, key in plan.releases:
         await observation_store.release(tx, account.id, seq, key)
-    for claim in plan.claims:
-        if not await observation_store.claim(tx, account.id, claim.uid, claim.seat, claim.seq, claim.key, now):
-            owner = await observation_store.claim_owner(tx, account.id, claim.uid, claim.seat)
-            owner_rows = await verification_store.by_seqs(tx, [owner]) if owner is not None else []
-            raise ClaimTaken(claim.uid, owner_rows[0]["id"] if owner_rows else None)
+    if plan.claims:
+        units = [(c.uid, c.seat, c.seq, c.key) for c in plan.claims]
+        owners = await observation_store.claim_many(tx, account.id, units, now)
+        for claim in plan.claims:
+            owner = owners.get((claim.uid, claim.seat))
+            if owner != claim.seq:
+                owner_rows = await verification_store.by_seqs(tx, [owner]) if owner is not None else []
+                raise ClaimTaken(claim.uid, owner_rows[0]["id"] if owner_rows else None)
+    alike: dict[tuple[Any, ...], list[Verdict]] = {}
     for verdict in plan.verdicts:
-        if not await verification_store.resolve(
-            tx,
-            verdict.seq,
-            expected=verdict.expected,
-            status=verdict.status,
-            now=now,
-            resolved_via=verdict.resolved_via,
-            review_reason=verdict.review_reason,
-            resolution=verdict.resolution,
-            note=verdict.note,
-        ):
-            raise StaleVerdict(f"verification {verdict.id} is no longer {verdict.expected}; read it again")
+        key = (verdict.expected, verdict.status, verdict.resolved_via, verdict.review_reason, verdict.resolution, verdict.note)
+        alike.setdefault(key, []).append(verdict)
+    for (expected, status, via, reason, resolution, note), same in alike.items():
+        moved = await verification_store.resolve_many(
+            tx, [v.seq for v in same], expected=expected, status=status, now=now, resolved_via=via,
+            review_reason=reason, resolution=resolution, note=note,
+        )
+        stale = [v.id for v in same if v.seq not in moved]
+        if stale:
+            raise StaleVerdict(f"verification {stale[0]} is no longer {expected}; read it again")
     await verification_store.set_phases(tx, [_phase_row(change) for change in plan.phases])
     if plan.verdicts:
         await _announce(tx, account, plan.verdicts, now)

@@ -24,7 +24,8 @@ from .observations import Observation
 from .store import accounts as account_store
 from .store import observations as observation_store
 from .store import verifications as verification_store
-from .verdicts import merge_windows, settle_guarded
+from .group import merge_windows
+from .verdicts import settle_guarded
 from .webhooks import GoneUid, WebhookEvent, gone_units
 
 log = logging.getLogger("service.ingest")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from .matching import Booking, Outcome, PhaseSpec, Target, match
+from .matching import Booking, Outcome, PhaseSpec, Target, competitors, match
 
 Mode = Literal["instant", "check"]
 
@@ -301,3 +301,33 @@ def operator(
         elif p["status"] in ("matched", "pending"):
             plan.phases.append(PhaseChange(seq, key, "missing", False))
     return plan
+
+
+def closure(
+    seeds: Iterable[int], targets: Iterable[Target], bookings: Iterable[Booking], tolerance_ms: int
+) -> tuple[dict[int, int], dict[int, list[Booking]]]:
+    """Who competes with the seeds, however long the chain: member -> component, and each member's links.
+
+    Two verifications compete when one untagged booking is eligible for a phase of each; a
+    component is everything reachable from one seed that way.
+    """
+    links = competitors(targets, bookings, tolerance_ms)
+    wanted_by: dict[tuple[str, str], list[int]] = {}
+    for ref, found in links.items():
+        for b in found:
+            wanted_by.setdefault(b.key, []).append(int(ref))  # type: ignore[call-overload]
+    component_of: dict[int, int] = {}
+    number = -1
+    for seed in sorted(seeds):
+        if seed in component_of or seed not in links:
+            continue
+        number, queue = number + 1, [seed]
+        component_of[seed] = number
+        while queue:
+            ref = queue.pop()
+            for b in links[ref]:
+                for other in wanted_by[b.key]:
+                    if other not in component_of:
+                        component_of[other] = number
+                        queue.append(other)
+    return component_of, {int(ref): found for ref, found in links.items() if int(ref) in component_of}  # type: ignore[call-overload]

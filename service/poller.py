@@ -32,7 +32,8 @@ from .store import observations as observation_store
 from .store import pollers as poller_store
 from .store import verifications as verification_store
 from .store.accounts import Account
-from .verdicts import load_group, merge_windows, settle_guarded
+from .group import load_group, merge_windows
+from .verdicts import settle_guarded
 
 log = logging.getLogger("service.poller")
 MAX_QUERY_SPAN = timedelta(days=7)  # a wider union is split: one query per cluster of windows

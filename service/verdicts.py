@@ -20,18 +20,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from . import group as groups
 from .apply import apply
 from .db import Tx
 from .errors import DatabaseUnavailable
-from .matching import Booking, eligible
-from .plan import Context, Mode, Plan, decide, phase_specs, targets_of, undecided_at_deadline
+from .group import load_group, seeds
+from .plan import Context, Mode, Plan, decide, undecided_at_deadline
 from .store import counters
-from .store import observations as observation_store
-from .store import verifications as verification_store
 from .store.accounts import Account
 
 log = logging.getLogger("service.verdicts")
-MAX_GROUP = 400  # verifications decided together at most; a larger group waits for an operator
 MATCH_BUDGET = 50_000  # search steps per component (a few tens of ms); past it the matcher gives up visibly
 
 
@@ -41,98 +39,6 @@ class Settled:
 
     resolved: list[str] = field(default_factory=list)
     plan: Plan = field(default_factory=Plan)
-
-
-@dataclass
-class Group:
-    """Pending verifications with every booking that could concern them.
-
-    `incomplete`: members whose competitors were not all loaded (the loading bound was reached);
-    the group of such a member is not decided.
-    """
-
-    rows: dict[int, dict[str, Any]] = field(default_factory=dict)
-    phases: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
-    bookings: dict[tuple[str, str], observation_store.Available] = field(default_factory=dict)
-    incomplete: set[int] = field(default_factory=set)
-
-    def windows(self, tolerance: timedelta) -> list[tuple[datetime, datetime]]:
-        """Where the members' bookings may start (what a check must ask Cal.com about)."""
-        return merge_windows((row["window_start_at"] - tolerance, row["window_end_at"] + tolerance) for row in self.rows.values())
-
-
-def merge_windows(points: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
-    merged: list[tuple[datetime, datetime]] = []
-    for lo, hi in sorted(points):
-        if merged and lo <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
-        else:
-            merged.append((lo, hi))
-    return merged
-
-
-def as_booking(account: str, b: observation_store.Available) -> Booking:
-    return Booking(
-        account=account,
-        uid=b.uid,
-        seat=b.seat,
-        start=b.start_at,
-        booking_id=b.booking_id,
-        event_type_id=b.event_type_id,
-        hosts=frozenset(b.hosts),
-        attendees=frozenset(b.attendees),
-        phones=frozenset(b.phones),
-        appointment_tag=b.appointment_tag,
-        phase_tag=b.phase_tag,
-        source=b.source,
-    )
-
-
-async def seeds(tx: Tx, account: Account, *, seqs: Iterable[int] = (), near: Iterable[datetime] = (), tags: Iterable[str] = ()) -> set[int]:
-    """Pending verifications concerned by new evidence: named, near changed bookings, or tagged."""
-    tolerance = timedelta(seconds=account.match_tolerance_seconds)
-    found = set(seqs)
-    found |= await verification_store.pending_near(tx, account.id, merge_windows((t - tolerance, t + tolerance) for t in near))
-    found |= await verification_store.pending_for_appointments(tx, account.id, sorted(set(tags)))
-    return found
-
-
-async def load_group(tx: Tx, account: Account, start: set[int], *, limit: int | None = None) -> Group:
-    """The pending verifications in `start` and every one that shares an eligible untagged booking.
-
-    Loading stops once `limit` verifications beyond `start` have joined; the ones reached last are
-    marked incomplete (their own competitors were not followed).
-    """
-    limit = MAX_GROUP if limit is None else limit
-    tolerance = timedelta(seconds=account.match_tolerance_seconds)
-    tolerance_ms = account.match_tolerance_seconds * 1000
-    group = Group()
-    frontier, linking = set(start), list[Booking]()
-    while frontier:
-        rows, phases = await _load_pending(tx, frontier)
-        if linking:  # candidates reached through a shared booking join only if they can use it
-            rows = {seq: row for seq, row in rows.items() if seq in start or _can_use(phases[seq], linking, tolerance_ms)}
-        group.rows.update(rows)
-        group.phases.update({seq: phases[seq] for seq in rows})
-        if len(group.rows) > len(start) + limit:
-            group.incomplete = set(rows)
-            return group
-        new = await _load_bookings(tx, account, rows, phases, tolerance)
-        fresh = {key: b for key, b in new.items() if key not in group.bookings}
-        group.bookings.update(fresh)
-        targets = targets_of(rows, phases, account.time_only_matching)
-        linking = [
-            booking
-            for booking in (as_booking(account.id, b) for b in fresh.values() if b.appointment_tag is None)
-            if any(eligible(p, booking, tolerance_ms) for t in targets for p in t.phases)
-        ]
-        windows = merge_windows((b.start - tolerance, b.start + tolerance) for b in linking)
-        frontier = await verification_store.pending_near(tx, account.id, windows) - set(group.rows)
-    return group
-
-
-def _can_use(phases: list[dict[str, Any]], bookings: list[Booking], tolerance_ms: int) -> bool:
-    return any(eligible(p, b, tolerance_ms) for p in phase_specs(phases) for b in bookings)
 
 
 async def settle(
@@ -170,13 +76,13 @@ async def settle(
         answered=frozenset(answered),
         max_nodes=MATCH_BUDGET,
     )
-    bookings = [as_booking(account.id, b) for b in group.bookings.values()]
+    bookings = list(group.converted.values())
     seen_at = {key: b.updated_at for key, b in group.bookings.items()}
-    plan = decide(group.rows, group.phases, bookings, ctx, seen_at=seen_at, incomplete=group.incomplete, max_group=MAX_GROUP)
+    plan = decide(group.rows, group.phases, bookings, ctx, seen_at=seen_at, incomplete=group.incomplete, max_group=groups.MAX_GROUP)
     if plan.too_large:
         log.warning(
             "competing verifications form a group too large to decide; leaving them to their deadline",
-            extra={"event": "group_too_large", "account": account.id, "verifications": len(plan.too_large), "limit": MAX_GROUP},
+            extra={"event": "group_too_large", "account": account.id, "verifications": len(plan.too_large), "limit": groups.MAX_GROUP},
         )
         await counters.bump(tx, "group_too_large")
     if plan.gave_up:
@@ -205,33 +111,10 @@ async def settle_guarded(tx: Tx, account: Account, now: datetime, **kwargs: Any)
     finalize = sorted(set(kwargs.get("finalize", ())))
     if not finalize:
         return Settled()
-    rows, phases = await _load_pending(tx, finalize)
+    rows, phases = await groups.load_pending(tx, finalize)
     ctx = Context(now=now, mode="check", trigger="poll", settle_seconds=0, tolerance_seconds=account.match_tolerance_seconds,
                   answered=frozenset(kwargs.get("answered", ())))
     plan = Plan()
     for seq in sorted(rows):
         plan.extend(undecided_at_deadline(rows[seq], phases[seq], ctx))
     return Settled(await apply(tx, account, plan, now), plan)
-
-
-async def _load_pending(tx: Tx, seqs: Iterable[int]) -> tuple[dict[int, dict[str, Any]], dict[int, list[dict[str, Any]]]]:
-    found = [r for r in await verification_store.by_seqs(tx, sorted(seqs)) if r["status"] == "pending"]
-    rows = {r["seq"]: r for r in found}
-    return rows, await verification_store.phases_of(tx, list(rows))
-
-
-async def _load_bookings(
-    tx: Tx,
-    account: Account,
-    rows: dict[int, dict[str, Any]],
-    phases: dict[int, list[dict[str, Any]]],
-    tolerance: timedelta,
-) -> dict[tuple[str, str], observation_store.Available]:
-    starts = [p["start_at"] for seq in rows for p in phases[seq] if p["staff_required"]]
-    found: dict[tuple[str, str], observation_store.Available] = {}
-    for b in await observation_store.available_between(tx, account.id, merge_windows((t - tolerance, t + tolerance) for t in starts)):
-        found[(b.uid, b.seat)] = b
-    appointment_ids = sorted({row["appointment_id"] for row in rows.values()})
-    for b in await observation_store.available_tagged(tx, account.id, appointment_ids):
-        found[(b.uid, b.seat)] = b
-    return found

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from service import verdicts
+from service import group, verdicts
 from service.db import Database, sql
 from service.fakecalcom import FakeCalcom
 from service.poller import Poller
@@ -182,7 +182,7 @@ async def test_an_operator_resolve_clears_provisional_bookings_it_does_not_claim
 async def test_a_group_over_the_bound_decides_nothing_and_is_counted(
     client, fake: FakeCalcom, poller: Poller, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(verdicts, "MAX_GROUP", 3)
+    monkeypatch.setattr(group, "MAX_GROUP", 3)
     await create_account(client, calcom_api_base=CALCOM)
     start = clock()
     ids = [(await record(client, failure(f"c{i}", [phase("A", at(4 * i), who=None, host_email=ANNA)]))).json()["id"] for i in range(5)]

@@ -233,3 +233,44 @@ async def prune_events(tx: Tx, before: datetime, limit: int = 5000) -> int:
     """Forget raw webhook bodies received before `before` (at most `limit` per call)."""
     return await tx.execute(PRUNE_EVENTS, before=before, limit=limit)
 
+
+
+# Many claims in one statement (a verdict for a whole group); the owners are read back in one more.
+CLAIM_MANY = sql(
+    """
+    INSERT INTO booking_claims (account, booking_uid, booking_seat, verification_seq, phase_key, claimed_at)
+    SELECT :account, json_extract(c.value, '$[0]'), json_extract(c.value, '$[1]'), json_extract(c.value, '$[2]'),
+        json_extract(c.value, '$[3]'), :now
+    FROM json_each(:claims) c WHERE TRUE
+    ON CONFLICT (account, booking_uid, booking_seat) DO NOTHING
+    """,
+    postgresql="""
+    INSERT INTO booking_claims (account, booking_uid, booking_seat, verification_seq, phase_key, claimed_at)
+    SELECT :account, c.uid, c.seat, c.seq, c.key, :now
+    FROM unnest(CAST(:uids AS text[]), CAST(:seats AS text[]), CAST(:seqs AS bigint[]), CAST(:keys AS text[])) AS c(uid, seat, seq, key)
+    ON CONFLICT (account, booking_uid, booking_seat) DO NOTHING
+    """,
+)
+OWNERS_OF = sql(
+    "SELECT booking_uid, booking_seat, verification_seq FROM booking_claims "
+    "WHERE account = :account AND booking_uid IN (SELECT value FROM json_each(:uids))",
+    postgresql="SELECT booking_uid, booking_seat, verification_seq FROM booking_claims WHERE account = :account AND booking_uid = ANY(:uids)",
+)
+
+
+async def claim_many(tx: Tx, account: str, claims: Sequence[tuple[str, str, int, str]], now: datetime) -> dict[tuple[str, str], int]:
+    """Claim (uid, seat, verification_seq, phase_key) units at once; answer the owner of each unit afterwards."""
+    if not claims:
+        return {}
+    await tx.execute(
+        CLAIM_MANY,
+        account=account,
+        now=now,
+        claims=[list(c) for c in claims],
+        uids=[c[0] for c in claims],
+        seats=[c[1] for c in claims],
+        seqs=[c[2] for c in claims],
+        keys=[c[3] for c in claims],
+    )
+    rows = await tx.fetch_all(OWNERS_OF, account=account, uids=sorted({c[0] for c in claims}))
+    return {(row["booking_uid"], row["booking_seat"]): int(row["verification_seq"]) for row in rows}

@@ -293,3 +293,50 @@ async def record_check(
 async def list_page(tx: Tx, *, limit: int, **filters: Any) -> list[dict[str, Any]]:
     given = tuple(name for name in _LIST_FILTERS if filters.get(name) is not None)
     return await tx.fetch_all(_list_query(given), limit=limit, **{name: filters[name] for name in given})
+
+
+RESOLVE_MANY = _sql_in(
+    """
+    UPDATE verifications SET status = :status, review_reason = COALESCE(:review_reason, review_reason), resolution = :resolution,
+        resolved_via = :resolved_via, note = :note, resolved_at = :now, updated_at = :now,
+        review_started_at = CASE WHEN :status = 'manual_review' THEN :now ELSE review_started_at END,
+        next_check_at = NULL, lease_owner = NULL, lease_expires_at = NULL
+    WHERE {in} AND status = :expected
+    RETURNING seq
+    """,
+    "seq",
+    "seqs",
+)
+DEACTIVATE_MANY = _sql_in("UPDATE phases SET active = FALSE WHERE {in}", "verification_seq", "seqs")
+
+
+async def resolve_many(
+    tx: Tx,
+    seqs: Sequence[int],
+    *,
+    expected: str,
+    status: str,
+    now: datetime,
+    resolved_via: str,
+    review_reason: str | None = None,
+    resolution: str | None = None,
+    note: str | None = None,
+) -> set[int]:
+    """`resolve` for several verifications that reach the same state; answer the ones that moved."""
+    if not seqs:
+        return set()
+    rows = await tx.fetch_all(
+        RESOLVE_MANY,
+        seqs=list(seqs),
+        expected=expected,
+        status=status,
+        review_reason=review_reason,
+        resolution=resolution,
+        resolved_via=resolved_via,
+        note=note,
+        now=now,
+    )
+    changed = {int(row["seq"]) for row in rows}
+    if changed:
+        await tx.execute(DEACTIVATE_MANY, seqs=sorted(changed))
+    return changed
