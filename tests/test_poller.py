@@ -164,6 +164,8 @@ async def test_calcom_down_throughout_is_calcom_unavailable_never_no_booking(cli
     reports = await run_schedule(poller, clock, start)
     body = await show(client, pending["id"])
     assert (body["status"], body["review_reason"]) == ("manual_review", "calcom_unavailable")
+    assert [p["status"] for p in body["phases"]] == ["unknown"]  # nobody knows: never "missing"
+    assert body["missing_phases"] == []
     assert body["resolved_at"] == deadline  # the deadline did not move
     calls = sum(r.calls for r in reports)
     # Retried sooner than the schedule, with backoff: more than the 5 scheduled checks, far fewer than one a second.
