@@ -129,6 +129,9 @@ async def list_all(tx: Tx) -> list[Account]:
 
 async def upsert(tx: Tx, account_id: str, values: dict[str, Any], now: datetime) -> bool:
     """Create or replace; answer True when it was created."""
+    # Two requests creating one new id must not both see "absent": take turns (PostgreSQL; a
+    # SQLite write transaction already excludes every other writer).
+    await tx.lock_account(account_id)
     existed = await tx.fetch_one(GET, id=account_id) is not None
     await tx.execute(UPSERT, id=account_id, now=now, **values)
     return not existed
