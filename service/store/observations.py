@@ -11,24 +11,38 @@ from typing import Any
 from ..db import Query, Tx, sql
 from ..observations import Observation
 
-# Newer evidence wins; at the same instant "gone" beats "exists" (a cancellation is final).
+# Two clocks are never compared: webhooks are ordered among themselves by Cal.com's `createdAt`;
+# across sources (and among polls) our own time of receipt or fetch decides. "Gone" is final
+# (Cal.com never revives a cancelled, rejected or rescheduled-away booking): it replaces "exists"
+# whatever its time, and nothing brings a gone unit back.
 UPSERT = sql(
     """
     INSERT INTO booking_observations (account, uid, seat, booking_id, start_at, end_at, state,
         calcom_status, event_type_id, hosts, attendees, appointment_tag, phase_tag, source,
-        event_at, first_seen_at, updated_at)
+        event_at, webhook_event_at, observed_at, first_seen_at, updated_at)
     VALUES (:account, :uid, :seat, :booking_id, :start_at, :end_at, :state, :calcom_status,
-        :event_type_id, :hosts, :attendees, :appointment_tag, :phase_tag, :source, :event_at, :now, :now)
+        :event_type_id, :hosts, :attendees, :appointment_tag, :phase_tag, :source, :event_at,
+        :webhook_event_at, :observed_at, :now, :now)
     ON CONFLICT (account, uid, seat) DO UPDATE SET
         booking_id = COALESCE(excluded.booking_id, booking_observations.booking_id),
         start_at = excluded.start_at, end_at = excluded.end_at, state = excluded.state,
         calcom_status = excluded.calcom_status, event_type_id = excluded.event_type_id,
         hosts = excluded.hosts, attendees = excluded.attendees,
         appointment_tag = excluded.appointment_tag, phase_tag = excluded.phase_tag,
-        source = excluded.source, event_at = excluded.event_at, updated_at = excluded.updated_at
-    WHERE excluded.event_at > booking_observations.event_at
-       OR (excluded.event_at = booking_observations.event_at
-           AND (excluded.state = 'gone' OR booking_observations.state = 'exists'))
+        source = excluded.source, event_at = excluded.event_at,
+        webhook_event_at = CASE WHEN booking_observations.webhook_event_at IS NULL
+                                  OR excluded.webhook_event_at > booking_observations.webhook_event_at
+                                THEN COALESCE(excluded.webhook_event_at, booking_observations.webhook_event_at)
+                                ELSE booking_observations.webhook_event_at END,
+        observed_at = CASE WHEN booking_observations.observed_at IS NULL
+                             OR excluded.observed_at > booking_observations.observed_at
+                           THEN excluded.observed_at ELSE booking_observations.observed_at END,
+        updated_at = excluded.updated_at
+    WHERE (excluded.state = 'gone' AND booking_observations.state <> 'gone')
+       OR ((excluded.state = 'gone' OR booking_observations.state <> 'gone')
+           AND (booking_observations.observed_at IS NULL OR excluded.observed_at >= booking_observations.observed_at)
+           AND (excluded.source <> 'webhook' OR booking_observations.webhook_event_at IS NULL
+                OR excluded.webhook_event_at >= booking_observations.webhook_event_at))
     """
 )
 
@@ -136,12 +150,15 @@ def _row(observation: Observation, account: str, now: datetime) -> dict[str, Any
         "phase_tag": observation.phase_tag,
         "source": observation.source,
         "event_at": observation.event_at,
+        "webhook_event_at": observation.event_at if observation.source == "webhook" else None,
+        # A webhook's details are as new as their receipt (`now`); a poll's as their fetch.
+        "observed_at": now if observation.source == "webhook" else observation.event_at,
         "now": now,
     }
 
 
 async def upsert(tx: Tx, account: str, observations: Iterable[Observation], now: datetime) -> None:
-    """Store observations; an older one never overrides a newer one of the same unit."""
+    """Store observations; an older one never overrides a newer one of the same unit, nor anything a gone one."""
     await tx.execute_many(UPSERT, [_row(o, account, now) for o in observations])
 
 
