@@ -223,7 +223,7 @@ def _sqlite_unavailable(exc: sqlite3.OperationalError) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     if code is None:  # raised without a result code: nothing says our SQL is wrong
         return True
-    return code & 0xFF in _SQLITE_UNAVAILABLE
+    return (code & 0xFF) in _SQLITE_UNAVAILABLE
 
 
 class Database:
@@ -369,7 +369,11 @@ class Database:
             try:
                 await connection.__aexit__(None, None, None)
             except Exception:
-                pass
+                # A failed release (the server dropped the connection while the pool reset it)
+                # leaves `databases` holding it for this task: forget it, or a long-lived task
+                # (the webhook writer) would be refused a connection for ever after.
+                if self._db._connection is connection:
+                    self._db._connection = None
 
     def postgres_dsn(self) -> str:
         return self.url.replace("postgresql+asyncpg://", "postgresql://", 1)

@@ -9,6 +9,7 @@ import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -155,3 +156,30 @@ async def test_a_cancelled_postgresql_commit_keeps_its_connection_until_the_comm
             assert [r["id"] for r in await tx.fetch_all(POLLERS)] == ["held"]
     finally:
         await outside.close()
+
+
+async def test_a_failed_connection_release_does_not_wedge_a_long_lived_task(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    if db.dialect != "postgresql":
+        pytest.skip("the PostgreSQL connection pool")
+    # asyncpg's pool raises from release() when the server dropped the connection while the pool
+    # reset it (a database restart); here the release itself goes through and then raises once.
+    original = asyncpg.pool.Pool.release
+    failures = [asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")]
+
+    async def release(self: asyncpg.pool.Pool, connection: Any, *, timeout: float | None = None) -> None:
+        await original(self, connection, timeout=timeout)
+        if failures:
+            raise failures.pop()
+
+    monkeypatch.setattr(asyncpg.pool.Pool, "release", release)
+
+    async def writer() -> None:  # one long-lived task for every transaction, as the webhook writer is
+        async with db.transaction() as tx:
+            await tx.execute(INSERT_POLLER, id="first")
+        async with db.transaction() as tx:
+            await tx.execute(INSERT_POLLER, id="second")
+
+    await asyncio.create_task(writer())
+    assert not failures
+    async with db.read() as tx:
+        assert [r["id"] for r in await tx.fetch_all(POLLERS)] == ["first", "second"]

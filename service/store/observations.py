@@ -190,7 +190,7 @@ def _row(observation: Observation, account: str, now: datetime) -> dict[str, Any
 
 
 async def upsert(tx: Tx, account: str, observations: Iterable[Observation], now: datetime) -> None:
-    """Store observations; an older one never overrides a newer one of the same unit, nor anything a gone one."""
+    """Store observations: an older one never overrides a newer one of the same unit; a gone unit stays gone."""
     await upsert_many(tx, [(account, o) for o in observations], now)
 
 
