@@ -98,10 +98,10 @@ OBSERVATION = sql(
 
 # A seated booking's unit stored without a seat id ("" — a webhook without `attendeeSeatId`) is the
 # seat whose attendee it names, once that seat is known by its id: the units of the bookings just
-# written that have both an existing "" unit and seat units (rare: an index probe otherwise).
+# written that have both seat units and an existing "" unit (rare: one index probe otherwise).
 _SEATLESS_AND_SEATS = """
-    AND EXISTS (SELECT 1 FROM booking_observations e WHERE e.account = o.account AND e.uid = o.uid AND e.seat = '' AND e.state = 'exists')
     AND EXISTS (SELECT 1 FROM booking_observations s WHERE s.account = o.account AND s.uid = o.uid AND s.seat <> '')
+    AND EXISTS (SELECT 1 FROM booking_observations e WHERE e.account = o.account AND e.uid = o.uid AND e.seat = '' AND e.state = 'exists')
 """
 SEATLESS_OF_SEATED = sql(
     f"""
@@ -110,11 +110,18 @@ SEATLESS_OF_SEATED = sql(
     WHERE (o.account, o.uid) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(:units))
     {_SEATLESS_AND_SEATS}
     """,
-    postgresql=f"""
-    SELECT o.account, o.uid, o.seat, o.attendees, c.verification_seq, c.phase_key FROM booking_observations o
-    LEFT JOIN booking_claims c ON c.account = o.account AND c.booking_uid = o.uid AND c.booking_seat = o.seat
-    WHERE (o.account, o.uid) IN (SELECT * FROM unnest(CAST(:accounts AS text[]), CAST(:uids AS text[])))
-    {_SEATLESS_AND_SEATS}
+    # Each probe correlated to one (account, uid) only, so every plan, generic ones included, is
+    # primary-key lookups (a join over the whole table grew with it).
+    postgresql="""
+    SELECT o.account, o.uid, o.seat, o.attendees, c.verification_seq, c.phase_key
+    FROM unnest(CAST(:accounts AS text[]), CAST(:uids AS text[])) AS k(account, uid)
+    CROSS JOIN LATERAL (SELECT * FROM booking_observations b WHERE b.account = k.account AND b.uid = k.uid
+        AND EXISTS (SELECT 1 FROM booking_observations s WHERE s.account = k.account AND s.uid = k.uid AND s.seat <> '')
+        AND EXISTS (SELECT 1 FROM booking_observations e
+                    WHERE e.account = k.account AND e.uid = k.uid AND e.seat = '' AND e.state = 'exists')
+        OFFSET 0) o
+    LEFT JOIN LATERAL (SELECT verification_seq, phase_key FROM booking_claims
+        WHERE account = o.account AND booking_uid = o.uid AND booking_seat = o.seat) c ON TRUE
     """,
 )
 # Merged into its seat: no longer a claimable unit of its own (a later seatless observation may
