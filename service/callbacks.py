@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from .clock import system_clock
 from .db import Database
 from .logs import REDACTED, secret_registry
 from .ratelimit import backoff
@@ -79,8 +81,10 @@ class CallbackDeliverer:
         owner: str,
         rng: random.Random | None = None,
         batch: int = 50,
+        clock: Callable[[], datetime] = system_clock,
     ) -> None:
         self._db = db
+        self._clock = clock
         self._http = http
         self._owner = owner
         self._rng = rng or random.Random()
@@ -93,10 +97,15 @@ class CallbackDeliverer:
         rounds = math.ceil(batch / CONCURRENCY)
         self._lease = timedelta(seconds=max(settings.lease_seconds, 3 * self._timeout, (rounds + 1) * self._timeout))
 
+    def _fresh(self, now: datetime) -> datetime:
+        """The time now: the caller's `now` may be the start of a long poller tick."""
+        return max(now, self._clock())
+
     async def tick(self, now: datetime) -> int:
         """Claim due events, POST each once (concurrently, bounded), record the outcomes; answer the POSTs made."""
         async with self._db.transaction() as tx:
-            rows = await outbox_store.claim_due(tx, self._owner, now, now + self._lease, self._batch)
+            # The lease counts from the claim: born expired, it would let another poller POST the same rows.
+            rows = await outbox_store.claim_due(tx, self._owner, now, self._fresh(now) + self._lease, self._batch)
         if not rows:
             return 0
         async with self._db.read() as tx:
@@ -126,7 +135,8 @@ class CallbackDeliverer:
             )
             return False
         assert account is not None and account.callback_url and account.callback_secret
-        attempt = await self._post(account, row, now)
+        attempt = await self._post(account, row, self._fresh(now))
+        now = self._fresh(now)  # after the POST: retries and the give-up horizon count from its end
         attempts = row["attempts"] + 1
         retry_at: datetime | None = None
         if attempt.delivered:
@@ -161,10 +171,11 @@ class CallbackDeliverer:
             log.error("verdict callback failed for good", extra={"event": "callback_failed", **fields, "error": error})
         return True
 
-    async def _post(self, account: Account, row: dict[str, Any], now: datetime) -> Attempt:
+    async def _post(self, account: Account, row: dict[str, Any], signed_at: datetime) -> Attempt:
         assert account.callback_url and account.callback_secret
         url, body = account.callback_url, row["payload"].encode("utf-8")
-        timestamp = int(now.timestamp())
+        # Receivers refuse timestamps more than 5 minutes off: sign with the time of sending.
+        timestamp = int(signed_at.timestamp())
         headers = {
             "content-type": "application/json",
             "user-agent": USER_AGENT,

@@ -9,6 +9,7 @@ path. SQL text lives in `service/store/`; this module knows how to run it, not w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -38,6 +39,9 @@ _PG_UNAVAILABLE = (
     asyncpg.CrashShutdownError,
     asyncpg.InternalClientError,  # a connection cut mid-operation is left in an unusable state
 )
+# SQLite result codes (primary, the low byte) that mean "not usable right now", not a bug in our SQL:
+# busy, locked, out of memory, read-only, I/O error, disk full, cannot open, lock protocol.
+_SQLITE_UNAVAILABLE = frozenset({5, 6, 7, 8, 10, 13, 14, 15})
 
 
 @dataclass
@@ -224,9 +228,17 @@ def translate(exc: BaseException) -> BaseException:
         return UniqueViolation(str(exc.constraint_name or "unique"))
     if isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc):
         return UniqueViolation(str(exc))
-    if isinstance(exc, _PG_UNAVAILABLE) or isinstance(exc, sqlite3.OperationalError):
+    if isinstance(exc, _PG_UNAVAILABLE) or (isinstance(exc, sqlite3.OperationalError) and _sqlite_unavailable(exc)):
         return DatabaseUnavailable(type(exc).__name__)
     return exc
+
+
+def _sqlite_unavailable(exc: sqlite3.OperationalError) -> bool:
+    """Busy, locked, I/O, full, read-only, cannot open: the database, not the statement, is the trouble."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:  # raised without a result code: nothing says our SQL is wrong
+        return True
+    return (code & 0xFF) in _SQLITE_UNAVAILABLE
 
 
 class Database:
@@ -303,10 +315,10 @@ class Database:
                 try:
                     yield tx
                 except BaseException:
-                    await asyncio.shield(_sqlite_exec(tx.raw, "ROLLBACK"))
+                    await _to_the_end(_sqlite_exec(tx.raw, "ROLLBACK"))
                     raise
                 else:
-                    await asyncio.shield(_sqlite_exec(tx.raw, "COMMIT"))
+                    await _sqlite_commit(tx.raw)
             return
         async with self._pg_connection() as raw:
             transaction = raw.transaction()
@@ -318,14 +330,15 @@ class Database:
                 yield Tx("postgresql", raw)
             except BaseException:
                 try:
-                    await asyncio.shield(transaction.rollback())
+                    await _to_the_end(transaction.rollback())
                 except Exception:
                     pass
                 raise
             else:
                 try:
-                    # Shielded: a cancelled request must not leave the outcome of a commit unknown.
-                    await asyncio.shield(transaction.commit())
+                    # A cancelled request must not leave the outcome of a commit unknown, nor hand
+                    # the connection back to the pool while its COMMIT is still running.
+                    await _to_the_end(transaction.commit())
                 except Exception as exc:
                     raise translate(exc) from exc
 
@@ -340,7 +353,7 @@ class Database:
                 try:
                     yield tx
                 finally:
-                    await asyncio.shield(_sqlite_exec(tx.raw, "COMMIT"))
+                    await _sqlite_commit(tx.raw)
             return
         async with self._pg_connection() as raw:
             transaction = raw.transaction(readonly=True, isolation="repeatable_read")
@@ -352,7 +365,7 @@ class Database:
                 yield Tx("postgresql", raw)
             finally:
                 try:
-                    await asyncio.shield(transaction.rollback())
+                    await _to_the_end(transaction.rollback())
                 except Exception:
                     pass
 
@@ -371,10 +384,49 @@ class Database:
             try:
                 await connection.__aexit__(None, None, None)
             except Exception:
-                pass
+                # A failed release (the server dropped the connection while the pool reset it)
+                # leaves `databases` holding it for this task: forget it, or a long-lived task
+                # (the webhook writer) would be refused a connection for ever after.
+                if self._db._connection is connection:
+                    self._db._connection = None
 
     def postgres_dsn(self) -> str:
         return self.url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def _to_the_end(awaitable: Any) -> Any:
+    """Await `awaitable` to its end even when the caller is cancelled meanwhile; then re-raise the cancellation.
+
+    `asyncio.shield` alone lets the caller go on (and release the connection) while the shielded
+    statement still runs on it.
+    """
+    task = asyncio.ensure_future(awaitable)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        if not task.cancelled():
+            task.exception()  # retrieved: the cancellation is what the caller gets
+        raise asyncio.CancelledError
+    return task.result()
+
+
+async def _sqlite_commit(raw: Any) -> None:
+    """COMMIT; when it fails (busy, I/O error, disk full, a deferred constraint) roll back.
+
+    A failed COMMIT can leave the transaction open, and this connection serves every later
+    transaction of the process: left inside one, each of them would fail until a restart.
+    """
+    try:
+        await _to_the_end(_sqlite_exec(raw, "COMMIT"))
+    except BaseException:
+        if raw.in_transaction:
+            with contextlib.suppress(Exception):
+                await _to_the_end(_sqlite_exec(raw, "ROLLBACK"))
+        raise
 
 
 async def _sqlite_exec(raw: Any, statement: str) -> None:

@@ -214,17 +214,53 @@ class Intake:
                 details=[{"field": f"bookings.{key}", "message": "no such staff-required phase"} for key in unknown],
             )
         named: dict[str, plan.BookingRef] = {}
-        for key, uid in sorted(request.bookings.items()):
-            known = await observation_store.find(tx, row["account"], uid)
-            first = known[0] if known else None
+        for key, text in sorted(request.bookings.items()):
+            uid, seat, known = await _operator_unit(tx, row["account"], key, text, by_key[key])
             named[key] = plan.BookingRef(
                 uid,
-                first["seat"] if first else "",
-                first["booking_id"] if first else None,
-                first["start_at"] if first else None,
-                first["source"] if first else "operator",
+                seat,
+                known["booking_id"] if known else None,
+                known["start_at"] if known else None,
+                known["source"] if known else "operator",
             )
         return named
+
+
+async def _operator_unit(
+    tx: Tx, account: str, key: str, named: str, phase: dict[str, Any]
+) -> tuple[str, str, dict[str, Any] | None]:
+    """The stored unit an operator's booking names: (uid, seat, its stored row or None).
+
+    A seated booking's seat is its own unit: named as "<uid>/<seat uid>", or else the seat whose
+    attendee is the phase's attendee_email. A booking we never saw is taken as named.
+    """
+    uid, _, seat = named.partition("/")
+    units = await observation_store.find(tx, account, uid)
+    seats = [u for u in units if u["seat"]]
+    if seat:
+        chosen = [u for u in seats if u["seat"] == seat]
+        if seats and not chosen:
+            raise _seat_needed(key, uid, seats, f"booking {uid} has no seat {seat}")
+    elif seats:
+        # A "" unit still "exists" beside seats only while its attendee's seat id is unknown.
+        email = (phase["attendee_email"] or "").lower()
+        unmerged = [u for u in units if not u["seat"] and u["state"] == "exists"]
+        chosen = [u for u in seats + unmerged if email and email in u["attendees"]]
+        if len(chosen) > 1:
+            chosen = [u for u in chosen if u["state"] == "exists"]
+        if len(chosen) != 1:
+            why = f"booking {uid} is a seated booking and the phase's attendee_email does not single out one of its seats"
+            raise _seat_needed(key, uid, seats, why)
+        seat = chosen[0]["seat"]
+    else:
+        chosen = units
+    return uid, seat, (chosen or units or [None])[0]
+
+
+def _seat_needed(key: str, uid: str, seats: list[dict[str, Any]], why: str) -> ValidationFailed:
+    choices = ", ".join(sorted(f"{uid}/{u['seat']}" for u in seats))
+    message = f"{why}; name the seat as \"<booking uid>/<seat uid>\", one of: {choices}"
+    return ValidationFailed(f"bookings.{key}: {message}", details=[{"field": f"bookings.{key}", "message": message}])
 
 
 def encode_cursor(seq: int) -> str:

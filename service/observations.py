@@ -15,8 +15,8 @@ Source = Literal["webhook", "poll"]
 class Observation:
     """The state of one claimable booking unit (a booking, or one seat of a seated booking).
 
-    `event_at` orders observations of one unit: an older one never overrides a newer one
-    (webhook: the envelope's `createdAt`; poll: when we fetched the page).
+    `event_at` orders observations of one unit from the same source: webhooks by the envelope's
+    `createdAt` (Cal.com's clock), polls by when we fetched the page (ours). A "gone" unit stays gone.
     """
 
     uid: str

@@ -108,13 +108,17 @@ class Poller:
     def lease(self) -> timedelta:
         return timedelta(seconds=self.settings.lease_seconds)
 
+    def _lease_until(self, now: datetime) -> datetime:
+        """The end of a lease taken now: counted from the clock, as the tick's `now` may be long past."""
+        return max(now, self.clock()) + self.lease
+
     async def tick(self, now: datetime) -> TickReport:
         """One round of work at `now`; public so tests drive it with a fixed clock."""
         self.ticks += 1
         report = TickReport()
         await self._heartbeat(now)
         async with self.db.transaction() as tx:
-            account_ids = await account_store.claim_for_poll(tx, self.owner, now, now + self.lease)
+            account_ids = await account_store.claim_for_poll(tx, self.owner, now, self._lease_until(now))
         report.accounts = len(account_ids)
         gate = asyncio.Semaphore(ACCOUNTS_AT_ONCE)
 
@@ -145,7 +149,11 @@ class Poller:
             account = await account_store.get(tx, account_id)
             if account is None:
                 return
-            claimed = await verification_store.claim_due(tx, account_id, self.owner, now, now + self.lease, self.settings.poll_batch_size)
+            lease_until = self._lease_until(now)
+            # Other accounts may have gone first: renew our account lease, unless another poller has it by now.
+            if not await account_store.renew_poll(tx, account_id, self.owner, lease_until):
+                return
+            claimed = await verification_store.claim_due(tx, account_id, self.owner, now, lease_until, self.settings.poll_batch_size)
             pace_row = await account_store.get_pace(tx, key_hash(account.calcom_api_key))
             # The check decides whole groups, so it asks Cal.com about every member's window.
             group = await load_group(tx, account, {row["seq"] for row in claimed}) if claimed else None
@@ -188,17 +196,19 @@ class Poller:
         if ratelimit.next_allowed(pace, now) is not None:
             return _Answer(False, 0, "rate limited: waiting for Cal.com's window to reset")
         base = account.calcom_api_base or self.settings.calcom_api_base
+        asked_at = max(now, self.clock())
         try:
             result = await self.calcom.list_bookings(api_base=base, api_key=account.calcom_api_key, after_start=lo, before_end=hi)
         except CalcomError as exc:
             calls = getattr(exc, "calls", 1)
             pace.remaining = getattr(exc, "remaining", pace.remaining)
             pace.reset_at = getattr(exc, "reset_at", pace.reset_at)
+            answered_at = max(now, self.clock())  # a pause counts from Cal.com's answer, not from the tick's start
             if isinstance(exc, CalcomUnavailable) and exc.rate_limited:
-                pace.paused_until = ratelimit.pause_after_429(now, self.rng)
+                pace.paused_until = ratelimit.pause_after_429(answered_at, self.rng)
                 event, message = "calcom_rate_limited", "Cal.com rate limit hit; pausing this API key"
             else:
-                backoff_until = now + timedelta(seconds=ratelimit.backoff(streak, self.rng))
+                backoff_until = answered_at + timedelta(seconds=ratelimit.backoff(streak, self.rng))
                 pace.paused_until = max(pace.paused_until or backoff_until, backoff_until)
                 event, message = "calcom_backoff", "no complete answer from Cal.com; backing off this account"
             log.warning(
@@ -211,7 +221,7 @@ class Poller:
         pace.remaining, pace.reset_at = result.remaining, result.reset_at
         if account.credentials != "ok":
             await self._credentials(account, "ok", None, now)
-        observations = [o for item in result.items for o in observations_from_api(item, now)]
+        observations = [o for item in result.items for o in observations_from_api(item, asked_at)]
         return _Answer(True, result.calls, None, observations)
 
     async def _credentials(self, account: Account, state: str, error: str | None, now: datetime) -> None:
@@ -224,7 +234,12 @@ class Poller:
     async def _save_pace(self, account: Account, pace: ratelimit.KeyPace, now: datetime) -> None:
         async with self.db.transaction() as tx:
             await account_store.set_pace(
-                tx, key_hash(account.calcom_api_key), paused_until=pace.paused_until, remaining=pace.remaining, reset_at=pace.reset_at, now=now
+                tx,
+                key_hash(account.calcom_api_key),
+                paused_until=pace.paused_until,
+                remaining=pace.remaining,
+                reset_at=pace.reset_at,
+                now=max(now, self.clock()),  # when this reading was taken: a newer one is never overwritten by it
             )
 
     async def _record(

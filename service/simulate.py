@@ -395,7 +395,7 @@ async def world(directory: Path, keys: SimulationSecrets, out: Out) -> AsyncIter
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://verifier.sim") as verifier:
             services_db = app.state.services.db
             rng = random.Random(762)
-            deliverer = CallbackDeliverer(services_db, outbound, settings, owner="simulate", rng=rng)
+            deliverer = CallbackDeliverer(services_db, outbound, settings, owner="simulate", rng=rng, clock=clock)
             poller = Poller(services_db, settings, CalcomClient(outbound, clock=clock), clock=clock, owner="simulate", deliverer=deliverer, rng=rng)
             yield World(out, keys, clock, fake, platform, verifier, poller, app.state.services)
 

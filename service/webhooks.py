@@ -94,6 +94,8 @@ def parse(body: bytes, content_type: str, received_at: datetime) -> WebhookEvent
     appointment_tag, phase_tag = metadata_tags(payload.get("metadata"))
     status = payload.get("status") if isinstance(payload.get("status"), str) else None
     seat = payload.get("attendeeSeatId") if isinstance(payload.get("attendeeSeatId"), str) else ""
+    if seat:
+        attendees = _seat_attendees(payload, seat, attendees)
     observation = Observation(
         uid=uid,
         seat=seat,
@@ -153,6 +155,27 @@ def _gone(observation: Observation) -> Observation:
         hosts=observation.hosts,
         attendees=observation.attendees,
     )
+
+
+def _seat_attendees(payload: dict[str, Any], seat: str, attendees: tuple[str, ...]) -> tuple[str, ...]:
+    """The attendee of one seat: Cal.com may list every attendee of the slot in a new seat's webhook.
+
+    The seat's own attendee carries `bookingSeat.referenceUid` (the seat id, the API's `seatUid`);
+    failing that, the booker's `responses.email`. So a seat is told apart by its attendee's e-mail
+    whether a webhook or the bookings API reports it.
+    """
+    if len(attendees) <= 1:
+        return attendees
+    people = payload.get("attendees") if isinstance(payload.get("attendees"), list) else []
+    own = [p for p in people if isinstance(p, dict) and isinstance(p.get("bookingSeat"), dict) and p["bookingSeat"].get("referenceUid") == seat]
+    if emails(own):
+        return emails(own)
+    responses = payload.get("responses")
+    booker = responses.get("email") if isinstance(responses, dict) else None
+    booker = booker.get("value") if isinstance(booker, dict) else booker
+    if isinstance(booker, str) and booker.strip().lower() in attendees:
+        return (booker.strip().lower(),)
+    return attendees
 
 
 def _hosts(payload: dict[str, Any]) -> tuple[str, ...]:

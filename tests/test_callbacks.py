@@ -139,14 +139,14 @@ async def platform(receiver: Receiver) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def deliverer(db: Database, platform: httpx.AsyncClient, settings: Settings) -> CallbackDeliverer:
-    return CallbackDeliverer(db, platform, settings, owner="poller-a", rng=random.Random(7))
+def deliverer(db: Database, platform: httpx.AsyncClient, settings: Settings, clock: FakeClock) -> CallbackDeliverer:
+    return CallbackDeliverer(db, platform, settings, owner="poller-a", rng=random.Random(7), clock=clock)
 
 
 @pytest.fixture
-def make_deliverer(db: Database, settings: Settings) -> Callable[..., CallbackDeliverer]:
+def make_deliverer(db: Database, settings: Settings, clock: FakeClock) -> Callable[..., CallbackDeliverer]:
     def make(http: httpx.AsyncClient, owner: str, *, database: Database | None = None, batch: int = 50) -> CallbackDeliverer:
-        return CallbackDeliverer(database or db, http, settings, owner=owner, rng=random.Random(owner), batch=batch)
+        return CallbackDeliverer(database or db, http, settings, owner=owner, rng=random.Random(owner), batch=batch, clock=clock)
 
     return make
 

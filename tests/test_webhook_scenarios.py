@@ -141,9 +141,18 @@ async def test_older_event_arriving_late_never_overrides_a_newer_one(client: htt
 
 async def test_newer_event_overrides_an_older_one(client: httpx.AsyncClient, account: None) -> None:
     await post_webhook(client, booking_event("BOOKING_REQUESTED", uid="b", start=at(0), created_at=created(1)))
+    await post_webhook(client, booking_event(uid="b", start=at(0), created_at=created(3), event_type_id=202))  # confirmed
+    await post_webhook(client, booking_event("BOOKING_REQUESTED", uid="b", start=at(0), created_at=created(2)))  # late
+    body = (await record(client, failure(phases=[phase("A", at(0), event_type_id=202)]))).json()
+    assert body["status"] == "verified"
+
+
+async def test_a_cancelled_booking_is_never_revived_by_a_later_event(client: httpx.AsyncClient, account: None) -> None:
+    # Cal.com never brings a cancelled booking uid back: whatever claims so is stale or misordered.
+    await post_webhook(client, booking_event("BOOKING_REQUESTED", uid="b", start=at(0), created_at=created(1)))
     await post_webhook(client, booking_event("BOOKING_CANCELLED", uid="b", start=at(0), created_at=created(2)))
-    await post_webhook(client, booking_event(uid="b", start=at(0), created_at=created(3)))  # confirmed after all
-    assert (await record(client, failure())).json()["status"] == "verified"
+    await post_webhook(client, booking_event(uid="b", start=at(0), created_at=created(3)))
+    assert (await record(client, failure())).json()["status"] == "pending"
 
 
 async def test_seats_verify_each_appointment_against_its_own_seat(client: httpx.AsyncClient, account: None) -> None:

@@ -91,17 +91,26 @@ CLAIM_FOR_POLL = sql(
     postgresql=f"UPDATE accounts SET poll_lease_owner = :owner, poll_lease_expires_at = :expires "
     f"WHERE id IN ({_DUE_ACCOUNTS} FOR UPDATE SKIP LOCKED) RETURNING id",
 )
+RENEW_POLL = sql(
+    "UPDATE accounts SET poll_lease_expires_at = :expires WHERE id = :id AND poll_lease_owner = :owner"
+)
 RELEASE_POLL = sql(
     "UPDATE accounts SET poll_lease_owner = NULL, poll_lease_expires_at = NULL WHERE id = :id AND poll_lease_owner = :owner"
 )
 
+# Several pollers share a key's pace: the later pause stands (a 429 block must not be erased by
+# another poller's older reading), and only a reading at least as new replaces remaining/reset.
 GET_PACE = sql("SELECT paused_until_at, remaining, reset_at FROM calcom_keys WHERE key_hash = :key_hash")
 SET_PACE = sql(
     """
     INSERT INTO calcom_keys (key_hash, paused_until_at, remaining, reset_at, updated_at)
     VALUES (:key_hash, :paused_until, :remaining, :reset_at, :now)
-    ON CONFLICT (key_hash) DO UPDATE SET paused_until_at = excluded.paused_until_at,
-        remaining = excluded.remaining, reset_at = excluded.reset_at, updated_at = excluded.updated_at
+    ON CONFLICT (key_hash) DO UPDATE SET
+        paused_until_at = CASE WHEN calcom_keys.paused_until_at IS NULL OR excluded.paused_until_at > calcom_keys.paused_until_at
+                               THEN excluded.paused_until_at ELSE calcom_keys.paused_until_at END,
+        remaining = CASE WHEN excluded.updated_at >= calcom_keys.updated_at THEN excluded.remaining ELSE calcom_keys.remaining END,
+        reset_at = CASE WHEN excluded.updated_at >= calcom_keys.updated_at THEN excluded.reset_at ELSE calcom_keys.reset_at END,
+        updated_at = CASE WHEN excluded.updated_at > calcom_keys.updated_at THEN excluded.updated_at ELSE calcom_keys.updated_at END
     """
 )
 
@@ -131,6 +140,9 @@ async def list_all(tx: Tx) -> list[Account]:
 
 async def upsert(tx: Tx, account_id: str, values: dict[str, Any], now: datetime) -> bool:
     """Create or replace; answer True when it was created."""
+    # Two requests creating one new id must not both see "absent": take turns (PostgreSQL; a
+    # SQLite write transaction already excludes every other writer).
+    await tx.lock_account(account_id)
     existed = await tx.fetch_one(GET, id=account_id) is not None
     await tx.execute(UPSERT, id=account_id, now=now, **{"time_only_matching": False, **values})
     return not existed
@@ -147,6 +159,11 @@ async def broken(tx: Tx) -> list[dict[str, Any]]:
 
 async def claim_for_poll(tx: Tx, owner: str, now: datetime, expires: datetime) -> list[str]:
     return sorted(row["id"] for row in await tx.fetch_all(CLAIM_FOR_POLL, owner=owner, now=now, expires=expires))
+
+
+async def renew_poll(tx: Tx, account_id: str, owner: str, expires: datetime) -> bool:
+    """Extend our poll lease of an account; False when it is not ours any more."""
+    return await tx.execute(RENEW_POLL, id=account_id, owner=owner, expires=expires) == 1
 
 
 async def release_poll(tx: Tx, account_id: str, owner: str) -> None:

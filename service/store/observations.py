@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,24 +12,40 @@ from typing import Any
 from ..db import Query, Tx, sql
 from ..observations import Observation
 
-# Newer evidence wins; at the same instant "gone" beats "exists" (a cancellation is final).
+log = logging.getLogger("service.store")
+
+# Two clocks are never compared: webhooks are ordered among themselves by Cal.com's `createdAt`;
+# across sources (and among polls) our own time of receipt or fetch decides. "Gone" is final
+# (Cal.com never revives a cancelled, rejected or rescheduled-away booking): it replaces "exists"
+# whatever its time, and nothing brings a gone unit back.
 UPSERT = sql(
     """
     INSERT INTO booking_observations (account, uid, seat, booking_id, start_at, end_at, state,
         calcom_status, event_type_id, hosts, attendees, phones, appointment_tag, phase_tag, source,
-        event_at, first_seen_at, updated_at)
+        event_at, webhook_event_at, observed_at, first_seen_at, updated_at)
     VALUES (:account, :uid, :seat, :booking_id, :start_at, :end_at, :state, :calcom_status,
-        :event_type_id, :hosts, :attendees, :phones, :appointment_tag, :phase_tag, :source, :event_at, :now, :now)
+        :event_type_id, :hosts, :attendees, :phones, :appointment_tag, :phase_tag, :source, :event_at,
+        :webhook_event_at, :observed_at, :now, :now)
     ON CONFLICT (account, uid, seat) DO UPDATE SET
         booking_id = COALESCE(excluded.booking_id, booking_observations.booking_id),
         start_at = excluded.start_at, end_at = excluded.end_at, state = excluded.state,
         calcom_status = excluded.calcom_status, event_type_id = excluded.event_type_id,
         hosts = excluded.hosts, attendees = excluded.attendees, phones = excluded.phones,
         appointment_tag = excluded.appointment_tag, phase_tag = excluded.phase_tag,
-        source = excluded.source, event_at = excluded.event_at, updated_at = excluded.updated_at
-    WHERE excluded.event_at > booking_observations.event_at
-       OR (excluded.event_at = booking_observations.event_at
-           AND (excluded.state = 'gone' OR booking_observations.state = 'exists'))
+        source = excluded.source, event_at = excluded.event_at,
+        webhook_event_at = CASE WHEN booking_observations.webhook_event_at IS NULL
+                                  OR excluded.webhook_event_at > booking_observations.webhook_event_at
+                                THEN COALESCE(excluded.webhook_event_at, booking_observations.webhook_event_at)
+                                ELSE booking_observations.webhook_event_at END,
+        observed_at = CASE WHEN booking_observations.observed_at IS NULL
+                             OR excluded.observed_at > booking_observations.observed_at
+                           THEN excluded.observed_at ELSE booking_observations.observed_at END,
+        updated_at = excluded.updated_at
+    WHERE (excluded.state = 'gone' AND booking_observations.state <> 'gone')
+       OR ((excluded.state = 'gone' OR booking_observations.state <> 'gone')
+           AND (booking_observations.observed_at IS NULL OR excluded.observed_at >= booking_observations.observed_at)
+           AND (excluded.source <> 'webhook' OR booking_observations.webhook_event_at IS NULL
+                OR excluded.webhook_event_at >= booking_observations.webhook_event_at))
     """
 )
 
@@ -77,7 +94,43 @@ CLAIM_OWNER = sql(
 RELEASE = sql("DELETE FROM booking_claims WHERE account = :account AND verification_seq = :verification_seq AND phase_key = :phase_key")
 CLAIMS_OF = sql("SELECT phase_key, booking_uid, booking_seat FROM booking_claims WHERE verification_seq = :verification_seq")
 OBSERVATION = sql(
-    "SELECT uid, seat, booking_id, start_at, state, source FROM booking_observations WHERE account = :account AND uid = :uid ORDER BY seat"
+    "SELECT uid, seat, booking_id, start_at, state, source, attendees FROM booking_observations "
+    "WHERE account = :account AND uid = :uid ORDER BY seat"
+)
+
+# A seated booking's unit stored without a seat id ("" — a webhook without `attendeeSeatId`) is the
+# seat whose attendee it names, once that seat is known by its id: the units of the bookings just
+# written that have both seat units and an existing "" unit (rare: one index probe otherwise).
+_SEATLESS_AND_SEATS = """
+    AND EXISTS (SELECT 1 FROM booking_observations s WHERE s.account = o.account AND s.uid = o.uid AND s.seat <> '')
+    AND EXISTS (SELECT 1 FROM booking_observations e WHERE e.account = o.account AND e.uid = o.uid AND e.seat = '' AND e.state = 'exists')
+"""
+SEATLESS_OF_SEATED = sql(
+    f"""
+    SELECT o.account, o.uid, o.seat, o.attendees, c.verification_seq, c.phase_key FROM booking_observations o
+    LEFT JOIN booking_claims c ON c.account = o.account AND c.booking_uid = o.uid AND c.booking_seat = o.seat
+    WHERE (o.account, o.uid) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(:units))
+    {_SEATLESS_AND_SEATS}
+    """,
+    # Each probe correlated to one (account, uid) only, so every plan, generic ones included, is
+    # primary-key lookups (a join over the whole table grew with it).
+    postgresql="""
+    SELECT o.account, o.uid, o.seat, o.attendees, c.verification_seq, c.phase_key
+    FROM unnest(CAST(:accounts AS text[]), CAST(:uids AS text[])) AS k(account, uid)
+    CROSS JOIN LATERAL (SELECT * FROM booking_observations b WHERE b.account = k.account AND b.uid = k.uid
+        AND EXISTS (SELECT 1 FROM booking_observations s WHERE s.account = k.account AND s.uid = k.uid AND s.seat <> '')
+        AND EXISTS (SELECT 1 FROM booking_observations e
+                    WHERE e.account = k.account AND e.uid = k.uid AND e.seat = '' AND e.state = 'exists')
+        OFFSET 0) o
+    LEFT JOIN LATERAL (SELECT verification_seq, phase_key FROM booking_claims
+        WHERE account = o.account AND booking_uid = o.uid AND booking_seat = o.seat) c ON TRUE
+    """,
+)
+# Merged into its seat: no longer a claimable unit of its own (a later seatless observation may
+# bring it back to "exists"; it is merged again in the same write).
+MERGE_SEATLESS = sql(
+    "UPDATE booking_observations SET state = 'merged', updated_at = :now "
+    "WHERE account = :account AND uid = :uid AND seat = '' AND state = 'exists'"
 )
 
 _EVENT_COLUMNS = ("account", "body_sha256", "trigger_event", "booking_uid", "event_created_at", "received_at", "body")
@@ -140,18 +193,55 @@ def _row(observation: Observation, account: str, now: datetime) -> dict[str, Any
         "phase_tag": observation.phase_tag,
         "source": observation.source,
         "event_at": observation.event_at,
+        "webhook_event_at": observation.event_at if observation.source == "webhook" else None,
+        # A webhook's details are as new as their receipt (`now`); a poll's as their fetch.
+        "observed_at": now if observation.source == "webhook" else observation.event_at,
         "now": now,
     }
 
 
 async def upsert(tx: Tx, account: str, observations: Iterable[Observation], now: datetime) -> None:
-    """Store observations; an older one never overrides a newer one of the same unit."""
-    await tx.execute_many(UPSERT, [_row(o, account, now) for o in observations])
+    """Store observations: an older one never overrides a newer one of the same unit; a gone unit stays gone."""
+    await upsert_many(tx, [(account, o) for o in observations], now)
 
 
 async def upsert_many(tx: Tx, observations: Iterable[tuple[str, Observation]], now: datetime) -> None:
     """Observations of several accounts, (account, observation) pairs, in one statement batch."""
-    await tx.execute_many(UPSERT, [_row(o, account, now) for account, o in observations])
+    pairs = list(observations)
+    await tx.execute_many(UPSERT, [_row(o, account, now) for account, o in pairs])
+    await _merge_seatless(tx, {(account, o.uid) for account, o in pairs}, now)
+
+
+async def _merge_seatless(tx: Tx, bookings: set[tuple[str, str]], now: datetime) -> None:
+    """One physical seat, one unit: fold a seated booking's "" unit into the seat whose attendee it names.
+
+    A claim the "" unit holds moves along to that seat (a booking or seat satisfies one phase). A ""
+    unit whose attendee has no known seat yet stays: it is that seat's only unit so far.
+    """
+    if not bookings:
+        return
+    keys = sorted(bookings)
+    rows = await tx.fetch_all(
+        SEATLESS_OF_SEATED, units=[list(k) for k in keys], accounts=[a for a, _ in keys], uids=[u for _, u in keys]
+    )
+    units: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        units.setdefault((row["account"], row["uid"]), []).append(row)
+    for (account, uid), found in sorted(units.items()):
+        seatless = next(u for u in found if u["seat"] == "")
+        people = set(json.loads(seatless["attendees"] or "[]"))
+        seats = sorted({u["seat"] for u in found if u["seat"] and people & set(json.loads(u["attendees"] or "[]"))})
+        if not seats:
+            continue
+        holder = seatless["verification_seq"]
+        if holder is not None and (
+            len(seats) != 1 or not await claim(tx, account, uid, seats[0], holder, seatless["phase_key"], now)
+        ):
+            log.warning(
+                "a claimed booking unit turned out to be a seat that cannot take its claim",
+                extra={"event": "seat_claim_unmerged", "account": account, "booking_uid": uid, "seats": len(seats)},
+            )
+        await tx.execute(MERGE_SEATLESS, account=account, uid=uid, now=now)
 
 
 def _available(row: dict[str, Any]) -> Available:
@@ -216,7 +306,9 @@ async def claims_of(tx: Tx, verification_seq: int) -> dict[str, tuple[str, str]]
 
 
 async def find(tx: Tx, account: str, uid: str) -> list[dict[str, Any]]:
-    return await tx.fetch_all(OBSERVATION, account=account, uid=uid)
+    """Every stored unit of one booking (its seats, for a seated one), attendees as a tuple."""
+    rows = await tx.fetch_all(OBSERVATION, account=account, uid=uid)
+    return [{**row, "attendees": tuple(json.loads(row["attendees"] or "[]"))} for row in rows]
 
 
 async def insert_events(tx: Tx, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
