@@ -40,6 +40,8 @@ REVIEW_REASONS = (
 
 
 BIGINT_MAX = 2**63 - 1
+SYNC_ERROR_MAX = 4000
+TRUNCATED = " …[truncated]"
 
 
 def no_nul(value: Any) -> Any:
@@ -60,7 +62,8 @@ def sane_time(value: datetime | None) -> datetime | None:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore", str_strip_whitespace=True)
+    # Unknown fields are refused: a typo such as `staff_requried` must not pass silently.
+    model_config = ConfigDict(strict=True, extra="forbid", str_strip_whitespace=True)
 
     _no_nul = field_validator("*")(no_nul)
 
@@ -106,8 +109,16 @@ class VerificationIn(_Strict):
     account: str
     appointment_id: str | int
     service: str | None = Field(default=None, max_length=200)
-    sync_error: str | None = Field(default=None, max_length=4000)
+    sync_error: str | None = Field(default=None, max_length=SYNC_ERROR_MAX)
     phases: list[PhaseIn] = Field(min_length=1, max_length=50)
+
+    @field_validator("sync_error", mode="before")
+    @classmethod
+    def _truncate(cls, value: Any) -> Any:
+        """An over-long error text is cut with a marker: losing the record would be worse."""
+        if isinstance(value, str) and len(value) > SYNC_ERROR_MAX:
+            return value[: SYNC_ERROR_MAX - len(TRUNCATED)] + TRUNCATED
+        return value
 
     @field_validator("account")
     @classmethod
@@ -212,6 +223,8 @@ def parse(model: type[_Strict], body: bytes) -> Any:
                 field, message = "body", "the body is not valid JSON"
             elif error["type"] == "timezone_aware":
                 message = "must carry a UTC offset, e.g. 2026-12-01T10:00:00+01:00"
+            elif error["type"] == "extra_forbidden":
+                message = "unknown field (check its spelling; unknown fields are refused, not ignored)"
             details.append({"field": field, "message": message})
         summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
         raise ValidationFailed(f"invalid request: {summary}", details=details) from None

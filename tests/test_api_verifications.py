@@ -143,9 +143,20 @@ async def test_bad_intake_is_422_naming_the_field_and_stores_nothing(
     assert await count(db, "phases") == 0
 
 
-async def test_unknown_fields_are_ignored(client: httpx.AsyncClient, account: None) -> None:
-    body = failure(phases=[{**phase("A", START), "colour": "blue", "staff": {"id": 3}}], customer={"name": "x"})
-    assert (await record(client, body)).status_code == 201
+async def test_unknown_fields_are_a_422_naming_them_and_store_nothing(client: httpx.AsyncClient, account: None, db: Database) -> None:
+    # A typo must not flip a phase to the default (staff_required: true) without a word.
+    body = failure(phases=[{**phase("A", START), "staff_requried": False}, phase("B", START + timedelta(minutes=30))], customer={"name": "x"})
+    response = await record(client, body)
+    assert response.status_code == 422
+    fields = {d["field"] for d in response.json()["error"]["details"]}
+    assert fields == {"phases.0.staff_requried", "customer"}
+    assert "staff_requried" in response.json()["error"]["message"]
+    assert await count(db) == 0
+
+
+async def test_an_over_long_sync_error_is_cut_with_a_marker_not_refused(client: httpx.AsyncClient, account: None) -> None:
+    body = (await record(client, failure(sync_error="x" * 10_000))).json()
+    assert len(body["sync_error"]) == 4000 and body["sync_error"].endswith("…[truncated]")
 
 
 async def test_numeric_appointment_id_is_kept_as_text(client: httpx.AsyncClient, account: None) -> None:
