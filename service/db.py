@@ -9,7 +9,9 @@ path. SQL text lives in `service/store/`; this module knows how to run it, not w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -24,6 +26,8 @@ import databases
 
 from .errors import DatabaseUnavailable, UniqueViolation
 
+log = logging.getLogger("service.db")
+OPTIMIZE_EVERY = 3600.0  # seconds between PRAGMA optimize runs on a long-lived SQLite connection
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")
 BOOL_COLUMNS = frozenset({"enabled", "staff_required", "active"})
 
@@ -229,6 +233,7 @@ class Database:
         self._reader: Tx | None = None
         self._write_lock = asyncio.Lock()
         self._read_lock = asyncio.Lock()
+        self._housekeeping: asyncio.Task[None] | None = None
 
     @property
     def sqlite_path(self) -> str:
@@ -245,6 +250,7 @@ class Database:
                 # connection open instead of `databases`' new connection per statement.
                 self._writer = Tx("sqlite", await self._hold_connection())
                 self._reader = Tx("sqlite", await self._hold_connection())
+                self._housekeeping = asyncio.create_task(self._optimize_hourly(), name="sqlite-optimize")
         except Exception as exc:
             raise translate(exc) from exc
 
@@ -268,7 +274,31 @@ class Database:
             await (await raw.execute(pragma)).close()
         return raw
 
+    async def optimize(self, *, full: bool = False) -> None:
+        """Refresh SQLite's planner statistics where they went stale; `full`: every table (after a migration)."""
+        # PostgreSQL needs nothing here: autovacuum runs ANALYZE on its own as tables grow.
+        if self.dialect != "sqlite" or self._writer is None:
+            return
+        async with self._write_lock:
+            raw = self._writer.raw
+            # ANALYZE samples about this many rows per index: a few ms, however large the tables grow.
+            await _sqlite_exec(raw, "PRAGMA analysis_limit=400")
+            await _sqlite_exec(raw, "ANALYZE" if full else "PRAGMA optimize")
+
+    async def _optimize_hourly(self) -> None:
+        while True:
+            await asyncio.sleep(OPTIMIZE_EVERY)
+            try:
+                await self.optimize()
+            except Exception as exc:  # statistics can wait for the next hour
+                log.warning("SQLite optimize failed", extra={"event": "sqlite_optimize_failed", "error": type(exc).__name__})
+
     async def disconnect(self) -> None:
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
+            self._housekeeping = None
         for connection in self._held:
             try:
                 await connection.__aexit__(None, None, None)
