@@ -24,6 +24,7 @@ from typing import Any
 import asyncpg
 import databases
 
+from .checkpointer import Checkpointer
 from .errors import DatabaseUnavailable, UniqueViolation
 
 log = logging.getLogger("service.db")
@@ -221,8 +222,9 @@ def translate(exc: BaseException) -> BaseException:
 class Database:
     """The process' database: `transaction()` for writes, `read()` for reads."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, checkpoints: bool = True) -> None:
         self.url = url
+        self.checkpoints = checkpoints  # SQLite: run the Checkpointer (False only for tests that drive one themselves)
         self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
         options: dict[str, Any] = {}
         if self.dialect == "postgresql":
@@ -233,6 +235,7 @@ class Database:
         self._reader: Tx | None = None
         self._write_lock = asyncio.Lock()
         self._read_lock = asyncio.Lock()
+        self._checkpointer: Checkpointer | None = None
         self._housekeeping: asyncio.Task[None] | None = None
 
     @property
@@ -250,6 +253,9 @@ class Database:
                 # connection open instead of `databases`' new connection per statement.
                 self._writer = Tx("sqlite", await self._hold_connection())
                 self._reader = Tx("sqlite", await self._hold_connection())
+                if self.checkpoints:
+                    self._checkpointer = Checkpointer(self.sqlite_path)
+                    await self._checkpointer.start()
                 self._housekeeping = asyncio.create_task(self._optimize_hourly(), name="sqlite-optimize")
         except Exception as exc:
             raise translate(exc) from exc
@@ -270,6 +276,7 @@ class Database:
             "PRAGMA synchronous=FULL",
             "PRAGMA busy_timeout=15000",
             "PRAGMA foreign_keys=ON",
+            "PRAGMA wal_autocheckpoint=0",  # the Checkpointer's job, off the commit path
         ):
             await (await raw.execute(pragma)).close()
         return raw
@@ -299,6 +306,9 @@ class Database:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._housekeeping
             self._housekeeping = None
+        if self._checkpointer is not None:
+            await self._checkpointer.stop()
+            self._checkpointer = None
         for connection in self._held:
             try:
                 await connection.__aexit__(None, None, None)
