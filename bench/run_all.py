@@ -2,9 +2,10 @@
 
     .venv/bin/python bench/run_all.py [--db both] [--repeat 3] [--no-profile] [--no-append]
 
-Runs ingest, latency, time to verdict, API economy and scale/memory (each as its own script would),
-then — unless --no-profile — a py-spy profile (`--gil`) of the web process under ingest load for
-each database whose ingest or scale target was missed. Takes about 20 minutes on 2 cores.
+Runs ingest, latency, time to verdict, API economy, scale/memory and history (each as its own script
+would; history without its in-process per-statement table), then — unless --no-profile — a py-spy
+profile (`--gil`) of the web process under ingest load for each database whose ingest or scale
+target was missed. Takes about 40 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as c  # noqa: E402
 import economy  # noqa: E402
+import history  # noqa: E402
 import ingest  # noqa: E402
 import latency  # noqa: E402
 import profile_web as profiling  # noqa: E402
@@ -40,6 +42,7 @@ def main() -> None:
         ("Time to verdict (bench/verdict.py)", lambda: verdict.measure(dbs, repeat=args.repeat)),
         ("API economy (bench/economy.py)", lambda: economy.measure(dbs)),
         ("Scale and memory (bench/scale.py)", lambda: scale.measure(dbs, repeat=args.repeat)),
+        ("History: before and after 50,000 stored webhooks (bench/history.py)", lambda: history.measure(dbs, repeat=args.repeat)),
     ):
         print(f"== {title}", flush=True)
         body, rows = run()

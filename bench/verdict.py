@@ -34,21 +34,22 @@ def verification(a: int, appointment: str, start: dt.datetime, attendee: str) ->
     }
 
 
-async def orders(port: int, n: int) -> dict[str, dict[str, object]]:
+async def orders(port: int, n: int, *, tag: str = "v", base: dt.datetime | None = None) -> dict[str, dict[str, object]]:
+    """Both orders once; `tag` and `base` keep a second call on the same database apart from the first."""
     client = c.Client(port)
     waiter = c.Client(port)
-    base = c.T0 + dt.timedelta(days=2 * 365)
+    base = base or c.T0 + dt.timedelta(days=2 * 365)
     out: dict[str, dict[str, object]] = {}
 
     # (a) webhook already in → POST /api/verifications returns verified
     times, wrong = [], 0
     for i in range(WARMUP + n):
         a, start = i % c.ACCOUNTS, base + i * dt.timedelta(minutes=30)
-        who = f"verdict-a-{i}@example.com"
-        status, _ = await c.post_webhook(client, c.booking_for(a, start, who, i, "va"))
+        who = f"verdict-{tag}a-{i}@example.com"
+        status, _ = await c.post_webhook(client, c.booking_for(a, start, who, i, f"{tag}a"))
         assert status == 200, status
         t = time.perf_counter()
-        status, view = await c.api(client, "POST", "/api/verifications", verification(a, f"va-{i}", start, who))
+        status, view = await c.api(client, "POST", "/api/verifications", verification(a, f"{tag}a-{i}", start, who))
         elapsed = (time.perf_counter() - t) * 1000
         if i >= WARMUP:
             times.append(elapsed)
@@ -60,13 +61,13 @@ async def orders(port: int, n: int) -> dict[str, dict[str, object]]:
     base = base + dt.timedelta(days=365)
     for i in range(WARMUP + n):
         a, start = i % c.ACCOUNTS, base + i * dt.timedelta(minutes=30)
-        who = f"verdict-b-{i}@example.com"
-        status, view = await c.api(client, "POST", "/api/verifications", verification(a, f"vb-{i}", start, who))
+        who = f"verdict-{tag}b-{i}@example.com"
+        status, view = await c.api(client, "POST", "/api/verifications", verification(a, f"{tag}b-{i}", start, who))
         assert status == 201 and view["status"] == "pending", (status, view)
         waiting = asyncio.create_task(c.api(waiter, "GET", f"/api/verifications/{view['id']}?wait=10"))
         await asyncio.sleep(0.03)  # let the GET reach its wait (its own read is not part of the figure)
         t = time.perf_counter()
-        status, _ = await c.post_webhook(client, c.booking_for(a, start, who, i, "vb"))
+        status, _ = await c.post_webhook(client, c.booking_for(a, start, who, i, f"{tag}b"))
         answered = time.perf_counter()
         status_get, final = await waiting
         elapsed = (time.perf_counter() - t) * 1000

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -23,8 +24,11 @@ from typing import Any
 import asyncpg
 import databases
 
+from .checkpointer import Checkpointer
 from .errors import DatabaseUnavailable, UniqueViolation
 
+log = logging.getLogger("service.db")
+OPTIMIZE_EVERY = 3600.0  # seconds between PRAGMA optimize runs on a long-lived SQLite connection
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")
 BOOL_COLUMNS = frozenset({"enabled", "staff_required", "active", "time_only_matching"})
 
@@ -244,8 +248,9 @@ def _sqlite_unavailable(exc: sqlite3.OperationalError) -> bool:
 class Database:
     """The process' database: `transaction()` for writes, `read()` for reads."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, checkpoints: bool = True) -> None:
         self.url = url
+        self.checkpoints = checkpoints  # SQLite: run the Checkpointer (False only for tests that drive one themselves)
         self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
         options: dict[str, Any] = {}
         if self.dialect == "postgresql":
@@ -256,6 +261,8 @@ class Database:
         self._reader: Tx | None = None
         self._write_lock = asyncio.Lock()
         self._read_lock = asyncio.Lock()
+        self._checkpointer: Checkpointer | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
 
     @property
     def sqlite_path(self) -> str:
@@ -272,6 +279,10 @@ class Database:
                 # connection open instead of `databases`' new connection per statement.
                 self._writer = Tx("sqlite", await self._hold_connection())
                 self._reader = Tx("sqlite", await self._hold_connection())
+                if self.checkpoints:
+                    self._checkpointer = Checkpointer(self.sqlite_path)
+                    await self._checkpointer.start()
+                self._housekeeping = asyncio.create_task(self._optimize_hourly(), name="sqlite-optimize")
         except Exception as exc:
             raise translate(exc) from exc
 
@@ -291,11 +302,39 @@ class Database:
             "PRAGMA synchronous=FULL",
             "PRAGMA busy_timeout=15000",
             "PRAGMA foreign_keys=ON",
+            "PRAGMA wal_autocheckpoint=0",  # the Checkpointer's job, off the commit path
         ):
             await (await raw.execute(pragma)).close()
         return raw
 
+    async def optimize(self, *, full: bool = False) -> None:
+        """Refresh SQLite's planner statistics where they went stale; `full`: every table (after a migration)."""
+        # PostgreSQL needs nothing here: autovacuum runs ANALYZE on its own as tables grow.
+        if self.dialect != "sqlite" or self._writer is None:
+            return
+        async with self._write_lock:
+            raw = self._writer.raw
+            # ANALYZE samples about this many rows per index: a few ms, however large the tables grow.
+            await _sqlite_exec(raw, "PRAGMA analysis_limit=400")
+            await _sqlite_exec(raw, "ANALYZE" if full else "PRAGMA optimize")
+
+    async def _optimize_hourly(self) -> None:
+        while True:
+            await asyncio.sleep(OPTIMIZE_EVERY)
+            try:
+                await self.optimize()
+            except Exception as exc:  # statistics can wait for the next hour
+                log.warning("SQLite optimize failed", extra={"event": "sqlite_optimize_failed", "error": type(exc).__name__})
+
     async def disconnect(self) -> None:
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
+            self._housekeeping = None
+        if self._checkpointer is not None:
+            await self._checkpointer.stop()
+            self._checkpointer = None
         for connection in self._held:
             try:
                 await connection.__aexit__(None, None, None)

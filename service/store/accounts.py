@@ -80,10 +80,11 @@ SET_CREDENTIALS = sql(
 BROKEN = sql("SELECT id, credentials_error, credentials_changed_at FROM accounts WHERE credentials = 'broken' ORDER BY id")
 
 # Poll leases: one poller at a time queries Cal.com for an account, so one tick makes one query
-# per account however many pollers run.
+# per account however many pollers run. One probe of the account's due work per account (not a
+# pass over every pending verification).
 _DUE_ACCOUNTS = """
     SELECT a.id FROM accounts a
-    WHERE a.id IN (SELECT DISTINCT v.account FROM verifications v WHERE v.status = 'pending' AND v.next_check_at <= :now)
+    WHERE EXISTS (SELECT 1 FROM verifications v WHERE v.account = a.id AND v.status = 'pending' AND v.next_check_at <= :now)
     AND (a.poll_lease_expires_at IS NULL OR a.poll_lease_expires_at < :now OR a.poll_lease_owner = :owner)
 """
 CLAIM_FOR_POLL = sql(

@@ -53,26 +53,32 @@ _AVAILABLE_COLUMNS = """o.uid, o.seat, o.booking_id, o.start_at, o.end_at, o.eve
         o.appointment_tag, o.phase_tag, o.source, o.updated_at"""
 _UNCLAIMED = """o.state = 'exists' AND NOT EXISTS (SELECT 1 FROM booking_claims c
         WHERE c.account = o.account AND c.booking_uid = o.uid AND c.booking_seat = o.seat)"""
+# PostgreSQL would rather hash every claim ever made than probe the key of each candidate: OFFSET 0
+# keeps the test a per-candidate key lookup.
+_UNCLAIMED_PG = _UNCLAIMED.replace("o.seat)", "o.seat OFFSET 0)")
 # Existing, unclaimed bookings starting in any of several (merged, disjoint) windows: one
-# statement, one index range scan per window.
+# statement, one index range scan per window. The windows drive the loop on both databases, so the
+# cost follows the windows, not the account's history: SQLite keeps the left table of a CROSS JOIN
+# outside (a plain JOIN let it walk every observation of the account instead), PostgreSQL's
+# OFFSET 0 keeps the per-window subquery from being flattened.
 AVAILABLE_BETWEEN = sql(
     f"""
-    SELECT {_AVAILABLE_COLUMNS} FROM json_each(:windows) w JOIN booking_observations o
-    ON o.account = :account AND o.start_at >= json_extract(w.value, '$[0]') AND o.start_at <= json_extract(w.value, '$[1]')
-    WHERE {_UNCLAIMED}
+    SELECT {_AVAILABLE_COLUMNS} FROM json_each(:windows) w CROSS JOIN booking_observations o
+    WHERE o.account = :account AND o.start_at >= json_extract(w.value, '$[0]') AND o.start_at <= json_extract(w.value, '$[1]')
+    AND {_UNCLAIMED}
     """,
     postgresql=f"""
     SELECT {_AVAILABLE_COLUMNS}
     FROM unnest(CAST(:los AS timestamptz[]), CAST(:his AS timestamptz[])) AS w(lo, hi)
     CROSS JOIN LATERAL (SELECT * FROM booking_observations
         WHERE account = :account AND start_at >= w.lo AND start_at <= w.hi OFFSET 0) o
-    WHERE {_UNCLAIMED}
+    WHERE {_UNCLAIMED_PG}
     """,
 )
 AVAILABLE_TAGGED = sql(
     f"SELECT {_AVAILABLE_COLUMNS} FROM booking_observations o WHERE o.account = :account AND {_UNCLAIMED} "
     "AND o.appointment_tag IN (SELECT value FROM json_each(:tags))",
-    postgresql=f"SELECT {_AVAILABLE_COLUMNS} FROM booking_observations o WHERE o.account = :account AND {_UNCLAIMED} "
+    postgresql=f"SELECT {_AVAILABLE_COLUMNS} FROM booking_observations o WHERE o.account = :account AND {_UNCLAIMED_PG} "
     "AND o.appointment_tag = ANY(:tags)",
 )
 
@@ -152,7 +158,11 @@ def _insert_events_query(count: int) -> Query:
 # Raw webhook bodies are kept for audit and replay for a while, then dropped in slices (what they
 # taught us stays in booking_observations).
 PRUNE_EVENTS = sql(
-    "DELETE FROM webhook_events WHERE seq IN (SELECT seq FROM webhook_events WHERE received_at < :before ORDER BY seq LIMIT :limit)"
+    "DELETE FROM webhook_events WHERE seq IN "
+    "(SELECT seq FROM webhook_events WHERE received_at < :before ORDER BY received_at LIMIT :limit)",
+    # ARRAY(): the slice is collected first and deleted by key, never joined against the whole table.
+    postgresql="DELETE FROM webhook_events WHERE seq = ANY(ARRAY("
+    "SELECT seq FROM webhook_events WHERE received_at < :before ORDER BY received_at LIMIT :limit))",
 )
 
 

@@ -21,8 +21,9 @@ _DUE = """
 _RETURNING = "RETURNING seq, id, verification_seq, account, payload, attempts, created_at"
 CLAIM_DUE = sql(
     f"UPDATE outbox SET lease_owner = :owner, lease_expires_at = :expires WHERE seq IN ({_DUE}) {_RETURNING}",
+    # ARRAY(): the claimed rows are updated by key, never by a join against every event ever sent.
     postgresql=f"UPDATE outbox SET lease_owner = :owner, lease_expires_at = :expires "
-    f"WHERE seq IN ({_DUE} FOR UPDATE SKIP LOCKED) {_RETURNING}",
+    f"WHERE seq = ANY(ARRAY({_DUE} FOR UPDATE SKIP LOCKED)) {_RETURNING}",
 )
 RECORD_ATTEMPT = sql(
     """

@@ -58,11 +58,12 @@ CALLBACKS_OF = _sql_in(
 STATUS_OF_IDS = _sql_in("SELECT id, status FROM verifications WHERE {in}", "id", "ids")
 
 # The webhook path's probe: pending verifications with a staff-required phase in any of several
-# time windows — one statement, one index range scan per window.
+# time windows — one statement, one index range scan per window (CROSS JOIN: SQLite keeps the
+# windows as the outer loop whatever its statistics say).
 PENDING_NEAR = sql(
     """
-    SELECT DISTINCT p.verification_seq FROM json_each(:windows) w JOIN phases p
-    ON p.account = :account AND p.active
+    SELECT DISTINCT p.verification_seq FROM json_each(:windows) w CROSS JOIN phases p
+    WHERE p.account = :account AND p.active
     AND p.start_at >= json_extract(w.value, '$[0]') AND p.start_at <= json_extract(w.value, '$[1]')
     """,
     # OFFSET 0 keeps PostgreSQL from flattening the per-window subquery into one scan of every
@@ -78,8 +79,8 @@ PENDING_NEAR = sql(
 PENDING_NEAR_MANY = sql(
     """
     SELECT DISTINCT json_extract(w.value, '$[0]') AS account, p.verification_seq
-    FROM json_each(:windows) w JOIN phases p
-    ON p.account = json_extract(w.value, '$[0]') AND p.active
+    FROM json_each(:windows) w CROSS JOIN phases p
+    WHERE p.account = json_extract(w.value, '$[0]') AND p.active
     AND p.start_at >= json_extract(w.value, '$[1]') AND p.start_at <= json_extract(w.value, '$[2]')
     """,
     postgresql="""
@@ -120,8 +121,9 @@ _DUE = """
 """
 CLAIM_DUE = sql(
     f"UPDATE verifications SET lease_owner = :owner, lease_expires_at = :expires WHERE seq IN ({_DUE}) RETURNING {_VCOLS}",
+    # ARRAY(): the claimed rows are updated by key, never by a join against the whole table.
     postgresql=f"UPDATE verifications SET lease_owner = :owner, lease_expires_at = :expires "
-    f"WHERE seq IN ({_DUE} FOR UPDATE SKIP LOCKED) RETURNING {_VCOLS}",
+    f"WHERE seq = ANY(ARRAY({_DUE} FOR UPDATE SKIP LOCKED)) RETURNING {_VCOLS}",
 )
 RECORD_CHECK = sql(
     """

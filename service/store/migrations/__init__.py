@@ -85,6 +85,8 @@ async def _apply_all(db: Database) -> list[str]:
             await tx.execute(_RECORD, version=version, applied_at=_now_text())
             done.append(version)
             log.info("migration applied", extra={"event": "migration_applied", "version": version})
+    if done:
+        await db.optimize(full=True)  # new indexes start without planner statistics (SQLite)
     return done
 
 
