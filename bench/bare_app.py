@@ -23,7 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from service.signatures import calcom_signature_valid  # noqa: E402  (the service's own check)
+from service.core.signatures import calcom_signature_valid
 
 SECRETS: dict[str, str] = json.loads(os.environ.get("BENCH_SECRETS", "{}"))
 _OK = Response(b'{"ok":true,"stored":true}', media_type="application/json")

@@ -260,7 +260,7 @@ def bare() -> Server:
 
 def fake_calcom(api_keys: Sequence[str], limit: int = 120) -> Server:
     port = free_port()
-    args = [PY, "-m", "service.fakecalcom", "--port", str(port), "--limit", str(limit)]
+    args = [PY, "-m", "service.testing.fakecalcom", "--port", str(port), "--limit", str(limit)]
     for key in api_keys:
         args += ["--api-key", key]
     return Server("fakecalcom", args, {}, port)
@@ -319,12 +319,12 @@ async def seed(database_url: str, pending: int, *, calcom_api_base: str | None =
     Rows are shaped as `service.intake.Intake._insert` shapes them and written with
     `service.store.verifications.insert`, a few thousand per transaction.
     """
-    from service import schedule
-    from service.db import Database
-    from service.models import VerificationIn
+    from service.core import schedule
+    from service.store.connector import Database
+    from service.core.models import VerificationIn
     from service.settings import normalize_database_url
-    from service.store import accounts as account_store
-    from service.store import verifications as verification_store
+    from service.store.queries import accounts as account_store
+    from service.store.queries import verifications as verification_store
 
     db = Database(normalize_database_url(database_url))
     await db.connect()

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/economy.py --db both [--append]
 
-A fake Cal.com process (`python -m service.fakecalcom`, Cal.com's 120 requests/min per key) holds the
+A fake Cal.com process (`python -m service.testing.fakecalcom`, Cal.com's 120 requests/min per key) holds the
 bookings of 90% of the pending verifications (both staff phases of a Dauerwelle) plus noise bookings
 (other customers) in the same days; the other 10% have no booking and run to their final verdict.
 An in-process `service.poller.Poller` ticks at each scheduled check time (2, 12, 42, 162, 762 s after
@@ -58,10 +58,10 @@ def add_bookings(fake: c.Server, pending: int) -> tuple[int, int]:
 
 
 async def poll(url: str, fake: c.Server, created: dt.datetime) -> list[dict[str, int]]:
-    from service.calcom import CalcomClient
-    from service.db import Database
-    from service.poller import Poller
-    from service.schedule import check_times
+    from service.clients.calcom import CalcomClient
+    from service.store.connector import Database
+    from service.workers.poller import Poller
+    from service.core.schedule import check_times
     from service.settings import Settings
 
     settings = Settings(_env_file=None, database_url=url, calcom_api_base=fake.url, api_token=None)

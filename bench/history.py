@@ -166,9 +166,9 @@ def measure(dbs: list[str], *, stored: int = 50_000, repeat: int = 3, rate: floa
 
 
 async def _ingest(db: Any, first: int, count: int, in_flight: int) -> None:
-    from service.ingest import Ingestor, Submission
-    from service.notify import Notifier
-    from service.webhooks import parse
+    from service.app.ingest import Ingestor, Submission
+    from service.app.notify import Notifier
+    from service.core.webhooks import parse
 
     ingestor = Ingestor(db, Notifier(db), lambda: dt.datetime.now(dt.timezone.utc))
     await ingestor.start()
@@ -187,15 +187,15 @@ async def _ingest(db: Any, first: int, count: int, in_flight: int) -> None:
 
 async def _intake(db: Any, url: str, tag: str, base: dt.datetime, count: int) -> None:
     """Time to verdict's order (a) in-process: the booking's webhook, then the failure, verified inside the call."""
-    from service.intake import Intake
-    from service.models import VerificationIn
-    from service.notify import Notifier
+    from service.app.intake import Intake
+    from service.core.models import VerificationIn
+    from service.app.notify import Notifier
     from service.settings import Settings
-    from service.webhooks import parse
+    from service.core.webhooks import parse
 
     settings = Settings(_env_file=None, database_url=url, api_token=c.API_TOKEN)
     intake = Intake(db, settings, Notifier(db))
-    from service.ingest import Ingestor, Submission
+    from service.app.ingest import Ingestor, Submission
 
     ingestor = Ingestor(db, Notifier(db), lambda: dt.datetime.now(dt.timezone.utc))
     await ingestor.start()
@@ -217,9 +217,12 @@ STATS: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
 
 def _instrument() -> None:
     """Sum wall time and count per statement, named as the store modules name them."""
-    from service import db as dbmod
-    from service.ingest import Ingestor
-    from service.store import accounts, observations, outbox, verifications
+    from service.store import connector as dbmod
+    from service.app.ingest import Ingestor
+    from service.store.queries import accounts
+    from service.store.queries import observations
+    from service.store.queries import outbox
+    from service.store.queries import verifications
 
     names = {id(value): f"{module.__name__.rsplit('.', 1)[1]}.{name}" for module in (accounts, observations, outbox, verifications)
              for name, value in vars(module).items() if isinstance(value, dbmod.Query)}
@@ -246,7 +249,7 @@ def _instrument() -> None:
 
 def statements(d: str, *, stored: int = 50_000, events: int = 2000, verdicts: int = 300) -> str:
     """Per-statement SQL time of the webhook path (one event at a time) and of the intake path, before and after the history."""
-    from service.db import Database
+    from service.store.connector import Database
     from service.settings import normalize_database_url
 
     _instrument()

@@ -26,15 +26,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import common as c  # noqa: E402
 
-from service.db import Database  # noqa: E402
-from service.matching import Booking  # noqa: E402
-from service.observations import Observation  # noqa: E402
-from service.plan import Context, decide  # noqa: E402
-from service.store import accounts as account_store  # noqa: E402
-from service.store import observations as observation_store  # noqa: E402
-from service.store import verifications as verification_store  # noqa: E402
-from service.store.migrations import migrate  # noqa: E402
-from service.verdicts import settle  # noqa: E402
+from service.store.connector import Database
+from service.core.matching import Booking
+from service.core.observations import Observation
+from service.core.plan import Context, decide
+from service.store.queries import accounts as account_store
+from service.store.queries import observations as observation_store
+from service.store.queries import verifications as verification_store
+from service.store.migrations import migrate
+from service.app.settle import settle
 
 T = dt.datetime(2027, 3, 1, 8, 0, tzinfo=dt.timezone.utc)
 HOST = "anna@salon.example"

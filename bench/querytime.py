@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as c  # noqa: E402
 
-from service import db as dbmod  # noqa: E402
+from service.store import connector as dbmod
 
 STATS: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
 
@@ -44,7 +44,7 @@ def _instrument() -> None:
 
         setattr(dbmod.Tx, name, wrapped)
 
-    from service.ingest import Ingestor
+    from service.app.ingest import Ingestor
 
     commit = Ingestor._commit
 
@@ -60,11 +60,11 @@ def _instrument() -> None:
 
 
 async def drive(url: str, events: int, concurrency: int) -> float:
-    from service.db import Database
-    from service.ingest import Ingestor, Submission
-    from service.notify import Notifier
+    from service.store.connector import Database
+    from service.app.ingest import Ingestor, Submission
+    from service.app.notify import Notifier
     from service.settings import normalize_database_url
-    from service.webhooks import parse
+    from service.core.webhooks import parse
 
     db = Database(normalize_database_url(url))
     await db.connect()

@@ -20,11 +20,11 @@ import asyncpg
 import httpx
 import pytest
 
-from service.db import Database
+from service.store.connector import Database
 from service.logs import JsonFormatter, quiet_libraries, secret_registry
 from service.settings import Settings, normalize_database_url
 from service.store.migrations import migrate
-from service.web import create_app
+from service.web.app import create_app
 
 from .helpers import API_TOKEN, FakeClock
 

@@ -81,7 +81,7 @@ def service_env(database_url: str, **extra: str) -> dict[str, str]:
 def fake_calcom(*api_keys: str, limit: int = 120) -> Iterator[tuple[str, httpx.Client]]:
     """A fake Cal.com server process; yields its base URL and a client for its /_fake control API."""
     port = free_port()
-    args = [sys.executable, "-m", "service.fakecalcom", "--port", str(port), "--limit", str(limit)]
+    args = [sys.executable, "-m", "service.testing.fakecalcom", "--port", str(port), "--limit", str(limit)]
     for key in api_keys:
         args += ["--api-key", key]
     process = Process(args, dict(os.environ), "fakecalcom")

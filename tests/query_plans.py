@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.db import Database, Query, sql
+from service.store.connector import Database, Query, sql
 
 HISTORY_TABLES = frozenset({"booking_observations", "booking_claims", "verifications", "phases", "outbox", "webhook_events"})
 

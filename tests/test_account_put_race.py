@@ -10,7 +10,7 @@ import asyncpg
 import httpx
 
 from service.settings import Settings
-from service.web import create_app
+from service.web.app import create_app
 
 from .conftest import _plain
 from .helpers import API_KEY, AUTH, WEBHOOK_SECRET, FakeClock

@@ -3,7 +3,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from service.db import Database, sql
+from service.store.connector import Database, sql
 
 from .helpers import API_KEY, AUTH, CALLBACK_SECRET, WEBHOOK_SECRET, create_account
 
@@ -88,7 +88,7 @@ async def test_accounts_need_the_token(client: httpx.AsyncClient, db: Database) 
 
 
 async def test_new_api_key_clears_broken_credentials(client: httpx.AsyncClient, db: Database, clock) -> None:
-    from service.store import accounts
+    from service.store.queries import accounts
 
     await create_account(client)
     async with db.transaction() as tx:

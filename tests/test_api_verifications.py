@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from service.db import Database, sql
+from service.store.connector import Database, sql
 
 from .helpers import API_KEY, AUTH, WEBHOOK_SECRET, FakeClock, create_account, failure, phase, record
 
@@ -198,7 +198,7 @@ async def test_missing_or_wrong_token_is_401_and_stores_nothing(client: httpx.As
 
 async def test_api_without_configured_token_answers_503(database_url: str, clock: FakeClock) -> None:
     from service.settings import Settings
-    from service.web import create_app
+    from service.web.app import create_app
 
     app = create_app(Settings(_env_file=None, database_url=database_url), clock=clock)
     async with app.router.lifespan_context(app):

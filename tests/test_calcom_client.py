@@ -13,7 +13,7 @@ import respx
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.calcom import CalcomClient, FetchResult, observations_from_api
+from service.clients.calcom import CalcomClient, FetchResult, observations_from_api
 from service.errors import CalcomCredentialsBroken, CalcomRequestRejected, CalcomUnavailable
 
 API_BASE = "https://api.cal.example"
@@ -388,11 +388,11 @@ async def test_client_treats_5xx_as_unknown_not_rate_limited(client, calcom):
 
 async def test_client_logs_a_structured_event_per_fetch(client, calcom, caplog):
     calcom.get(URL).mock(side_effect=paged(300))
-    caplog.set_level(logging.INFO, logger="service.calcom")
+    caplog.set_level(logging.INFO, logger="service.clients.calcom")
 
     await fetch(client)
 
-    events = [record for record in caplog.records if record.name == "service.calcom"]
+    events = [record for record in caplog.records if record.name == "service.clients.calcom"]
     assert [(e.event, e.calls, e.items) for e in events] == [("calcom_fetched", 2, 300)]
 
 

@@ -21,10 +21,10 @@ from hypothesis import given, settings as hypothesis_settings
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from service.callbacks import CallbackDeliverer, next_attempt
-from service.db import Database, sql
+from service.workers.callbacks import CallbackDeliverer, next_attempt
+from service.store.connector import Database, sql
 from service.settings import Settings
-from service.store import outbox
+from service.store.queries import outbox
 
 from .helpers import AUTH, CALLBACK_SECRET, FakeClock, booking_event, create_account, failure, post_webhook, record
 

@@ -6,8 +6,8 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from service.checkpointer import Checkpointer
-from service.db import Database, sql
+from service.store.checkpointer import Checkpointer
+from service.store.connector import Database, sql
 from service.store.migrations import migrate
 
 _EVENT = sql(

@@ -13,17 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from service import cli, cli_commands
-from service.cli import main
-from service.db import Database
-from service.intake import Intake
-from service.models import VerificationIn
-from service.notify import Notifier
-from service.observations import Observation
+from service.cli import parser as cli
+from service.cli import commands as cli_commands
+from service.cli.parser import main
+from service.store.connector import Database
+from service.app.intake import Intake
+from service.core.models import VerificationIn
+from service.app.notify import Notifier
+from service.core.observations import Observation
 from service.settings import Settings
-from service.simulate import SimulationSecrets
-from service.store import accounts as account_store
-from service.store import observations as observation_store
+from service.testing.simulate import SimulationSecrets
+from service.store.queries import accounts as account_store
+from service.store.queries import observations as observation_store
 
 from .helpers import API_KEY, CALLBACK_SECRET, WEBHOOK_SECRET
 
@@ -309,7 +310,7 @@ def test_resolve_naming_an_unknown_phase_exits_2(operator_env: str, capsys: pyte
 
 
 def test_status_summary_and_json(operator_env: str, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("service.status")
+    pytest.importorskip("service.app.status")
     asyncio.run(seed(operator_env))
     code, out, _ = run(capsys, "status", "--json")
     assert code == 0

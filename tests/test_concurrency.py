@@ -11,9 +11,9 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from service.db import Database, sql
+from service.store.connector import Database, sql
 from service.settings import Settings
-from service.web import create_app
+from service.web.app import create_app
 
 from .helpers import AUTH, CALLBACK_SECRET, FakeClock, booking_event, create_account, failure, phase, post_webhook, record
 

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 
-from service.db import Database, sql
+from service.store.connector import Database, sql
 
 from .conftest import _admin_execute
 from .helpers import AUTH, booking_event, create_account, failure, post_webhook, record

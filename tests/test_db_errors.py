@@ -15,10 +15,10 @@ import asyncpg
 import httpx
 import pytest
 
-from service.db import Database, sql, translate
+from service.store.connector import Database, sql, translate
 from service.errors import DatabaseUnavailable
 from service.settings import Settings
-from service.web import create_app
+from service.web.app import create_app
 
 from .conftest import _plain
 from .helpers import AUTH, FakeClock, create_account

@@ -8,10 +8,10 @@ from typing import Any
 import httpx
 import pytest
 
-from service import verdicts
-from service.db import Database, sql
-from service.fakecalcom import FakeCalcom
-from service.poller import Poller
+from service.app import settle as verdicts
+from service.store.connector import Database, sql
+from service.testing.fakecalcom import FakeCalcom
+from service.workers.poller import Poller
 
 from .helpers import AUTH, FakeClock, booking_event, create_account, failure, phase, post_webhook, record
 from .test_poller import CALCOM, CHECKS, booked, calcom_http, fake, poller, run_schedule  # noqa: F401 (fixtures)

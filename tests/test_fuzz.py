@@ -30,7 +30,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.db import Database, sql
+from service.store.connector import Database, sql
 
 from .helpers import AUTH, EXAMPLES, OTHER_WEBHOOK_SECRET, booking_event, create_account, sign
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from service.db import Database, sql
+from service.store.connector import Database, sql
 from service.store import migrations
 
 from .conftest import PG_SKIP_REASON, PG_URL, _admin_execute, _with_database
@@ -97,7 +97,7 @@ async def test_web_started_without_release_migrates_itself(tmp_path: Path) -> No
     import httpx
 
     from service.settings import Settings
-    from service.web import create_app
+    from service.web.app import create_app
 
     from .helpers import API_TOKEN
 

@@ -13,12 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from service.db import Database, sql
-from service.fakecalcom import FakeCalcom
-from service.observations import Observation
-from service.poller import Poller
+from service.store.connector import Database, sql
+from service.testing.fakecalcom import FakeCalcom
+from service.core.observations import Observation
+from service.workers.poller import Poller
 from service.settings import Settings
-from service.store import observations as observation_store
+from service.store.queries import observations as observation_store
 
 from .helpers import API_KEY, AUTH, FakeClock, booking_event, create_account, failure, phase, post_webhook, record
 from .test_leases import calcom_client

@@ -33,12 +33,12 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from service.calcom import CalcomClient
-from service.db import Database
-from service.fakecalcom import FakeCalcom
-from service.poller import Poller
+from service.clients.calcom import CalcomClient
+from service.store.connector import Database
+from service.testing.fakecalcom import FakeCalcom
+from service.workers.poller import Poller
 from service.settings import Settings
-from service.web import create_app
+from service.web.app import create_app
 
 from .helpers import API_TOKEN, AUTH, WEBHOOK_SECRET, FakeClock, booking_event, post_webhook
 

@@ -9,12 +9,12 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from service.calcom import CalcomClient
-from service.db import Database, sql
-from service.fakecalcom import FakeCalcom
-from service.poller import Poller, query_windows
+from service.clients.calcom import CalcomClient
+from service.store.connector import Database, sql
+from service.testing.fakecalcom import FakeCalcom
+from service.workers.poller import Poller, query_windows
 from service.settings import Settings
-from service.store import verifications as verification_store
+from service.store.queries import verifications as verification_store
 
 from .helpers import API_KEY, AUTH, CUSTOMER, FakeClock, booking_event, create_account, failure, phase, post_webhook, record
 
@@ -345,7 +345,7 @@ async def test_two_pollers_never_poll_one_account_twice_in_a_tick(client, db, se
 
 
 async def test_killed_pollers_work_is_taken_over_after_its_lease(client, db, settings, calcom_http, account, fake: FakeCalcom, clock: FakeClock) -> None:
-    from service.store import accounts as account_store
+    from service.store.queries import accounts as account_store
 
     booked(fake, uid="bk", start=at(0), end=at(30))
     pending = (await record(client, failure())).json()

@@ -9,12 +9,12 @@ import httpx
 import pytest
 
 from service.clock import system_clock
-from service.db import Database, sql
-from service.intake import Intake
-from service.models import PhaseIn, VerificationIn
-from service.notify import Notifier
+from service.store.connector import Database, sql
+from service.app.intake import Intake
+from service.core.models import PhaseIn, VerificationIn
+from service.app.notify import Notifier
 from service.settings import Settings
-from service.store import accounts as account_store
+from service.store.queries import accounts as account_store
 
 from .helpers import API_KEY, WEBHOOK_SECRET
 from .processes import fake_calcom, free_port, service_env, started, wait_until

@@ -24,12 +24,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from service.db import Database, sql
+from service.store.connector import Database, sql
 from service.settings import normalize_database_url
-from service.store import accounts as account_store
-from service.store import observations as observation_store
-from service.store import outbox as outbox_store
-from service.store import verifications as verification_store
+from service.store.queries import accounts as account_store
+from service.store.queries import observations as observation_store
+from service.store.queries import outbox as outbox_store
+from service.store.queries import verifications as verification_store
 from service.store.migrations import migrate
 
 from .conftest import PG_SKIP_REASON, PG_URL, _admin_execute, _pg_template, _with_database

@@ -9,14 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.ratelimit import (
-    RESERVE,
-    KeyPace,
-    backoff,
-    next_allowed,
-    parse_rate_headers,
-    pause_after_429,
-)
+from service.core.ratelimit import RESERVE, KeyPace, backoff, next_allowed, parse_rate_headers, pause_after_429
 
 NOW = datetime(2025, 10, 1, 12, 0, 0, tzinfo=timezone.utc)
 

@@ -14,8 +14,8 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 
-from service.fakecalcom import FakeCalcom
-from service.poller import Poller
+from service.testing.fakecalcom import FakeCalcom
+from service.workers.poller import Poller
 
 from .helpers import API_KEY, AUTH, FakeClock, booking_event, create_account, post_webhook
 from .test_poller import CALCOM, CHECKS, calcom_http, fake, poller, run_schedule  # noqa: F401 (fixtures)

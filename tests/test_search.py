@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.search import Slot, decide_components
+from service.core.search import Slot, decide_components
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
 

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from service.db import Database, sql
-from service.fakecalcom import FakeCalcom
-from service.poller import Poller
+from service.store.connector import Database, sql
+from service.testing.fakecalcom import FakeCalcom
+from service.workers.poller import Poller
 from service.settings import Settings
 
 from .helpers import API_KEY, AUTH, FakeClock, booking_event, create_account, failure, phase, post_webhook, record

@@ -11,14 +11,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
-from service import routes_status
-from service import status as status_module
-from service.db import Database
-from service.status import age_seconds, alive_bound_seconds, counts, percentile, poller_view, ratio, summarize
-from service.store import accounts as account_store
-from service.store import outbox as outbox_store
-from service.store import pollers as poller_store
-from service.store import verifications as verification_store
+from service.web.routes import status as routes_status
+from service.app import status as status_module
+from service.store.connector import Database
+from service.app.status import age_seconds, alive_bound_seconds, counts, percentile, poller_view, ratio, summarize
+from service.store.queries import accounts as account_store
+from service.store.queries import outbox as outbox_store
+from service.store.queries import pollers as poller_store
+from service.store.queries import verifications as verification_store
 
 from . import helpers
 from .helpers import AUTH, CALLBACK_SECRET, FakeClock, booking_event, create_account, failure, phase, post_webhook, record

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.db import Database, sql
+from service.store.connector import Database, sql
 
 from .helpers import EXAMPLES, OTHER_WEBHOOK_SECRET, WEBHOOK_SECRET, create_account, sign, signed
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from service.db import Database, sql
+from service.store.connector import Database, sql
 
 from .helpers import AUTH, OTHER_WEBHOOK_SECRET, FakeClock, booking_event, create_account, failure, phase, post_webhook, record
 
@@ -263,7 +263,7 @@ async def test_webhook_stored_durably_before_200(client: httpx.AsyncClient, acco
 
 async def test_kill_switch_sends_failures_straight_to_review(database_url: str, clock: FakeClock) -> None:
     from service.settings import Settings
-    from service.web import create_app
+    from service.web.app import create_app
 
     from .helpers import API_TOKEN
 

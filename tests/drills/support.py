@@ -327,7 +327,7 @@ class TimedFake:
     the client's timeout) or "ok" — and every request after the script gets `then`."""
 
     def __init__(self, *api_keys: str, script: list[int | str] = (), then: int | str = "ok", slow_seconds: float = 3.0) -> None:
-        from service.fakecalcom import FakeCalcom
+        from service.testing.fakecalcom import FakeCalcom
 
         self.fake = FakeCalcom()
         for key in api_keys:

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from importlib import resources
 from importlib.resources.abc import Traversable
 
-from ...db import Database, Tx, sql
+from service.store.connector import Database, Tx, sql
 
 log = logging.getLogger("service.migrations")
 

@@ -1,0 +1,184 @@
+"""`python -m service …` / `calcom-verifier …`: the processes and the operator's commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from service.cli import commands as cli_commands
+from service import logs
+from service.store.connector import Database
+from service.core.models import REVIEW_REASONS, STATUSES
+from service.settings import ConfigError, Settings, load_settings
+from service.store.migrations import migrate
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+async def _migrate(settings: Settings) -> list[str]:
+    db = Database(settings.database_url)
+    await db.connect()
+    try:
+        return await migrate(db)
+    finally:
+        await db.disconnect()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings()
+    logs.configure(settings.log_level)
+    applied = asyncio.run(_migrate(settings))
+    print(f"migrations applied: {', '.join(applied) if applied else 'none (already current)'}")
+    return 0
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    import signal
+
+    import uvicorn
+
+    from service.web.app import create_app
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: object) -> None:
+            # Stop gracefully and exit 0; uvicorn would re-raise SIGTERM after shutdown, which
+            # process managers report as a crash.
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True
+            self.should_exit = True
+
+    settings = _settings()
+    logs.configure(settings.log_level)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=args.port or settings.port,
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=35,
+    )
+    Server(config).run()
+    return 0
+
+
+def cmd_poll(args: argparse.Namespace) -> int:
+    from service.workers.poller import main as poll_main
+
+    settings = _settings()
+    logs.configure(settings.log_level)
+    return poll_main(settings)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from service.cli.procfile import run
+
+    return run()
+
+
+def operator(command: Callable[[argparse.Namespace, Settings], int]) -> Callable[[argparse.Namespace], int]:
+    """An operator command: it reads DATABASE_URL (bad configuration exits 2), not API_TOKEN."""
+
+    def run(args: argparse.Namespace) -> int:
+        return command(args, _settings())
+
+    return run
+
+
+def _limit(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 200:
+        raise argparse.ArgumentTypeError("must be an integer from 1 to 200")
+    return int(value)
+
+
+def _secret(group: Any, option: str, dest: str, what: str) -> None:
+    exclusive = group.add_mutually_exclusive_group()
+    exclusive.add_argument(option, dest=dest, metavar="VALUE|-", help=f"{what}; - reads it from stdin (one line per -, in option order)")
+    exclusive.add_argument(f"{option}-env", dest=f"{dest}_env", metavar="NAME", help=f"read the {what} from this environment variable")
+
+
+def _add_accounts(commands: Any) -> None:
+    accounts = commands.add_parser("accounts", help="Cal.com accounts: add (create or replace), list")
+    sub = accounts.add_subparsers(dest="accounts_command", required=True)
+    add = sub.add_parser(
+        "add",
+        help="create or replace an account, like PUT /api/accounts/{id}",
+        description="Create or replace an account (a replace sets every field, like PUT). Secrets can come "
+        "from an option, from stdin with -, from --…-env NAME, or from a prompt, so they need not sit in "
+        "shell history. Secrets are never printed.",
+    )
+    add.add_argument("account", help="the account id, [a-z0-9][a-z0-9_-]{0,62}")
+    secrets = add.add_argument_group("secrets")
+    _secret(secrets, "--api-key", "calcom_api_key", "Cal.com API key (cal_live_…)")
+    _secret(secrets, "--webhook-secret", "webhook_secret", "webhook secret of the Cal.com subscription")
+    _secret(secrets, "--callback-secret", "callback_secret", "callback secret (whsec_ + base64, needed with --callback-url)")
+    add.add_argument("--calcom-api-base", help="Cal.com API host for this account (default: CALCOM_API_BASE)")
+    add.add_argument("--callback-url", help="where verdicts are POSTed (signed, Standard Webhooks)")
+    add.add_argument("--tolerance", type=int, metavar="SECONDS", help="start-time tolerance (default: MATCH_TOLERANCE_SECONDS)")
+    add.add_argument("--disabled", action="store_true", help="record failures straight into manual review")
+    add.set_defaults(func=operator(cli_commands.accounts_add))
+    listing = sub.add_parser("list", help="every account: enabled, credentials, tolerance, callback")
+    listing.add_argument("--json", action="store_true", help="the accounts as the API shows them")
+    listing.set_defaults(func=operator(cli_commands.accounts_list))
+
+
+def _add_verifications(commands: Any) -> None:
+    verifications = commands.add_parser("verifications", help="verifications: list, show, resolve")
+    sub = verifications.add_subparsers(dest="verifications_command", required=True)
+    listing = sub.add_parser("list", help="newest first, like GET /api/verifications")
+    listing.add_argument("--account")
+    listing.add_argument("--status", choices=STATUSES)
+    listing.add_argument("--reason", choices=REVIEW_REASONS, help="review reason")
+    listing.add_argument("--appointment", help="appointment id")
+    listing.add_argument("--limit", type=_limit, default=50, help="1 to 200 (default 50)")
+    listing.add_argument("--cursor", help="the next page, as printed by the previous one")
+    listing.add_argument("--json", action="store_true", help="the page as the API returns it")
+    listing.set_defaults(func=operator(cli_commands.verifications_list))
+    show = sub.add_parser("show", help="one verification as JSON, like GET /api/verifications/{id}")
+    show.add_argument("id")
+    show.set_defaults(func=operator(cli_commands.verifications_show))
+    resolve = sub.add_parser("resolve", help="close a pending or manual_review verification by hand")
+    resolve.add_argument("id")
+    resolve.add_argument("--outcome", required=True, choices=("synced", "failed"))
+    resolve.add_argument("--note")
+    resolve.add_argument("--booking", action="append", metavar="PHASE=UID", help="the Cal.com booking of a phase (repeatable)")
+    resolve.set_defaults(func=operator(cli_commands.verifications_resolve))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="calcom-verifier", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("migrate", help="apply pending migrations (the release process)").set_defaults(func=cmd_migrate)
+    web = commands.add_parser("web", help="serve HTTP on $PORT (the web process)")
+    web.add_argument("--port", type=int, default=None)
+    web.set_defaults(func=cmd_web)
+    commands.add_parser("poll", help="poll Cal.com and deliver callbacks (the poller process)").set_defaults(func=cmd_poll)
+    commands.add_parser("run", help="what `make run` does: release, then every Procfile process").set_defaults(func=cmd_run)
+    _add_accounts(commands)
+    _add_verifications(commands)
+    status = commands.add_parser("status", help="the /status figures: counts, review queue, recovery rate, pollers")
+    status.add_argument("--json", action="store_true", help="the raw /status document")
+    status.set_defaults(func=operator(cli_commands.status))
+    simulate = commands.add_parser(
+        "simulate",
+        help="the seed's three test scenarios end to end against a fake Cal.com (offline, a few seconds)",
+        description="Runs Dauerwelle (verified by webhook), Herrenhaarschnitt (webhook lost, verified by the "
+        "poller) and a real failure (manual review) in this process, on a temporary database, with a "
+        "simulated clock. Needs no configuration; exits 0 when all three outcomes are the expected ones.",
+    )
+    simulate.add_argument("--verbose", action="store_true", help="also print the service's JSON log lines on stderr")
+    simulate.set_defaults(func=cli_commands.simulate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)

@@ -1,0 +1,211 @@
+"""The Cal.com API v2 bookings client: the only module that talks to Cal.com over HTTP."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+
+from service.errors import CalcomCredentialsBroken, CalcomError, CalcomRequestRejected, CalcomUnavailable
+from service.core.observations import EARLIEST_YEAR, LATEST_YEAR, Observation, as_int, emails, metadata_tags, phones
+from service.core.ratelimit import parse_rate_headers
+
+logger = logging.getLogger("service.clients.calcom")
+
+API_VERSION = "2024-08-13"
+# Every status that can hold one of our bookings; the seed asked only `upcoming` and missed
+# bookings that had already started or still awaited confirmation.
+STATUSES = "upcoming,unconfirmed,past,cancelled"
+PAGE_SIZE = 250  # Cal.com's maximum `take`
+MAX_PAGES = 100
+GONE_STATUSES = frozenset({"cancelled", "rejected"})
+
+
+@dataclass
+class FetchResult:
+    """Every booking item of one query, the HTTP requests it took and the last rate-limit reading."""
+
+    items: list[dict[str, Any]]
+    calls: int
+    remaining: int | None
+    reset_at: datetime | None
+
+
+class CalcomClient:
+    """Reads bookings from Cal.com API v2 with a shared `httpx.AsyncClient`."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, *, timeout: float = 10.0, clock: Callable[[], datetime] | None = None
+    ) -> None:
+        self._http = http
+        self._timeout = httpx.Timeout(timeout)
+        self._clock = clock or (lambda: datetime.now(timezone.utc))
+
+    async def list_bookings(
+        self, *, api_base: str, api_key: str, after_start: datetime, before_end: datetime
+    ) -> FetchResult:
+        """All bookings starting at or after `after_start` and ending at or before `before_end`, every page."""
+        url = api_base.rstrip("/") + "/v2/bookings"
+        headers = {"Authorization": f"Bearer {api_key}", "cal-api-version": API_VERSION}
+        query = {"afterStart": _utc_iso(after_start), "beforeEnd": _utc_iso(before_end), "status": STATUSES}
+        items: list[dict[str, Any]] = []
+        calls = 0
+        remaining: int | None = None
+        reset_at: datetime | None = None
+        try:
+            for page in range(MAX_PAGES):
+                params = {**query, "take": str(PAGE_SIZE), "skip": str(page * PAGE_SIZE)}
+                calls += 1
+                response = await self._get(url, headers, params)
+                remaining, reset_at = parse_rate_headers(response.headers, self._clock())
+                _raise_for_status(response, reset_at)
+                data, returned, has_next = _read_page(response)
+                items.extend(data)
+                if not has_next or returned < PAGE_SIZE:
+                    logger.info(
+                        "Cal.com bookings fetched",
+                        extra={"event": "calcom_fetched", "calls": calls, "items": len(items), "remaining": remaining},
+                    )
+                    return FetchResult(items=items, calls=calls, remaining=remaining, reset_at=reset_at)
+            raise CalcomUnavailable(f"Cal.com had more bookings after {MAX_PAGES} pages; the answer is incomplete")
+        except CalcomError as exc:
+            # errors.py has no slots for these; the poller counts API usage and paces the key with them.
+            exc.calls, exc.remaining, exc.reset_at = calls, remaining, reset_at  # type: ignore[attr-defined]
+            logger.warning(
+                "Cal.com bookings fetch failed",
+                extra={"event": "calcom_fetch_failed", "calls": calls, "error": type(exc).__name__, "reason": str(exc)},
+            )
+            raise
+
+    async def _get(self, url: str, headers: dict[str, str], params: dict[str, str]) -> httpx.Response:
+        try:
+            return await self._http.get(url, headers=headers, params=params, timeout=self._timeout)
+        # `from None`: httpx's exception holds the request, and with it the Authorization header.
+        except httpx.TimeoutException as exc:
+            raise CalcomUnavailable(f"Cal.com did not answer in time ({type(exc).__name__})") from None
+        except httpx.InvalidURL:
+            raise CalcomRequestRejected("the Cal.com API base URL is not a usable URL") from None
+        except httpx.HTTPError as exc:
+            raise CalcomUnavailable(f"Cal.com could not be reached ({type(exc).__name__})") from None
+
+
+def observations_from_api(item: dict[str, Any], fetched_at: datetime) -> list[Observation]:
+    """One API v2 booking item as observations: one per seat for a seated booking, else one."""
+    if not isinstance(item, dict):
+        return []
+    uid = item.get("uid")
+    start = _parse_time(item.get("start"))
+    if not isinstance(uid, str) or not uid.strip() or start is None:
+        return []
+    status = item["status"].strip().lower() if isinstance(item.get("status"), str) else None
+    event_type = item.get("eventType")
+    event_type_id = as_int(event_type.get("id")) if isinstance(event_type, dict) else None
+    common: dict[str, Any] = {
+        "uid": uid.strip(),
+        "start": start,
+        "end": _parse_time(item.get("end")),
+        "state": "gone" if status in GONE_STATUSES else "exists",
+        "event_at": fetched_at,
+        "source": "poll",
+        "booking_id": as_int(item.get("id")),
+        "calcom_status": status,
+        "event_type_id": event_type_id if event_type_id is not None else as_int(item.get("eventTypeId")),
+        "hosts": emails(item.get("hosts")),
+    }
+    metadata = item.get("metadata")
+    attendees = item.get("attendees") if isinstance(item.get("attendees"), list) else []
+    seats = [
+        attendee
+        for attendee in attendees
+        if isinstance(attendee, dict) and isinstance(attendee.get("seatUid"), str) and attendee["seatUid"].strip()
+    ]
+    if not seats:
+        appointment_tag, phase_tag = metadata_tags(metadata)
+        tags = {"appointment_tag": appointment_tag, "phase_tag": phase_tag}
+        return [Observation(**common, attendees=emails(attendees), phones=phones(attendees), **tags)]
+    observations: dict[str, Observation] = {}
+    for seat in seats:
+        # The seat's own metadata wins, as in the webhook Cal.com sends for a new seat
+        # (`{...booking.metadata, ...reqBody.metadata}`, handleSeats/create/createNewSeat.ts).
+        appointment_tag, phase_tag = metadata_tags({**_as_dict(metadata), **_as_dict(seat.get("metadata"))})
+        seat_uid = seat["seatUid"].strip()
+        observations[seat_uid] = Observation(
+            **common,
+            seat=seat_uid,
+            attendees=emails([seat]),
+            phones=phones([seat]),
+            appointment_tag=appointment_tag,
+            phase_tag=phase_tag,
+        )
+    return list(observations.values())
+
+
+def _raise_for_status(response: httpx.Response, reset_at: datetime | None) -> None:
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    reason = f"Cal.com answered {status}{_error_message(response)}"
+    if status == 429:
+        retry_at = reset_at.timestamp() if reset_at is not None else None
+        raise CalcomUnavailable(reason, rate_limited=True, retry_at=retry_at)
+    if status in (401, 403):
+        raise CalcomCredentialsBroken(reason)
+    if 400 <= status < 500:
+        raise CalcomRequestRejected(reason)
+    raise CalcomUnavailable(reason)
+
+
+def _error_message(response: httpx.Response) -> str:
+    """`: <message>` from Cal.com's error envelope, if it has one (it never echoes the key)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    error = body.get("error") if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return f": {message[:200]}" if isinstance(message, str) and message.strip() else ""
+
+
+def _read_page(response: httpx.Response) -> tuple[list[dict[str, Any]], int, bool]:
+    """The page's booking items, how many entries it returned, and whether another page follows."""
+    try:
+        body = response.json()
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+        raise CalcomUnavailable(f"Cal.com answered {response.status_code} with a body that is not JSON") from None
+    if not isinstance(body, dict) or body.get("status") == "error" or not isinstance(body.get("data"), list):
+        raise CalcomUnavailable(f"Cal.com answered {response.status_code} without a bookings list in `data`")
+    returned = len(body["data"])
+    data = [item for item in body["data"] if isinstance(item, dict)]
+    pagination = body.get("pagination")
+    if isinstance(pagination, dict) and isinstance(pagination.get("hasNextPage"), bool):
+        return data, returned, pagination["hasNextPage"]
+    return data, returned, returned >= PAGE_SIZE
+
+
+def _utc_iso(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("Cal.com query times must be timezone-aware")
+    utc = moment.astimezone(timezone.utc)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:  # keeps window arithmetic off datetime's edges
+        return None
+    if moment.tzinfo is None:  # Cal.com always sends UTC with `Z`; a bare time is UTC as well
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)

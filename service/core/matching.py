@@ -1,0 +1,347 @@
+"""The matching engine: pending phases and booking observations in, an assignment out.
+
+Pure: no I/O, no clock. Rules, in the order they apply:
+
+1. A booking tagged `metadata.appointment_id` belongs to that appointment whatever its time or
+   other attributes: to the phase named by `metadata.phase`, else to the nearest phase by start.
+   Tagged bookings are assigned first; a tag naming another appointment never matches.
+2. An untagged booking can satisfy a staff-required phase when it is not gone, starts within the
+   tolerance and agrees with every constraint the phase gives (event type, host, attendee e-mail,
+   attendee phone).
+3. Identity: a phase that names a person (host, attendee e-mail or phone) identifies its booking;
+   a phase that gives only times and an event type does not, unless its account opted into
+   time-only matching. Identifying phases choose among the untagged bookings before the others;
+   the others only find *candidates* among what is left (`identity == "time"`), which never
+   verify on their own.
+4. A booking satisfies at most one phase. Among all ways to assign the untagged candidates we
+   prefer, in this order: more verifications complete, more phases matched, smaller total time
+   distance. Where optimal assignments disagree about a phase, that phase is ambiguous: never
+   guessed. The search (`search.py`) decides each independent component exactly or, past its
+   budget, gives up visibly and decides nothing there.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left, bisect_right
+from collections import defaultdict
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from service.core.search import Slot, decide_components
+
+BookingKey = tuple[str, str]  # (uid, seat); seat is "" for a booking without seats
+_MS = timedelta(milliseconds=1)
+_NON_DIGITS = re.compile(r"[^0-9]")
+
+
+def phone_digits(value: str | None) -> str | None:
+    """A phone number reduced to its digits (how phones are compared); None when it has none."""
+    if value is None:
+        return None
+    digits = _NON_DIGITS.sub("", value)
+    return digits or None
+
+
+@dataclass(frozen=True)
+class PhaseSpec:
+    """A staff-required phase as the matcher sees it (e-mails compared case-insensitively)."""
+
+    key: str
+    start: datetime
+    event_type_id: int | None = None
+    host_email: str | None = None
+    attendee_email: str | None = None
+    attendee_phone: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("host_email", "attendee_email"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, value.strip().lower() or None)
+        object.__setattr__(self, "attendee_phone", phone_digits(self.attendee_phone))
+
+    @property
+    def names_someone(self) -> bool:
+        """Does a constraint of this phase name a person (so agreeing with it identifies a booking)?"""
+        return bool(self.host_email or self.attendee_email or self.attendee_phone)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A pending verification: its staff-required phases, in their recorded order."""
+
+    ref: Hashable
+    account: str
+    appointment_id: str
+    phases: tuple[PhaseSpec, ...]
+    time_only: bool = False  # the account accepts a booking identified by its time alone
+
+
+@dataclass(frozen=True)
+class Booking:
+    """One claimable Cal.com booking (or one seat of a seated booking)."""
+
+    account: str
+    uid: str
+    start: datetime
+    seat: str = ""
+    booking_id: int | None = None
+    event_type_id: int | None = None
+    hosts: frozenset[str] = frozenset()
+    attendees: frozenset[str] = frozenset()
+    phones: frozenset[str] = frozenset()
+    appointment_tag: str | None = None
+    phase_tag: str | None = None
+    gone: bool = False
+    source: str = "webhook"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hosts", frozenset(h.strip().lower() for h in self.hosts if h))
+        object.__setattr__(self, "attendees", frozenset(a.strip().lower() for a in self.attendees if a))
+        object.__setattr__(self, "phones", frozenset(d for d in (phone_digits(p) for p in self.phones) if d))
+        for name in ("appointment_tag", "phase_tag"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, str(value) if str(value) != "" else None)
+
+    @property
+    def key(self) -> BookingKey:
+        return (self.uid, self.seat)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What matching concluded for one verification.
+
+    `identity[key]` says what tied each matched booking to its phase: "tag", "person" (a named
+    host/attendee agreed) or "time" (time and event type only). `contested` lists matched phases
+    whose untagged booking other pending verifications could also take. `component` names the
+    group of verifications decided together; `gave_up` is set when that group was too hard to
+    decide within the budget (then nothing in it is decided).
+    """
+
+    complete: bool
+    matched: Mapping[str, Booking] = field(default_factory=dict)
+    ambiguous: frozenset[str] = frozenset()
+    missing: frozenset[str] = frozenset()
+    identity: Mapping[str, str] = field(default_factory=dict)
+    contested: frozenset[str] = frozenset()
+    component: int = 0
+    gave_up: bool = False
+
+    @property
+    def unconfirmed(self) -> frozenset[str]:
+        """Matched phases whose booking only its time ties to the phase."""
+        return frozenset(key for key, how in self.identity.items() if how == "time")
+
+
+def distance_ms(phase: PhaseSpec, booking: Booking) -> int:
+    return abs((booking.start - phase.start) // _MS)
+
+
+def eligible(phase: PhaseSpec, booking: Booking, tolerance_ms: int) -> bool:
+    """Can this untagged booking satisfy this phase? (tolerance and every given constraint)"""
+    if distance_ms(phase, booking) > tolerance_ms:
+        return False
+    if phase.event_type_id is not None and booking.event_type_id != phase.event_type_id:
+        return False
+    if phase.host_email and phase.host_email not in booking.hosts:
+        return False
+    if phase.attendee_email and phase.attendee_email not in booking.attendees:
+        return False
+    if phase.attendee_phone and phase.attendee_phone not in booking.phones:
+        return False
+    return True
+
+
+def match(
+    targets: Iterable[Target],
+    bookings: Iterable[Booking],
+    tolerance_seconds: float,
+    *,
+    max_nodes: int = 200_000,
+) -> dict[Hashable, Outcome]:
+    """Decide every target at once; the answer does not depend on the order of the inputs."""
+    ordered = sorted(targets, key=lambda t: (t.account, str(t.ref)))
+    live: dict[tuple[str, str, str], Booking] = {}
+    for booking in sorted(bookings, key=lambda b: (b.account, b.uid, b.seat, b.gone)):
+        live.setdefault((booking.account, booking.uid, booking.seat), booking)
+    pool = sorted((b for b in live.values() if not b.gone), key=lambda b: (b.account, b.start, b.uid, b.seat))
+    tolerance_ms = int(round(tolerance_seconds * 1000))
+
+    fixed, used = _assign_tagged(ordered, pool)
+    untagged = [b for b in pool if b.appointment_tag is None and (b.account, b.uid, b.seat) not in used]
+    options = _options(ordered, fixed, untagged, tolerance_ms)
+
+    # Who could take each untagged booking: two or more verifications make it contested.
+    wanted_by: dict[tuple[str, str, str], set[Hashable]] = defaultdict(set)
+    for (ref, _), found in options.items():
+        for _, b in found:
+            wanted_by[(b.account, b.uid, b.seat)].add(ref)
+
+    identifying = [(t, p) for t in ordered for p in t.phases if p.key not in fixed[t.ref] and (t.time_only or p.names_someone)]
+    first = decide_components([Slot(t.ref, p.key, p.start, options[(t.ref, p.key)]) for t, p in identifying], max_nodes)
+    # Time-only phases look only at what the identifying phases cannot take.
+    taken = {(b.account, b.uid, b.seat) for values in first.values.values() for b in values if b is not None}
+    rest = [(t, p) for t in ordered for p in t.phases if p.key not in fixed[t.ref] and not (t.time_only or p.names_someone)]
+    second = decide_components(
+        [
+            Slot(t.ref, p.key, p.start, [(d, b) for d, b in options[(t.ref, p.key)] if (b.account, b.uid, b.seat) not in taken])
+            for t, p in rest
+        ],
+        max_nodes,
+    )
+    values = {**first.values, **second.values}
+    components = _merge_components(ordered, first.component_of, second.component_of, wanted_by)
+    gave_up = first.gave_up | second.gave_up
+
+    outcomes: dict[Hashable, Outcome] = {}
+    for target in ordered:
+        matched: dict[str, Booking] = dict(fixed[target.ref])
+        identity = dict.fromkeys(matched, "tag")
+        ambiguous: set[str] = set()
+        missing: set[str] = set()
+        contested: set[str] = set()
+        for phase in target.phases:
+            if phase.key in matched:
+                continue
+            found = values.get((target.ref, phase.key), {None})
+            if len(found) > 1:
+                ambiguous.add(phase.key)
+            elif found == {None}:
+                missing.add(phase.key)
+            else:
+                booking = next(iter(found))
+                assert booking is not None
+                matched[phase.key] = booking
+                identity[phase.key] = "person" if phase.names_someone else "time"
+                if len(wanted_by[(booking.account, booking.uid, booking.seat)]) > 1:
+                    contested.add(phase.key)
+        outcomes[target.ref] = Outcome(
+            complete=not ambiguous and not missing,
+            matched=matched,
+            ambiguous=frozenset(ambiguous),
+            missing=frozenset(missing),
+            identity=identity,
+            contested=frozenset(contested),
+            component=components[target.ref],
+            gave_up=target.ref in gave_up,
+        )
+    return outcomes
+
+
+def _options(
+    targets: list[Target], fixed: dict[Hashable, dict[str, Booking]], untagged: list[Booking], tolerance_ms: int
+) -> dict[tuple[Hashable, str], list[tuple[int, Booking]]]:
+    """For each phase not settled by a tag: its eligible untagged bookings, nearest first."""
+    index = _TimeIndex(untagged)
+    found: dict[tuple[Hashable, str], list[tuple[int, Booking]]] = {}
+    for target in targets:
+        for phase in target.phases:
+            if phase.key in fixed[target.ref]:
+                continue
+            found[(target.ref, phase.key)] = sorted(
+                ((distance_ms(phase, b), b) for b in index.near(target.account, phase.start, tolerance_ms) if eligible(phase, b, tolerance_ms)),
+                key=lambda item: (item[0], item[1].uid, item[1].seat),
+            )
+    return found
+
+
+class _TimeIndex:
+    """Bookings by account, sorted by start: the ones within a tolerance of an instant, by bisection."""
+
+    def __init__(self, bookings: Iterable[Booking]) -> None:
+        by_account: dict[str, list[Booking]] = defaultdict(list)
+        for b in bookings:
+            by_account[b.account].append(b)
+        self._sorted = {a: sorted(found, key=lambda b: b.start) for a, found in by_account.items()}
+        self._starts = {a: [b.start for b in found] for a, found in self._sorted.items()}
+
+    def near(self, account: str, moment: datetime, tolerance_ms: int) -> list[Booking]:
+        starts = self._starts.get(account)
+        if not starts:
+            return []
+        reach = timedelta(milliseconds=tolerance_ms)
+        return self._sorted[account][bisect_left(starts, moment - reach) : bisect_right(starts, moment + reach)]
+
+
+def competitors(targets: Iterable[Target], bookings: Iterable[Booking], tolerance_ms: int) -> dict[Hashable, list[Booking]]:
+    """For each target: the live untagged bookings eligible for one of its phases (what links it to others)."""
+    index = _TimeIndex(b for b in bookings if not b.gone and b.appointment_tag is None)
+    found: dict[Hashable, list[Booking]] = {}
+    for target in targets:
+        seen: dict[BookingKey, Booking] = {}
+        for phase in target.phases:
+            for b in index.near(target.account, phase.start, tolerance_ms):
+                if eligible(phase, b, tolerance_ms):
+                    seen[b.key] = b
+        found[target.ref] = list(seen.values())
+    return found
+
+
+def _merge_components(
+    targets: list[Target],
+    first: Mapping[Hashable, int],
+    second: Mapping[Hashable, int],
+    wanted_by: Mapping[tuple[str, str, str], set[Hashable]],
+) -> dict[Hashable, int]:
+    """One number per group of verifications that share a candidate booking (in either tier)."""
+    parent: dict[Hashable, Hashable] = {t.ref: t.ref for t in targets}
+
+    def find(ref: Hashable) -> Hashable:
+        while parent[ref] != ref:
+            parent[ref] = parent[parent[ref]]
+            ref = parent[ref]
+        return ref
+
+    def union(a: Hashable, b: Hashable) -> None:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[rb] = ra
+
+    for mapping in (first, second):
+        leader: dict[int, Hashable] = {}
+        for ref, component in mapping.items():
+            union(leader.setdefault(component, ref), ref)
+    for refs in wanted_by.values():
+        listed = sorted(refs, key=str)
+        for ref in listed[1:]:
+            union(listed[0], ref)
+    numbers: dict[Hashable, int] = {}
+    return {t.ref: numbers.setdefault(find(t.ref), len(numbers)) for t in targets}
+
+
+def _assign_tagged(
+    targets: list[Target], pool: list[Booking]
+) -> tuple[dict[Hashable, dict[str, Booking]], set[tuple[str, str, str]]]:
+    """Rule 1: tagged bookings go to their own appointment, nearest first when several compete."""
+    by_appointment: dict[tuple[str, str], Target] = {}
+    for target in targets:
+        by_appointment.setdefault((target.account, target.appointment_id), target)
+    claims: dict[tuple[Hashable, str], list[tuple[int, str, str, Booking]]] = defaultdict(list)
+    for booking in pool:
+        if booking.appointment_tag is None:
+            continue
+        target = by_appointment.get((booking.account, booking.appointment_tag))
+        if target is None:
+            continue
+        phase = _tagged_phase(target, booking)
+        if phase is not None:
+            claims[(target.ref, phase.key)].append((distance_ms(phase, booking), booking.uid, booking.seat, booking))
+    fixed: dict[Hashable, dict[str, Booking]] = {t.ref: {} for t in targets}
+    used: set[tuple[str, str, str]] = set()
+    for (ref, key), candidates in claims.items():
+        booking = min(candidates, key=lambda c: c[:3])[3]
+        fixed[ref][key] = booking
+        used.add((booking.account, booking.uid, booking.seat))
+    return fixed, used
+
+
+def _tagged_phase(target: Target, booking: Booking) -> PhaseSpec | None:
+    if booking.phase_tag is not None:
+        return next((p for p in target.phases if p.key == booking.phase_tag), None)
+    if not target.phases:
+        return None
+    return min(target.phases, key=lambda p: distance_ms(p, booking))  # min keeps the first on ties

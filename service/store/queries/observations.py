@@ -1,0 +1,378 @@
+"""Booking observations, their claims, and the raw webhook events they came from."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from service.store.connector import Query, Tx, sql
+from service.core.observations import Observation
+
+log = logging.getLogger("service.store")
+
+# Two clocks are never compared: webhooks are ordered among themselves by Cal.com's `createdAt`;
+# across sources (and among polls) our own time of receipt or fetch decides. "Gone" is final
+# (Cal.com never revives a cancelled, rejected or rescheduled-away booking): it replaces "exists"
+# whatever its time, and nothing brings a gone unit back.
+UPSERT = sql(
+    """
+    INSERT INTO booking_observations (account, uid, seat, booking_id, start_at, end_at, state,
+        calcom_status, event_type_id, hosts, attendees, phones, appointment_tag, phase_tag, source,
+        event_at, webhook_event_at, observed_at, first_seen_at, updated_at)
+    VALUES (:account, :uid, :seat, :booking_id, :start_at, :end_at, :state, :calcom_status,
+        :event_type_id, :hosts, :attendees, :phones, :appointment_tag, :phase_tag, :source, :event_at,
+        :webhook_event_at, :observed_at, :now, :now)
+    ON CONFLICT (account, uid, seat) DO UPDATE SET
+        booking_id = COALESCE(excluded.booking_id, booking_observations.booking_id),
+        start_at = excluded.start_at, end_at = excluded.end_at, state = excluded.state,
+        calcom_status = excluded.calcom_status, event_type_id = excluded.event_type_id,
+        hosts = excluded.hosts, attendees = excluded.attendees, phones = excluded.phones,
+        appointment_tag = excluded.appointment_tag, phase_tag = excluded.phase_tag,
+        source = excluded.source, event_at = excluded.event_at,
+        webhook_event_at = CASE WHEN booking_observations.webhook_event_at IS NULL
+                                  OR excluded.webhook_event_at > booking_observations.webhook_event_at
+                                THEN COALESCE(excluded.webhook_event_at, booking_observations.webhook_event_at)
+                                ELSE booking_observations.webhook_event_at END,
+        observed_at = CASE WHEN booking_observations.observed_at IS NULL
+                             OR excluded.observed_at > booking_observations.observed_at
+                           THEN excluded.observed_at ELSE booking_observations.observed_at END,
+        updated_at = excluded.updated_at
+    WHERE (excluded.state = 'gone' AND booking_observations.state <> 'gone')
+       OR ((excluded.state = 'gone' OR booking_observations.state <> 'gone')
+           AND (booking_observations.observed_at IS NULL OR excluded.observed_at >= booking_observations.observed_at)
+           AND (excluded.source <> 'webhook' OR booking_observations.webhook_event_at IS NULL
+                OR excluded.webhook_event_at >= booking_observations.webhook_event_at))
+    """
+)
+
+_AVAILABLE_COLUMNS = """o.uid, o.seat, o.booking_id, o.start_at, o.end_at, o.event_type_id, o.hosts, o.attendees, o.phones,
+        o.appointment_tag, o.phase_tag, o.source, o.updated_at"""
+_UNCLAIMED = """o.state = 'exists' AND NOT EXISTS (SELECT 1 FROM booking_claims c
+        WHERE c.account = o.account AND c.booking_uid = o.uid AND c.booking_seat = o.seat)"""
+# PostgreSQL would rather hash every claim ever made than probe the key of each candidate: OFFSET 0
+# keeps the test a per-candidate key lookup.
+_UNCLAIMED_PG = _UNCLAIMED.replace("o.seat)", "o.seat OFFSET 0)")
+# Existing, unclaimed bookings starting in any of several (merged, disjoint) windows: one
+# statement, one index range scan per window. The windows drive the loop on both databases, so the
+# cost follows the windows, not the account's history: SQLite keeps the left table of a CROSS JOIN
+# outside (a plain JOIN let it walk every observation of the account instead), PostgreSQL's
+# OFFSET 0 keeps the per-window subquery from being flattened.
+AVAILABLE_BETWEEN = sql(
+    f"""
+    SELECT {_AVAILABLE_COLUMNS} FROM json_each(:windows) w CROSS JOIN booking_observations o
+    WHERE o.account = :account AND o.start_at >= json_extract(w.value, '$[0]') AND o.start_at <= json_extract(w.value, '$[1]')
+    AND {_UNCLAIMED}
+    """,
+    postgresql=f"""
+    SELECT {_AVAILABLE_COLUMNS}
+    FROM unnest(CAST(:los AS timestamptz[]), CAST(:his AS timestamptz[])) AS w(lo, hi)
+    CROSS JOIN LATERAL (SELECT * FROM booking_observations
+        WHERE account = :account AND start_at >= w.lo AND start_at <= w.hi OFFSET 0) o
+    WHERE {_UNCLAIMED_PG}
+    """,
+)
+AVAILABLE_TAGGED = sql(
+    f"SELECT {_AVAILABLE_COLUMNS} FROM booking_observations o WHERE o.account = :account AND {_UNCLAIMED} "
+    "AND o.appointment_tag IN (SELECT value FROM json_each(:tags))",
+    postgresql=f"SELECT {_AVAILABLE_COLUMNS} FROM booking_observations o WHERE o.account = :account AND {_UNCLAIMED_PG} "
+    "AND o.appointment_tag = ANY(:tags)",
+)
+
+UNITS_OF = sql(
+    "SELECT uid, seat, attendees FROM booking_observations WHERE account = :account AND uid IN (SELECT value FROM json_each(:uids))",
+    postgresql="SELECT uid, seat, attendees FROM booking_observations WHERE account = :account AND uid = ANY(:uids)",
+)
+
+CLAIM = sql(
+    """
+    INSERT INTO booking_claims (account, booking_uid, booking_seat, verification_seq, phase_key, claimed_at)
+    VALUES (:account, :uid, :seat, :verification_seq, :phase_key, :now)
+    ON CONFLICT (account, booking_uid, booking_seat) DO NOTHING
+    """
+)
+CLAIM_OWNER = sql(
+    "SELECT verification_seq FROM booking_claims WHERE account = :account AND booking_uid = :uid AND booking_seat = :seat"
+)
+RELEASE = sql("DELETE FROM booking_claims WHERE account = :account AND verification_seq = :verification_seq AND phase_key = :phase_key")
+CLAIMS_OF = sql("SELECT phase_key, booking_uid, booking_seat FROM booking_claims WHERE verification_seq = :verification_seq")
+OBSERVATION = sql(
+    "SELECT uid, seat, booking_id, start_at, state, source, attendees FROM booking_observations "
+    "WHERE account = :account AND uid = :uid ORDER BY seat"
+)
+
+# A seated booking's unit stored without a seat id ("" — a webhook without `attendeeSeatId`) is the
+# seat whose attendee it names, once that seat is known by its id: the units of the bookings just
+# written that have both seat units and an existing "" unit (rare: one index probe otherwise).
+_SEATLESS_AND_SEATS = """
+    AND EXISTS (SELECT 1 FROM booking_observations s WHERE s.account = o.account AND s.uid = o.uid AND s.seat <> '')
+    AND EXISTS (SELECT 1 FROM booking_observations e WHERE e.account = o.account AND e.uid = o.uid AND e.seat = '' AND e.state = 'exists')
+"""
+SEATLESS_OF_SEATED = sql(
+    f"""
+    SELECT o.account, o.uid, o.seat, o.attendees, c.verification_seq, c.phase_key FROM booking_observations o
+    LEFT JOIN booking_claims c ON c.account = o.account AND c.booking_uid = o.uid AND c.booking_seat = o.seat
+    WHERE (o.account, o.uid) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(:units))
+    {_SEATLESS_AND_SEATS}
+    """,
+    # Each probe correlated to one (account, uid) only, so every plan, generic ones included, is
+    # primary-key lookups (a join over the whole table grew with it).
+    postgresql="""
+    SELECT o.account, o.uid, o.seat, o.attendees, c.verification_seq, c.phase_key
+    FROM unnest(CAST(:accounts AS text[]), CAST(:uids AS text[])) AS k(account, uid)
+    CROSS JOIN LATERAL (SELECT * FROM booking_observations b WHERE b.account = k.account AND b.uid = k.uid
+        AND EXISTS (SELECT 1 FROM booking_observations s WHERE s.account = k.account AND s.uid = k.uid AND s.seat <> '')
+        AND EXISTS (SELECT 1 FROM booking_observations e
+                    WHERE e.account = k.account AND e.uid = k.uid AND e.seat = '' AND e.state = 'exists')
+        OFFSET 0) o
+    LEFT JOIN LATERAL (SELECT verification_seq, phase_key FROM booking_claims
+        WHERE account = o.account AND booking_uid = o.uid AND booking_seat = o.seat) c ON TRUE
+    """,
+)
+# Merged into its seat: no longer a claimable unit of its own (a later seatless observation may
+# bring it back to "exists"; it is merged again in the same write).
+MERGE_SEATLESS = sql(
+    "UPDATE booking_observations SET state = 'merged', updated_at = :now "
+    "WHERE account = :account AND uid = :uid AND seat = '' AND state = 'exists'"
+)
+
+_EVENT_COLUMNS = ("account", "body_sha256", "trigger_event", "booking_uid", "event_created_at", "received_at", "body")
+_INSERT_EVENTS: dict[int, Query] = {}
+
+
+def _insert_events_query(count: int) -> Query:
+    """Insert `count` events in one statement; RETURNING names the ones that were new."""
+    query = _INSERT_EVENTS.get(count)
+    if query is None:
+        rows = ", ".join("(" + ", ".join(f":{c}_{i}" for c in _EVENT_COLUMNS) + ")" for i in range(count))
+        query = sql(
+            f"INSERT INTO webhook_events ({', '.join(_EVENT_COLUMNS)}) VALUES {rows} "
+            "ON CONFLICT (account, body_sha256) DO NOTHING RETURNING account, body_sha256"
+        )
+        _INSERT_EVENTS[count] = query
+    return query
+
+# Raw webhook bodies are kept for audit and replay for a while, then dropped in slices (what they
+# taught us stays in booking_observations).
+PRUNE_EVENTS = sql(
+    "DELETE FROM webhook_events WHERE seq IN "
+    "(SELECT seq FROM webhook_events WHERE received_at < :before ORDER BY received_at LIMIT :limit)",
+    # ARRAY(): the slice is collected first and deleted by key, never joined against the whole table.
+    postgresql="DELETE FROM webhook_events WHERE seq = ANY(ARRAY("
+    "SELECT seq FROM webhook_events WHERE received_at < :before ORDER BY received_at LIMIT :limit))",
+)
+
+
+@dataclass(frozen=True)
+class Available:
+    """An unclaimed, existing booking unit, as stored."""
+
+    uid: str
+    seat: str
+    booking_id: int | None
+    start_at: datetime
+    end_at: datetime | None
+    event_type_id: int | None
+    hosts: tuple[str, ...]
+    attendees: tuple[str, ...]
+    phones: tuple[str, ...]
+    appointment_tag: str | None
+    phase_tag: str | None
+    source: str
+    updated_at: datetime
+
+
+def _row(observation: Observation, account: str, now: datetime) -> dict[str, Any]:
+    return {
+        "account": account,
+        "uid": observation.uid,
+        "seat": observation.seat,
+        "booking_id": observation.booking_id,
+        "start_at": observation.start,
+        "end_at": observation.end,
+        "state": observation.state,
+        "calcom_status": observation.calcom_status,
+        "event_type_id": observation.event_type_id,
+        "hosts": json.dumps(list(observation.hosts)),
+        "attendees": json.dumps(list(observation.attendees)),
+        "phones": json.dumps(list(observation.phones)),
+        "appointment_tag": observation.appointment_tag,
+        "phase_tag": observation.phase_tag,
+        "source": observation.source,
+        "event_at": observation.event_at,
+        "webhook_event_at": observation.event_at if observation.source == "webhook" else None,
+        # A webhook's details are as new as their receipt (`now`); a poll's as their fetch.
+        "observed_at": now if observation.source == "webhook" else observation.event_at,
+        "now": now,
+    }
+
+
+async def upsert(tx: Tx, account: str, observations: Iterable[Observation], now: datetime) -> None:
+    """Store observations: an older one never overrides a newer one of the same unit; a gone unit stays gone."""
+    await upsert_many(tx, [(account, o) for o in observations], now)
+
+
+async def upsert_many(tx: Tx, observations: Iterable[tuple[str, Observation]], now: datetime) -> None:
+    """Observations of several accounts, (account, observation) pairs, in one statement batch."""
+    pairs = list(observations)
+    await tx.execute_many(UPSERT, [_row(o, account, now) for account, o in pairs])
+    await _merge_seatless(tx, {(account, o.uid) for account, o in pairs}, now)
+
+
+async def _merge_seatless(tx: Tx, bookings: set[tuple[str, str]], now: datetime) -> None:
+    """One physical seat, one unit: fold a seated booking's "" unit into the seat whose attendee it names.
+
+    A claim the "" unit holds moves along to that seat (a booking or seat satisfies one phase). A ""
+    unit whose attendee has no known seat yet stays: it is that seat's only unit so far.
+    """
+    if not bookings:
+        return
+    keys = sorted(bookings)
+    rows = await tx.fetch_all(
+        SEATLESS_OF_SEATED, units=[list(k) for k in keys], accounts=[a for a, _ in keys], uids=[u for _, u in keys]
+    )
+    units: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        units.setdefault((row["account"], row["uid"]), []).append(row)
+    for (account, uid), found in sorted(units.items()):
+        seatless = next(u for u in found if u["seat"] == "")
+        people = set(json.loads(seatless["attendees"] or "[]"))
+        seats = sorted({u["seat"] for u in found if u["seat"] and people & set(json.loads(u["attendees"] or "[]"))})
+        if not seats:
+            continue
+        holder = seatless["verification_seq"]
+        if holder is not None and (
+            len(seats) != 1 or not await claim(tx, account, uid, seats[0], holder, seatless["phase_key"], now)
+        ):
+            log.warning(
+                "a claimed booking unit turned out to be a seat that cannot take its claim",
+                extra={"event": "seat_claim_unmerged", "account": account, "booking_uid": uid, "seats": len(seats)},
+            )
+        await tx.execute(MERGE_SEATLESS, account=account, uid=uid, now=now)
+
+
+def _available(row: dict[str, Any]) -> Available:
+    row = dict(row)
+    row["hosts"] = tuple(json.loads(row["hosts"] or "[]"))
+    row["attendees"] = tuple(json.loads(row["attendees"] or "[]"))
+    row["phones"] = tuple(json.loads(row["phones"] or "[]"))
+    return Available(**row)
+
+
+async def available_between(tx: Tx, account: str, windows: Sequence[tuple[datetime, datetime]]) -> list[Available]:
+    """Unclaimed, existing bookings of `account` starting inside any of the windows."""
+    if not windows:
+        return []
+    rows = await tx.fetch_all(
+        AVAILABLE_BETWEEN, account=account, windows=list(windows), los=[lo for lo, _ in windows], his=[hi for _, hi in windows]
+    )
+    return [_available(r) for r in rows]
+
+
+async def available_tagged(tx: Tx, account: str, tags: Sequence[str]) -> list[Available]:
+    if not tags:
+        return []
+    return [_available(r) for r in await tx.fetch_all(AVAILABLE_TAGGED, account=account, tags=list(tags))]
+
+
+async def units_of(tx: Tx, account: str, uids: Sequence[str]) -> dict[str, list[tuple[str, tuple[str, ...]]]]:
+    """The stored units (seat, attendees) of each booking uid."""
+    found: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+    if uids:
+        for row in await tx.fetch_all(UNITS_OF, account=account, uids=list(uids)):
+            found.setdefault(row["uid"], []).append((row["seat"], tuple(json.loads(row["attendees"] or "[]"))))
+    return found
+
+
+async def claim(tx: Tx, account: str, uid: str, seat: str, verification_seq: int, phase_key: str, now: datetime) -> bool:
+    """Claim a booking unit for a phase; False when another phase already holds it."""
+    inserted = await tx.execute(
+        CLAIM, account=account, uid=uid, seat=seat, verification_seq=verification_seq, phase_key=phase_key, now=now
+    )
+    if inserted:
+        return True
+    owner = await tx.fetch_val(CLAIM_OWNER, account=account, uid=uid, seat=seat)
+    return owner == verification_seq
+
+
+async def claim_owner(tx: Tx, account: str, uid: str, seat: str) -> int | None:
+    """The verification (seq) holding a booking unit, if any."""
+    owner = await tx.fetch_val(CLAIM_OWNER, account=account, uid=uid, seat=seat)
+    return int(owner) if owner is not None else None
+
+
+async def release(tx: Tx, account: str, verification_seq: int, phase_key: str) -> None:
+    """Give back the booking a phase holds (an operator picked another one)."""
+    await tx.execute(RELEASE, account=account, verification_seq=verification_seq, phase_key=phase_key)
+
+
+async def claims_of(tx: Tx, verification_seq: int) -> dict[str, tuple[str, str]]:
+    """The booking units a verification holds, by phase key."""
+    rows = await tx.fetch_all(CLAIMS_OF, verification_seq=verification_seq)
+    return {row["phase_key"]: (row["booking_uid"], row["booking_seat"]) for row in rows}
+
+
+async def find(tx: Tx, account: str, uid: str) -> list[dict[str, Any]]:
+    """Every stored unit of one booking (its seats, for a seated one), attendees as a tuple."""
+    rows = await tx.fetch_all(OBSERVATION, account=account, uid=uid)
+    return [{**row, "attendees": tuple(json.loads(row["attendees"] or "[]"))} for row in rows]
+
+
+async def insert_events(tx: Tx, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """Store raw webhook events once each; answer the (account, body hash) pairs that were new."""
+    new: set[tuple[str, str]] = set()
+    for start in range(0, len(rows), 200):
+        chunk = rows[start : start + 200]
+        params = {f"{c}_{i}": row[c] for i, row in enumerate(chunk) for c in _EVENT_COLUMNS}
+        new |= {(r["account"], r["body_sha256"]) for r in await tx.fetch_all(_insert_events_query(len(chunk)), **params)}
+    return new
+
+
+async def prune_events(tx: Tx, before: datetime, limit: int = 5000) -> int:
+    """Forget raw webhook bodies received before `before` (at most `limit` per call)."""
+    return await tx.execute(PRUNE_EVENTS, before=before, limit=limit)
+
+
+
+# Many claims in one statement (a verdict for a whole group); the owners are read back in one more.
+CLAIM_MANY = sql(
+    """
+    INSERT INTO booking_claims (account, booking_uid, booking_seat, verification_seq, phase_key, claimed_at)
+    SELECT :account, json_extract(c.value, '$[0]'), json_extract(c.value, '$[1]'), json_extract(c.value, '$[2]'),
+        json_extract(c.value, '$[3]'), :now
+    FROM json_each(:claims) c WHERE TRUE
+    ON CONFLICT (account, booking_uid, booking_seat) DO NOTHING
+    """,
+    postgresql="""
+    INSERT INTO booking_claims (account, booking_uid, booking_seat, verification_seq, phase_key, claimed_at)
+    SELECT :account, c.uid, c.seat, c.seq, c.key, :now
+    FROM unnest(CAST(:uids AS text[]), CAST(:seats AS text[]), CAST(:seqs AS bigint[]), CAST(:keys AS text[])) AS c(uid, seat, seq, key)
+    ON CONFLICT (account, booking_uid, booking_seat) DO NOTHING
+    """,
+)
+OWNERS_OF = sql(
+    "SELECT booking_uid, booking_seat, verification_seq FROM booking_claims "
+    "WHERE account = :account AND booking_uid IN (SELECT value FROM json_each(:uids))",
+    postgresql="SELECT booking_uid, booking_seat, verification_seq FROM booking_claims WHERE account = :account AND booking_uid = ANY(:uids)",
+)
+
+
+async def claim_many(tx: Tx, account: str, claims: Sequence[tuple[str, str, int, str]], now: datetime) -> dict[tuple[str, str], int]:
+    """Claim (uid, seat, verification_seq, phase_key) units at once; answer the owner of each unit afterwards."""
+    if not claims:
+        return {}
+    await tx.execute(
+        CLAIM_MANY,
+        account=account,
+        now=now,
+        claims=[list(c) for c in claims],
+        uids=[c[0] for c in claims],
+        seats=[c[1] for c in claims],
+        seqs=[c[2] for c in claims],
+        keys=[c[3] for c in claims],
+    )
+    rows = await tx.fetch_all(OWNERS_OF, account=account, uids=sorted({c[0] for c in claims}))
+    return {(row["booking_uid"], row["booking_seat"]): int(row["verification_seq"]) for row in rows}

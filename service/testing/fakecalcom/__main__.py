@@ -1,0 +1,3 @@
+from service.testing.fakecalcom.app import main
+
+main()

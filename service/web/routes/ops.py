@@ -1,0 +1,41 @@
+"""Operational endpoints (no token): /healthz, /readyz, /openapi.json — and /status, /metrics."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from service.web.http import JSON
+from service.web.openapi import document
+from service.store import migrations
+
+
+async def healthz(request: Request) -> JSON:
+    return JSON({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSON:
+    services = request.app.state.services
+    try:
+        missing = await migrations.pending(services.db)
+    except Exception as exc:
+        return JSON({"status": "unavailable", "database": "unreachable", "error": type(exc).__name__}, status_code=503)
+    if missing:
+        return JSON(
+            {"status": "unavailable", "database": "ok", "migrations": "pending", "pending": missing,
+             "hint": "run the release process: python -m service migrate"},
+            status_code=503,
+        )
+    return JSON({"status": "ok", "database": "ok", "migrations": "current"})
+
+
+async def openapi(request: Request) -> Response:
+    return JSON(document())
+
+
+routes = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/openapi.json", openapi, methods=["GET"]),
+]

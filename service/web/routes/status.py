@@ -1,0 +1,28 @@
+"""/status (JSON) and /metrics (Prometheus): operational, no token, no secrets or personal data."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from service.web import metrics
+from service.web.http import JSON
+from service.app.status import collect
+
+
+async def status(request: Request) -> JSON:
+    services = request.app.state.services
+    return JSON(await collect(services.db, services.clock(), services.settings), headers={"Cache-Control": "no-store"})
+
+
+async def prometheus(request: Request) -> Response:
+    services = request.app.state.services
+    figures = await collect(services.db, services.clock(), services.settings)
+    return Response(metrics.exposition(figures), media_type=metrics.CONTENT_TYPE, headers={"Cache-Control": "no-store"})
+
+
+routes = [
+    Route("/status", status, methods=["GET"]),
+    Route("/metrics", prometheus, methods=["GET"]),
+]

@@ -1,0 +1,395 @@
+"""The fallback poller (SPEC §6): what webhooks did not settle, asked of Cal.com in batches.
+
+Each tick: claim accounts that have due verifications (an account lease, so one tick makes one
+Cal.com query per account however many pollers run), claim their due verifications (a lease per
+verification), ask Cal.com once per account for the union of their windows, store every booking
+as an observation, match, record the check and — at the deadline — the final verdict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import random
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from service.core import ratelimit
+from service.core import schedule
+from service.clients.calcom import CalcomClient, observations_from_api
+from service.store.connector import Database
+from service.errors import CalcomCredentialsBroken, CalcomError, CalcomUnavailable
+from service.core.observations import Observation
+from service.settings import Settings
+from service.store.queries import accounts as account_store
+from service.store.queries import observations as observation_store
+from service.store.queries import pollers as poller_store
+from service.store.queries import verifications as verification_store
+from service.store.queries.accounts import Account
+from service.app.group import load_group, merge_windows
+from service.app.settle import settle_guarded
+
+log = logging.getLogger("service.workers.poller")
+MAX_QUERY_SPAN = timedelta(days=7)  # a wider union is split: one query per cluster of windows
+HEARTBEAT_EVERY = timedelta(seconds=5)
+PRUNE_EVERY = timedelta(hours=1)
+ACCOUNTS_AT_ONCE = 8
+
+
+@dataclass
+class TickReport:
+    """What one tick did: work claimed, Cal.com requests made, verdicts reached."""
+
+    accounts: int = 0
+    due: int = 0
+    calls: int = 0
+    verdicts: int = 0
+    deferred: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Answer:
+    complete: bool
+    calls: int
+    error: str | None = None
+    observations: list[Observation] = field(default_factory=list)
+
+
+def default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def key_hash(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
+
+
+def query_windows(windows: list[tuple[datetime, datetime]], max_span: timedelta = MAX_QUERY_SPAN) -> list[tuple[datetime, datetime]]:
+    """The union of the due verifications' windows as few queries as possible, each at most `max_span` wide."""
+    clusters: list[tuple[datetime, datetime]] = []
+    for lo, hi in merge_windows(windows):
+        if clusters and max(hi, clusters[-1][1]) - clusters[-1][0] <= max_span:
+            clusters[-1] = (clusters[-1][0], max(hi, clusters[-1][1]))
+        else:
+            clusters.append((lo, hi))
+    return clusters
+
+
+class Poller:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        calcom: CalcomClient,
+        *,
+        clock: Callable[[], datetime],
+        owner: str | None = None,
+        deliverer: Any = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.calcom = calcom
+        self.clock = clock
+        self.owner = owner or default_owner()
+        self.deliverer = deliverer
+        self.rng = rng or random.Random()
+        self.ticks = 0
+        self._last_heartbeat: datetime | None = None
+        self._last_prune: datetime | None = None
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.settings.lease_seconds)
+
+    def _lease_until(self, now: datetime) -> datetime:
+        """The end of a lease taken now: counted from the clock, as the tick's `now` may be long past."""
+        return max(now, self.clock()) + self.lease
+
+    async def tick(self, now: datetime) -> TickReport:
+        """One round of work at `now`; public so tests drive it with a fixed clock."""
+        self.ticks += 1
+        report = TickReport()
+        await self._heartbeat(now)
+        async with self.db.transaction() as tx:
+            account_ids = await account_store.claim_for_poll(tx, self.owner, now, self._lease_until(now))
+        report.accounts = len(account_ids)
+        gate = asyncio.Semaphore(ACCOUNTS_AT_ONCE)
+
+        async def one(account_id: str) -> None:
+            async with gate:
+                try:
+                    await self._poll_account(account_id, now, report)
+                except Exception as exc:  # one account's trouble must not stop the others
+                    report.errors.append(f"{account_id}: {type(exc).__name__}")
+                    log.exception("poll of an account failed", extra={"event": "poll_failed", "account": account_id})
+                finally:
+                    with contextlib.suppress(Exception):
+                        async with self.db.transaction() as tx:
+                            await account_store.release_poll(tx, account_id, self.owner)
+
+        await asyncio.gather(*(one(a) for a in account_ids))
+        await self._prune(now, report)
+        if self.deliverer is not None:
+            try:
+                await self.deliverer.tick(now)
+            except Exception as exc:
+                report.errors.append(f"callbacks: {type(exc).__name__}")
+                log.exception("callback delivery round failed", extra={"event": "callbacks_failed"})
+        return report
+
+    async def _poll_account(self, account_id: str, now: datetime, report: TickReport) -> None:
+        async with self.db.transaction() as tx:
+            account = await account_store.get(tx, account_id)
+            if account is None:
+                return
+            lease_until = self._lease_until(now)
+            # Other accounts may have gone first: renew our account lease, unless another poller has it by now.
+            if not await account_store.renew_poll(tx, account_id, self.owner, lease_until):
+                return
+            claimed = await verification_store.claim_due(tx, account_id, self.owner, now, lease_until, self.settings.poll_batch_size)
+            pace_row = await account_store.get_pace(tx, key_hash(account.calcom_api_key))
+            # The check decides whole groups, so it asks Cal.com about every member's window.
+            group = await load_group(tx, account, {row["seq"] for row in claimed}) if claimed else None
+        if not claimed:
+            return
+        report.due += len(claimed)
+        pace = ratelimit.KeyPace(
+            paused_until=pace_row["paused_until_at"] if pace_row else None,
+            remaining=pace_row["remaining"] if pace_row else None,
+            reset_at=pace_row["reset_at"] if pace_row else None,
+        )
+        allowed_at = ratelimit.next_allowed(pace, now)
+        if allowed_at is not None:
+            report.deferred += len(claimed)
+            await self._record(account, claimed, {}, now, report, allowed_at=allowed_at)
+            return
+        tolerance = timedelta(seconds=account.match_tolerance_seconds)
+        windows = [(row["window_start_at"] - tolerance, row["window_end_at"] + tolerance) for row in claimed]
+        windows += group.windows(tolerance) if group is not None else []
+        answers: dict[int, _Answer] = {}
+        for lo, hi in query_windows(windows):
+            answer = await self._ask(account, lo, hi, now, pace, streak=1 + max(row["failures"] for row in claimed))
+            report.calls += answer.calls
+            for row in claimed:
+                if lo <= row["window_start_at"] - tolerance and row["window_end_at"] + tolerance <= hi:
+                    answers[row["seq"]] = answer
+        await self._save_pace(account, pace, now)
+        await self._record(account, claimed, answers, now, report, allowed_at=ratelimit.next_allowed(pace, now))
+
+    async def _ask(
+        self, account: Account, lo: datetime, hi: datetime, now: datetime, pace: ratelimit.KeyPace, *, streak: int
+    ) -> _Answer:
+        """One Cal.com query (all its pages); never raises for Cal.com's sake.
+
+        Without a complete answer the API key is paused: 60 s after a 429 (Cal.com's block), else an
+        exponential backoff with jitter over the account's failure `streak`. The pause covers every
+        verification of the account, so a failing Cal.com sees one query per backoff, not one per
+        verification.
+        """
+        if ratelimit.next_allowed(pace, now) is not None:
+            return _Answer(False, 0, "rate limited: waiting for Cal.com's window to reset")
+        base = account.calcom_api_base or self.settings.calcom_api_base
+        asked_at = max(now, self.clock())
+        try:
+            result = await self.calcom.list_bookings(api_base=base, api_key=account.calcom_api_key, after_start=lo, before_end=hi)
+        except CalcomError as exc:
+            calls = getattr(exc, "calls", 1)
+            pace.remaining = getattr(exc, "remaining", pace.remaining)
+            pace.reset_at = getattr(exc, "reset_at", pace.reset_at)
+            answered_at = max(now, self.clock())  # a pause counts from Cal.com's answer, not from the tick's start
+            if isinstance(exc, CalcomUnavailable) and exc.rate_limited:
+                pace.paused_until = ratelimit.pause_after_429(answered_at, self.rng)
+                event, message = "calcom_rate_limited", "Cal.com rate limit hit; pausing this API key"
+            else:
+                backoff_until = answered_at + timedelta(seconds=ratelimit.backoff(streak, self.rng))
+                pace.paused_until = max(pace.paused_until or backoff_until, backoff_until)
+                event, message = "calcom_backoff", "no complete answer from Cal.com; backing off this account"
+            log.warning(
+                message,
+                extra={"event": event, "account": account.id, "error": type(exc).__name__, "streak": streak, "paused_until": pace.paused_until.isoformat()},
+            )
+            if isinstance(exc, CalcomCredentialsBroken):
+                await self._credentials(account, "broken", str(exc), now)
+            return _Answer(False, calls, f"{type(exc).__name__}: {exc}"[:300])
+        pace.remaining, pace.reset_at = result.remaining, result.reset_at
+        if account.credentials != "ok":
+            await self._credentials(account, "ok", None, now)
+        observations = [o for item in result.items for o in observations_from_api(item, asked_at)]
+        return _Answer(True, result.calls, None, observations)
+
+    async def _credentials(self, account: Account, state: str, error: str | None, now: datetime) -> None:
+        async with self.db.transaction() as tx:
+            changed = await account_store.set_credentials(tx, account.id, state, error, now)
+        if changed:
+            level = logging.ERROR if state == "broken" else logging.INFO
+            log.log(level, "Cal.com credentials %s", state, extra={"event": f"credentials_{state}", "account": account.id})
+
+    async def _save_pace(self, account: Account, pace: ratelimit.KeyPace, now: datetime) -> None:
+        async with self.db.transaction() as tx:
+            await account_store.set_pace(
+                tx,
+                key_hash(account.calcom_api_key),
+                paused_until=pace.paused_until,
+                remaining=pace.remaining,
+                reset_at=pace.reset_at,
+                now=max(now, self.clock()),  # when this reading was taken: a newer one is never overwritten by it
+            )
+
+    async def _record(
+        self,
+        account: Account,
+        claimed: list[dict[str, Any]],
+        answers: dict[int, _Answer],
+        now: datetime,
+        report: TickReport,
+        *,
+        allowed_at: datetime | None = None,
+    ) -> None:
+        """Store what Cal.com said, count the checks, match, and decide what is due a verdict."""
+        settings = self.settings
+        observations: dict[tuple[str, str], Observation] = {}
+        for answer in {id(a): a for a in answers.values()}.values():
+            for o in answer.observations:
+                observations[(o.uid, o.seat)] = o
+        ours, finalize, answered = [], [], []
+        async with self.db.transaction() as tx:
+            await tx.lock_account(account.id)
+            fresh = await account_store.get(tx, account.id) or account
+            if observations:
+                await observation_store.upsert(tx, account.id, observations.values(), now)
+            for row in claimed:
+                answer = answers.get(row["seq"])
+                at_deadline = now >= row["deadline_at"]
+                scheduled = schedule.next_scheduled(row["created_at"], settings.settle_seconds, settings.check_schedule, row["deadline_at"], now)
+                if answer is None or (answer.calls == 0 and not answer.complete):
+                    # Deferred by the rate limit: no request was made, so this is not a check.
+                    report.deferred += 1 if answer is not None else 0
+                    failures, calls, complete, error = row["failures"], 0, False, row["last_check_error"]
+                    next_at = min(allowed_at or scheduled, row["deadline_at"])
+                    if at_deadline:
+                        next_at = None
+                elif answer.complete:
+                    failures, calls, complete, error = 0, 1, True, None
+                    next_at = None if at_deadline else scheduled
+                else:
+                    failures, calls, complete, error = row["failures"] + 1, 1, False, answer.error
+                    # Retried when the account's pause (429 block or backoff) ends, sooner than
+                    # the schedule if that is later; never after the deadline.
+                    retry_at = allowed_at or now + timedelta(seconds=ratelimit.backoff(failures, self.rng))
+                    next_at = None if at_deadline else min(max(retry_at, now), row["deadline_at"])
+                if not await verification_store.record_check(
+                    tx, row["seq"], self.owner, now=now, calls=calls, complete=complete, failures=failures, error=error, next_check_at=next_at
+                ):
+                    continue  # resolved meanwhile, or our lease ran out and another poller has it
+                ours.append(row["seq"])
+                if at_deadline:
+                    finalize.append(row["seq"])
+                if complete:
+                    answered.append(row["seq"])
+            # Guarded: a failure to decide keeps the checks recorded above (and still ends what is due).
+            settled = await settle_guarded(
+                tx,
+                fresh,
+                now,
+                mode="check",
+                trigger="poll",
+                settle_seconds=settings.settle_seconds,
+                seqs=ours,
+                near=[o.start for o in observations.values()],
+                tags=sorted({o.appointment_tag for o in observations.values() if o.appointment_tag}),
+                finalize=finalize,
+                answered=answered,
+            )
+        report.verdicts += len(settled.resolved)
+
+    async def _prune(self, now: datetime, report: TickReport) -> None:
+        """Drop raw webhook bodies older than WEBHOOK_RETENTION_DAYS, a slice at a time, hourly."""
+        if self._last_prune is not None and now - self._last_prune < PRUNE_EVERY:
+            return
+        self._last_prune = now
+        try:
+            async with self.db.transaction() as tx:
+                dropped = await observation_store.prune_events(tx, now - timedelta(days=self.settings.webhook_retention_days))
+        except Exception as exc:
+            report.errors.append(f"prune: {type(exc).__name__}")
+            return
+        if dropped:
+            log.info("old webhook bodies dropped", extra={"event": "webhook_events_pruned", "count": dropped})
+
+    async def _heartbeat(self, now: datetime, *, force: bool = False) -> None:
+        if not force and self._last_heartbeat is not None and now - self._last_heartbeat < HEARTBEAT_EVERY:
+            return
+        async with self.db.transaction() as tx:
+            await poller_store.heartbeat(tx, self.owner, hostname=socket.gethostname(), pid=os.getpid(), ticks=self.ticks, now=now)
+        self._last_heartbeat = now
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tick until `stop` is set; a stop request ends the wait at once, never a tick half-way."""
+        log.info("poller started", extra={"event": "poller_started", "poller": self.owner})
+        with contextlib.suppress(Exception):  # forget pollers that have been silent for a week
+            async with self.db.transaction() as tx:
+                await poller_store.prune(tx, self.clock() - timedelta(days=7))
+        interval = self.settings.poll_interval_seconds
+        while not stop.is_set():
+            try:
+                report = await self.tick(self.clock())
+                if report.due or report.verdicts or report.errors:
+                    log.info(
+                        "poll tick",
+                        extra={"event": "poll_tick", "accounts": report.accounts, "due": report.due, "calls": report.calls, "verdicts": report.verdicts, "deferred": report.deferred, "errors": report.errors},
+                    )
+            except Exception as exc:  # the database may be restarting: keep going
+                log.warning("poll tick failed", extra={"event": "poll_tick_failed", "error": type(exc).__name__})
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval * self.rng.uniform(0.8, 1.2))
+        with contextlib.suppress(Exception):
+            async with self.db.transaction() as tx:
+                await poller_store.stopped(tx, self.owner, self.clock())
+        log.info("poller stopped", extra={"event": "poller_stopped", "poller": self.owner})
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """The poller process' life: connect, tick until stopped, disconnect."""
+    import httpx
+
+    from service.workers.callbacks import CallbackDeliverer
+    from service.clock import system_clock
+
+    from service.store.migrations import apply_pending_migrations
+
+    db = Database(settings.database_url)
+    await db.connect()
+    await apply_pending_migrations(db)
+    limits = httpx.Limits(max_connections=50, max_keepalive_connections=20)
+    async with httpx.AsyncClient(limits=limits, follow_redirects=False) as http:
+        owner = default_owner()
+        calcom = CalcomClient(http, timeout=settings.calcom_timeout_seconds)
+        deliverer = CallbackDeliverer(db, http, settings, owner=owner)
+        poller = Poller(db, settings, calcom, clock=system_clock, owner=owner, deliverer=deliverer)
+        try:
+            await poller.run(stop)
+        finally:
+            await db.disconnect()
+
+
+def main(settings: Settings) -> int:
+    """`python -m service poll`: SIGTERM/SIGINT finish the current tick, then exit 0."""
+    import signal
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await serve(settings, stop)
+
+    asyncio.run(run())
+    return 0
