@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.core.models import validate_http_url
+
 DEFAULT_SQLITE_PATH = os.path.join("var", "verifier.sqlite3")
 SECRET_FIELDS = {"api_token"}
 
@@ -113,13 +115,6 @@ class Settings(BaseSettings):
     @property
     def api_token_value(self) -> str | None:
         return self.api_token.get_secret_value() if self.api_token else None
-
-
-def validate_http_url(value: str) -> str:
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError("must be an http(s) URL such as https://api.cal.com")
-    return value.strip().rstrip("/")
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -14,20 +14,15 @@ import json
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from service.clock import system_clock
-from service.store.connector import Database
 from service.errors import DatabaseUnavailable, ServiceError, ValidationFailed
-from service.app.intake import Intake
 from service.core.models import ACCOUNT_ID, AccountIn, ResolveIn, parse
-from service.app.notify import Notifier
-from service.web.routes.api import account_view
 from service.settings import Settings
-from service.store.queries import accounts as account_store
-from service.store.migrations import pending
+from service.app.runtime import Runtime, operating
+from service.core.views import account_view
 
 log = logging.getLogger("service.cli.parser")
 
@@ -50,12 +45,12 @@ class CommandError(Exception):
         self.code = code
 
 
-def run(settings: Settings, command: Callable[[Database], Awaitable[int]]) -> int:
+def run(settings: Settings, command: Callable[[Runtime], Awaitable[int]]) -> int:
     """Open the database, run the command, map our errors to one line on stderr and an exit code."""
 
     async def main() -> int:
-        async with open_database(settings) as db:
-            return await command(db)
+        async with operating(settings) as runtime:
+            return await command(runtime)
 
     try:
         return asyncio.run(main())
@@ -83,19 +78,6 @@ def _validation_message(exc: ValidationFailed) -> str:
         f"{OPTION_OF[d['field']]}: {d['message']}" if d["field"] in OPTION_OF else d["message"] if d["field"] == "body" else f"{d['field']}: {d['message']}"
         for d in details
     )
-
-
-@asynccontextmanager
-async def open_database(settings: Settings) -> AsyncIterator[Database]:
-    db = Database(settings.database_url)
-    await db.connect()
-    try:
-        missing = await pending(db)
-        if missing:
-            raise CommandError(f"the database has {len(missing)} pending migration(s): run `python -m service migrate` first")
-        yield db
-    finally:
-        await db.disconnect()
 
 
 def _print_json(value: Any) -> None:
@@ -162,27 +144,19 @@ def accounts_add(args: argparse.Namespace, settings: Settings) -> int:
         "enabled": not args.disabled,
     }
 
-    async def command(db: Database) -> int:
+    async def command(runtime: Runtime) -> int:
         request: AccountIn = parse(AccountIn, json.dumps(body).encode())
-        fields = request.model_dump()
-        if fields["match_tolerance_seconds"] is None:
-            fields["match_tolerance_seconds"] = settings.match_tolerance_seconds
-        async with db.transaction() as tx:
-            created = await account_store.upsert(tx, args.account, fields, system_clock())
-            account = await account_store.get(tx, args.account)
-        assert account is not None
-        log.info("account saved", extra={"event": "account_created" if created else "account_replaced", "account": args.account})
-        print(f"account {args.account} {'created' if created else 'replaced'}", file=sys.stderr)
-        _print_json(account_view(account))
+        saved = await runtime.accounts.put(args.account, request, system_clock())
+        print(f"account {args.account} {'created' if saved.created else 'replaced'}", file=sys.stderr)
+        _print_json(account_view(saved.account))
         return 0
 
     return run(settings, command)
 
 
 def accounts_list(args: argparse.Namespace, settings: Settings) -> int:
-    async def command(db: Database) -> int:
-        async with db.read() as tx:
-            accounts = await account_store.list_all(tx)
+    async def command(runtime: Runtime) -> int:
+        accounts = await runtime.accounts.list()
         if args.json:
             _print_json([account_view(a) for a in accounts])
             return 0
@@ -201,14 +175,9 @@ def accounts_list(args: argparse.Namespace, settings: Settings) -> int:
 # -- verifications ---------------------------------------------------------------------------------
 
 
-def _intake(db: Database, settings: Settings) -> Intake:
-    # The notifier is never started: no long-polls wait in this process, `resolved()` wakes no one.
-    return Intake(db, settings, Notifier(db))
-
-
 def verifications_list(args: argparse.Namespace, settings: Settings) -> int:
-    async def command(db: Database) -> int:
-        page = await _intake(db, settings).list(
+    async def command(runtime: Runtime) -> int:
+        page = await runtime.intake.list(
             limit=args.limit, cursor=args.cursor, account=args.account, status=args.status,
             appointment_id=args.appointment, review_reason=args.reason,
         )
@@ -231,8 +200,8 @@ def verifications_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def verifications_show(args: argparse.Namespace, settings: Settings) -> int:
-    async def command(db: Database) -> int:
-        _print_json(await _intake(db, settings).get(args.id))
+    async def command(runtime: Runtime) -> int:
+        _print_json(await runtime.intake.get(args.id))
         return 0
 
     return run(settings, command)
@@ -247,9 +216,9 @@ def verifications_resolve(args: argparse.Namespace, settings: Settings) -> int:
         bookings[key] = uid
     body = {"outcome": args.outcome, "note": args.note, "bookings": bookings or None}
 
-    async def command(db: Database) -> int:
+    async def command(runtime: Runtime) -> int:
         request: ResolveIn = parse(ResolveIn, json.dumps(body).encode())
-        view = await _intake(db, settings).resolve(args.id, request, system_clock())
+        view = await runtime.intake.resolve(args.id, request, system_clock())
         print(f"verification {args.id} resolved as {args.outcome}", file=sys.stderr)
         _print_json(view)
         return 0
@@ -261,13 +230,8 @@ def verifications_resolve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def status(args: argparse.Namespace, settings: Settings) -> int:
-    try:
-        from service.app.status import collect
-    except ImportError:
-        return _fail("status is not available in this build (service/status.py is missing)", 1)
-
-    async def command(db: Database) -> int:
-        report = await collect(db, system_clock(), settings)
+    async def command(runtime: Runtime) -> int:
+        report = await runtime.status()
         if args.json:
             _print_json(report)
         else:

@@ -10,10 +10,9 @@ from typing import Any
 
 from service.cli import commands as cli_commands
 from service import logs
-from service.store.connector import Database
 from service.core.models import REVIEW_REASONS, STATUSES
 from service.settings import ConfigError, Settings, load_settings
-from service.store.migrations import migrate
+from service.app.runtime import release
 
 
 def _settings() -> Settings:
@@ -24,19 +23,10 @@ def _settings() -> Settings:
         raise SystemExit(2) from None
 
 
-async def _migrate(settings: Settings) -> list[str]:
-    db = Database(settings.database_url)
-    await db.connect()
-    try:
-        return await migrate(db)
-    finally:
-        await db.disconnect()
-
-
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings()
     logs.configure(settings.log_level)
-    applied = asyncio.run(_migrate(settings))
+    applied = asyncio.run(release(settings))
     print(f"migrations applied: {', '.join(applied) if applied else 'none (already current)'}")
     return 0
 

@@ -7,6 +7,7 @@ import binascii
 import hashlib
 import json
 import re
+from urllib.parse import urlsplit
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -23,7 +24,6 @@ from pydantic import (
 from service.errors import ValidationFailed
 from service.core.matching import phone_digits
 from service.core.observations import EARLIEST_YEAR, LATEST_YEAR
-from service.settings import validate_http_url
 
 ACCOUNT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
@@ -42,6 +42,13 @@ REVIEW_REASONS = (
 BIGINT_MAX = 2**63 - 1
 SYNC_ERROR_MAX = 4000
 TRUNCATED = " …[truncated]"
+
+
+def validate_http_url(value: str) -> str:
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an http(s) URL such as https://api.cal.com")
+    return value.strip().rstrip("/")
 
 
 def no_nul(value: Any) -> Any:

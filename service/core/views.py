@@ -72,3 +72,23 @@ def _callback(row: dict[str, Any] | None) -> dict[str, Any]:
     if row is None:
         return {"state": "none", "attempts": 0, "last_error": None}
     return {"state": row["state"], "attempts": row["attempts"], "last_error": row["last_error"]}
+
+
+def account_view(account: Any) -> dict[str, Any]:
+    """An account as the API shows it: which secrets are set, never their values."""
+    return {
+        "id": account.id,
+        "account": account.id,
+        "calcom_api_key": "set",
+        "webhook_secret": "set",
+        "calcom_api_base": account.calcom_api_base,
+        "callback_url": account.callback_url,
+        "callback_secret": "set" if account.callback_secret else None,
+        "match_tolerance_seconds": account.match_tolerance_seconds,
+        "enabled": account.enabled,
+        "time_only_matching": account.time_only_matching,
+        "credentials": account.credentials,
+        "webhook_path": f"/webhooks/calcom/{account.id}",
+        "created_at": iso(account.created_at),
+        "updated_at": iso(account.updated_at),
+    }

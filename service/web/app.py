@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -18,36 +16,14 @@ from service.web.routes import api as routes_api
 from service.web.routes import ops as routes_ops
 from service.web.routes import status as routes_status
 from service.web.routes import webhooks as routes_webhooks
+from service.app.runtime import serving
 from service.clock import Clock, system_clock
-from service.store.connector import Database
 from service.errors import DatabaseUnavailable, ServiceError
 from service.web.http import JSON, BearerAuth
-from service.app.ingest import Ingestor
-from service.app.intake import Intake
 from service.logs import secret_registry
-from service.app.notify import Notifier
-from service.web.routes.webhooks import SecretCache
 from service.settings import Settings
-from service.store.migrations import apply_pending_migrations
 
 log = logging.getLogger("service.web.app")
-
-@dataclass
-class Services:
-    """What the handlers use; built in the lifespan, torn down with it."""
-
-    settings: Settings
-    clock: Clock
-    db: Database
-    notifier: Notifier
-    ingestor: Ingestor
-    intake: Intake
-    secrets: SecretCache
-    loop_time: Callable[[], float] = field(default=lambda: asyncio.get_running_loop().time())
-
-    def log_account_change(self, account_id: str, created: bool) -> None:
-        log.info("account saved", extra={"event": "account_created" if created else "account_replaced", "account": account_id})
-
 
 def create_app(settings: Settings, *, clock: Clock = system_clock) -> Starlette:
     """Build the web app; nothing connects until the lifespan starts."""
@@ -56,34 +32,12 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        db = Database(settings.database_url)
-        await db.connect()
-        await apply_pending_migrations(db)
-        notifier = Notifier(db)
-        ingestor = Ingestor(db, notifier, clock, settle_seconds=settings.settle_seconds)
-        app.state.services = Services(
-            settings=settings,
-            clock=clock,
-            db=db,
-            notifier=notifier,
-            ingestor=ingestor,
-            intake=Intake(db, settings, notifier),
-            secrets=SecretCache(db),
-        )
-        await notifier.start()
-        await ingestor.start()
-        if not settings.api_token:
-            log.warning(
-                "API_TOKEN is not set: /api/* answers 503 until it is",
-                extra={"event": "api_token_missing"},
-            )
-        log.info("web started", extra={"event": "web_started", "database": db.dialect})
-        try:
+        async with serving(settings, clock) as runtime:
+            app.state.services = runtime
+            if not settings.api_token:
+                log.warning("API_TOKEN is not set: /api/* answers 503 until it is", extra={"event": "api_token_missing"})
+            log.info("web started", extra={"event": "web_started", "database": runtime.db.dialect})
             yield
-        finally:
-            await ingestor.stop()
-            await notifier.stop()
-            await db.disconnect()
 
     api = Mount("/api", routes=routes_api.routes)
     api.app = BearerAuth(api.app, settings.api_token_value)

@@ -2,37 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.routing import Route
 
 from service.errors import NotFound, ValidationFailed
 from service.web.http import JSON, parse_limit, parse_wait, read_body
 from service.core.models import ACCOUNT_ID, REVIEW_REASONS, STATUSES, AccountIn, ResolveIn, VerificationIn, parse
-from service.store.queries import accounts as account_store
-from service.store.queries.accounts import Account
-from service.core.views import iso
-
-
-def account_view(account: Account) -> dict[str, Any]:
-    """An account as the API shows it: which secrets are set, never their values."""
-    return {
-        "id": account.id,
-        "account": account.id,
-        "calcom_api_key": "set",
-        "webhook_secret": "set",
-        "calcom_api_base": account.calcom_api_base,
-        "callback_url": account.callback_url,
-        "callback_secret": "set" if account.callback_secret else None,
-        "match_tolerance_seconds": account.match_tolerance_seconds,
-        "enabled": account.enabled,
-        "time_only_matching": account.time_only_matching,
-        "credentials": account.credentials,
-        "webhook_path": f"/webhooks/calcom/{account.id}",
-        "created_at": iso(account.created_at),
-        "updated_at": iso(account.updated_at),
-    }
+from service.core.views import account_view
 
 
 def _account_id(request: Request) -> str:
@@ -49,27 +25,14 @@ async def put_account(request: Request) -> JSON:
     services = request.app.state.services
     account_id = _account_id(request)
     body: AccountIn = parse(AccountIn, await read_body(request, services.settings.max_body_bytes))
-    values = body.model_dump()
-    if values["match_tolerance_seconds"] is None:
-        values["match_tolerance_seconds"] = services.settings.match_tolerance_seconds
-    now = services.clock()
-    async with services.db.transaction() as tx:
-        created = await account_store.upsert(tx, account_id, values, now)
-        account = await account_store.get(tx, account_id)
-    assert account is not None
+    saved = await services.accounts.put(account_id, body, services.clock())
     services.secrets.forget(account_id)
-    services.log_account_change(account_id, created)
-    return JSON(account_view(account), status_code=201 if created else 200)
+    return JSON(account_view(saved.account), status_code=201 if saved.created else 200)
 
 
 async def get_account(request: Request) -> JSON:
     services = request.app.state.services
-    account_id = _account_id(request)
-    async with services.db.read() as tx:
-        account = await account_store.get(tx, account_id)
-    if account is None:
-        raise NotFound(f"unknown account {account_id!r}")
-    return JSON(account_view(account))
+    return JSON(account_view(await services.accounts.get(_account_id(request))))
 
 
 async def post_verification(request: Request) -> JSON:

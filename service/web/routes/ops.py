@@ -8,7 +8,6 @@ from starlette.routing import Route
 
 from service.web.http import JSON
 from service.web.openapi import document
-from service.store import migrations
 
 
 async def healthz(request: Request) -> JSON:
@@ -18,7 +17,7 @@ async def healthz(request: Request) -> JSON:
 async def readyz(request: Request) -> JSON:
     services = request.app.state.services
     try:
-        missing = await migrations.pending(services.db)
+        missing = await services.pending_migrations()
     except Exception as exc:
         return JSON({"status": "unavailable", "database": "unreachable", "error": type(exc).__name__}, status_code=503)
     if missing:

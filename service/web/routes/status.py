@@ -8,17 +8,16 @@ from starlette.routing import Route
 
 from service.web import metrics
 from service.web.http import JSON
-from service.app.status import collect
 
 
 async def status(request: Request) -> JSON:
     services = request.app.state.services
-    return JSON(await collect(services.db, services.clock(), services.settings), headers={"Cache-Control": "no-store"})
+    return JSON(await services.status(), headers={"Cache-Control": "no-store"})
 
 
 async def prometheus(request: Request) -> Response:
     services = request.app.state.services
-    figures = await collect(services.db, services.clock(), services.settings)
+    figures = await services.status()
     return Response(metrics.exposition(figures), media_type=metrics.CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
 

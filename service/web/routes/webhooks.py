@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
-from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.store.connector import Database
 from service.errors import NotFound, Unauthorized
 from service.web.http import read_body
 from service.app.ingest import Submission
-from service.logs import secret_registry
 from service.core.models import ACCOUNT_ID
 from service.core.signatures import calcom_signature_valid
-from service.store.queries import accounts as account_store
 from service.core.webhooks import parse
 
 log = logging.getLogger("service.core.webhooks")
@@ -26,40 +21,6 @@ log = logging.getLogger("service.core.webhooks")
 _STORED = Response(b'{"ok":true,"stored":true}', media_type="application/json")
 _DUPLICATE = Response(b'{"ok":true,"stored":false,"duplicate":true}', media_type="application/json")
 _IGNORED = Response(b'{"ok":true,"stored":true,"ignored":true}', media_type="application/json")
-
-
-class SecretCache:
-    """Webhook secrets by account, kept for a second so the hot path rarely reads the database.
-
-    A signature that fails against a cached secret is checked once more against a fresh read, so
-    a rotated secret works at once; a removed account disappears within `ttl`.
-    """
-
-    def __init__(self, db: Database, *, ttl: float = 1.0, monotonic: Callable[[], float] = time.monotonic) -> None:
-        self.db = db
-        self.ttl = ttl
-        self.monotonic = monotonic
-        self._cache: dict[str, tuple[float, str | None]] = {}
-
-    async def get(self, account: str, *, fresh: bool = False) -> str | None:
-        now = self.monotonic()
-        hit = self._cache.get(account)
-        if hit is not None and not fresh and now - hit[0] < self.ttl:
-            return hit[1]
-        async with self.db.read() as tx:
-            secret = await account_store.webhook_secret(tx, account)
-        secret_registry.add(secret)
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[account] = (now, secret)
-        return secret
-
-    def age(self, account: str) -> float:
-        hit = self._cache.get(account)
-        return self.monotonic() - hit[0] if hit else float("inf")
-
-    def forget(self, account: str) -> None:
-        self._cache.pop(account, None)
 
 
 async def calcom_webhook(request: Request) -> Response:
