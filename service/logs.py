@@ -12,6 +12,8 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
+from service.core.times import iso_ms
+
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 REDACTED = "[redacted]"
 
@@ -43,7 +45,7 @@ secret_registry = SecretRegistry()
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "ts": iso_ms(datetime.fromtimestamp(record.created, timezone.utc)),
             "level": record.levelname.lower(),
             "logger": record.name,
             "event": getattr(record, "event", None) or "log",

@@ -13,8 +13,9 @@ from starlette.applications import Starlette
 
 from service.web.routes import status as routes_status
 from service.app import status as status_module
+from service.core import status as core_status
 from service.store.connector import Database
-from service.app.status import age_seconds, alive_bound_seconds, counts, percentile, poller_view, ratio, summarize
+from service.core.status import age_seconds, alive_bound_seconds, counts, percentile, poller_view, ratio, summarize
 from service.store.queries import accounts as account_store
 from service.store.queries import outbox as outbox_store
 from service.store.queries import pollers as poller_store
@@ -312,6 +313,7 @@ async def test_time_to_verdict_covers_only_the_most_recent_verdicts(
         verification_id = await recorded(client, f"a{n}", day(n), status="pending")
         await system_verdict(db, verification_id, clock.advance(seconds), status="verified", via="poll")
     monkeypatch.setattr(status_module, "VERDICT_SAMPLE", 3)
+    monkeypatch.setattr(core_status, "VERDICT_SAMPLE", 3)
     times = (await ops.get("/status")).json()["time_to_verdict_seconds"]
     assert times == {"count": 3, "p50": 2.0, "p95": 4.0, "p99": 4.0, "window": {"last": 3, "since": "2026-11-30T09:01:41Z"}}
 

@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 
 from service.errors import CalcomCredentialsBroken, CalcomError, CalcomRequestRejected, CalcomUnavailable
-from service.core.observations import EARLIEST_YEAR, LATEST_YEAR, Observation, as_int, emails, metadata_tags, phones
+from service.core import times
+from service.core.observations import Observation, as_int, emails, metadata_tags, phones
 from service.core.ratelimit import parse_rate_headers
 
 logger = logging.getLogger("service.clients.calcom")
@@ -51,7 +52,7 @@ class CalcomClient:
         """All bookings starting at or after `after_start` and ending at or before `before_end`, every page."""
         url = api_base.rstrip("/") + "/v2/bookings"
         headers = {"Authorization": f"Bearer {api_key}", "cal-api-version": API_VERSION}
-        query = {"afterStart": _utc_iso(after_start), "beforeEnd": _utc_iso(before_end), "status": STATUSES}
+        query = {"afterStart": times.iso_ms(after_start), "beforeEnd": times.iso_ms(before_end), "status": STATUSES}
         items: list[dict[str, Any]] = []
         calls = 0
         remaining: int | None = None
@@ -186,26 +187,11 @@ def _read_page(response: httpx.Response) -> tuple[list[dict[str, Any]], int, boo
     return data, returned, returned >= PAGE_SIZE
 
 
-def _utc_iso(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        raise ValueError("Cal.com query times must be timezone-aware")
-    utc = moment.astimezone(timezone.utc)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
 def _as_dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
 def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:  # keeps window arithmetic off datetime's edges
-        return None
-    if moment.tzinfo is None:  # Cal.com always sends UTC with `Z`; a bare time is UTC as well
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+    """Cal.com always sends UTC with `Z`; a bare time is UTC as well."""
+    moment = times.parse(value, naive_is_utc=True)
+    return moment.astimezone(timezone.utc) if moment else None

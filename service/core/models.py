@@ -23,7 +23,7 @@ from pydantic import (
 
 from service.errors import ValidationFailed
 from service.core.matching import phone_digits
-from service.core.observations import EARLIEST_YEAR, LATEST_YEAR
+from service.core.times import EARLIEST_YEAR, LATEST_YEAR
 
 ACCOUNT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")

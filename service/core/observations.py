@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from service.core.times import EARLIEST_YEAR, LATEST_YEAR  # noqa: F401 (re-exported for the parsers)
+
 State = Literal["exists", "gone"]
 Source = Literal["webhook", "poll"]
 
@@ -74,7 +76,6 @@ def phones(items: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
-EARLIEST_YEAR, LATEST_YEAR = 1971, 2998  # far from datetime's edges, so ± tolerance never overflows
 _INT_TEXT = re.compile(r"-?[0-9]{1,19}")
 _INT64 = (-(2**63), 2**63 - 1)
 

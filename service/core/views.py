@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
-
-def iso(value: datetime | None) -> str | None:
-    """UTC with a `Z`; milliseconds only when there are any."""
-    if value is None:
-        return None
-    value = value.astimezone(timezone.utc)
-    spec = "milliseconds" if value.microsecond else "seconds"
-    return value.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
+from service.core.times import iso
 
 
 def render(row: dict[str, Any], phases: list[dict[str, Any]], callback: dict[str, Any] | None) -> dict[str, Any]:

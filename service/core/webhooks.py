@@ -11,7 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from service.errors import BadRequest
-from service.core.observations import EARLIEST_YEAR, LATEST_YEAR, Observation, as_int, emails, metadata_tags, phones
+from service.core import times
+from service.core.observations import Observation, as_int, emails, metadata_tags, phones
 
 EXISTS = frozenset({"BOOKING_CREATED", "BOOKING_REQUESTED", "BOOKING_RESCHEDULED"})
 GONE = frozenset({"BOOKING_CANCELLED", "BOOKING_REJECTED"})
@@ -42,16 +43,8 @@ class WebhookEvent:
 
 
 def parse_time(value: Any) -> datetime | None:
-    """An ISO 8601 time with an offset, within years 1971–2998 (so window arithmetic cannot overflow)."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None or not EARLIEST_YEAR <= parsed.year <= LATEST_YEAR:
-        return None
-    return parsed
+    """An ISO 8601 time with an offset, within the supported years."""
+    return times.parse(value)
 
 
 def parse(body: bytes, content_type: str, received_at: datetime) -> WebhookEvent:

@@ -31,7 +31,7 @@ from service.core.signatures import standard_webhooks_signature
 from service.store.queries import accounts as account_store
 from service.store.queries import outbox as outbox_store
 from service.store.queries.accounts import Account
-from service.core.views import iso
+from service.core.times import iso
 
 log = logging.getLogger("service.workers.callbacks")
 

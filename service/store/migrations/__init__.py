@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timezone
 from importlib import resources
 from importlib.resources.abc import Traversable
 
+from service.core import times
 from service.store.connector import Database, Tx, sql
 
 log = logging.getLogger("service.migrations")
@@ -91,7 +91,7 @@ async def _apply_all(db: Database) -> list[str]:
 
 
 def _now_text() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return times.sortable(times.now())
 
 
 async def apply_pending_migrations(db: Database) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.routing import Route
 
-from service.errors import NotFound, ValidationFailed
+from service.errors import ValidationFailed
 from service.web.http import JSON, parse_limit, parse_wait, read_body
 from service.core.models import ACCOUNT_ID, REVIEW_REASONS, STATUSES, AccountIn, ResolveIn, VerificationIn, parse
 from service.core.views import account_view
