@@ -10,18 +10,19 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.routing import Mount
 
+from service.app.runtime import serving
+from service.clock import Clock, system_clock
+from service.errors import DatabaseUnavailable, ServiceError
+from service.logs import secret_registry
+from service.settings import Settings
+from service.web.http import BearerAuth
 from service.web.routes import api as routes_api
 from service.web.routes import ops as routes_ops
 from service.web.routes import status as routes_status
 from service.web.routes import webhooks as routes_webhooks
-from service.app.runtime import serving
-from service.clock import Clock, system_clock
-from service.errors import DatabaseUnavailable, ServiceError
-from service.web.http import JSON, BearerAuth
-from service.logs import secret_registry
-from service.settings import Settings
 
 log = logging.getLogger("service.web.app")
 
@@ -56,7 +57,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Starlette:
 _last_outage_log = [0.0]
 
 
-async def service_error(request: Request, exc: Exception) -> JSON:
+async def service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
     if isinstance(exc, DatabaseUnavailable):
         # One line every few seconds while the database is away, not one per request.
@@ -67,19 +68,19 @@ async def service_error(request: Request, exc: Exception) -> JSON:
                 "database unavailable; answering 503",
                 extra={"event": "database_unavailable", "path": request.url.path, "error": exc.reason},
             )
-    return JSON(exc.body(), status_code=exc.status_code)
+    return JSONResponse(exc.body(), status_code=exc.status_code)
 
 
-async def http_error(request: Request, exc: Exception) -> JSON:
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return JSON({"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code)
+    return JSONResponse({"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code)
 
 
-async def unexpected_error(request: Request, exc: Exception) -> JSON:
+async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.error(
         "unexpected error",
         exc_info=exc,
         extra={"event": "unexpected_error", "path": request.url.path, "error": type(exc).__name__},
     )
-    return JSON({"error": {"code": "internal_error", "message": "internal error; see the service log"}}, status_code=500)
+    return JSONResponse({"error": {"code": "internal_error", "message": "internal error; see the service log"}}, status_code=500)

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import math
-from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.errors import NotConfigured, PayloadTooLarge, Unauthorized, ValidationFailed
 from service.core.signatures import token_valid
+from service.errors import (
+    NotConfigured,
+    PayloadTooLarge,
+    Unauthorized,
+    ValidationFailed,
+)
 
 MAX_WAIT_SECONDS = 30.0
-
-
-class JSON(Response):
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -94,5 +90,5 @@ class BearerAuth:
             await self.app(scope, receive, send)
             return
         headers = {"WWW-Authenticate": 'Bearer realm="api"'} if isinstance(error, Unauthorized) else None
-        response = JSON(error.body(), status_code=error.status_code, headers=headers)  # type: ignore[attr-defined]
+        response = JSONResponse(error.body(), status_code=error.status_code, headers=headers)  # type: ignore[attr-defined]
         await response(scope, receive, send)

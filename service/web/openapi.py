@@ -5,7 +5,13 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from service.core.models import REVIEW_REASONS, STATUSES, AccountIn, ResolveIn, VerificationIn
+from service.core.models import (
+    REVIEW_REASONS,
+    STATUSES,
+    AccountIn,
+    ResolveIn,
+    VerificationIn,
+)
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 

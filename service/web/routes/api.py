@@ -5,12 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from service.errors import ValidationFailed
-from service.web.http import JSON, parse_limit, parse_wait, read_body
-from service.core.models import ACCOUNT_ID, REVIEW_REASONS, STATUSES, AccountIn, ResolveIn, VerificationIn, parse
+from service.core.models import (
+    ACCOUNT_ID,
+    REVIEW_REASONS,
+    STATUSES,
+    AccountIn,
+    ResolveIn,
+    VerificationIn,
+    parse,
+)
 from service.core.views import account_view
+from service.errors import ValidationFailed
+from service.web.http import parse_limit, parse_wait, read_body
 
 
 def _account_id(request: Request) -> str:
@@ -23,21 +32,21 @@ def _account_id(request: Request) -> str:
     return account_id
 
 
-async def put_account(request: Request) -> JSON:
+async def put_account(request: Request) -> JSONResponse:
     services = request.app.state.services
     account_id = _account_id(request)
     body: AccountIn = parse(AccountIn, await read_body(request, services.settings.max_body_bytes))
     saved = await services.accounts.put(account_id, body, services.clock())
     services.secrets.forget(account_id)
-    return JSON(account_view(saved.account), status_code=201 if saved.created else 200)
+    return JSONResponse(account_view(saved.account), status_code=201 if saved.created else 200)
 
 
-async def get_account(request: Request) -> JSON:
+async def get_account(request: Request) -> JSONResponse:
     services = request.app.state.services
-    return JSON(account_view(await services.accounts.get(_account_id(request))))
+    return JSONResponse(account_view(await services.accounts.get(_account_id(request))))
 
 
-async def post_verification(request: Request) -> JSON:
+async def post_verification(request: Request) -> JSONResponse:
     services = request.app.state.services
     wait = parse_wait(request)
     body: VerificationIn = parse(VerificationIn, await read_body(request, services.settings.max_body_bytes))
@@ -45,16 +54,16 @@ async def post_verification(request: Request) -> JSON:
     view = recorded.view
     if wait > 0 and view["status"] == "pending":
         view = await _wait_for_verdict(services, view["id"], wait)
-    return JSON(view, status_code=201 if recorded.created else 200)
+    return JSONResponse(view, status_code=201 if recorded.created else 200)
 
 
-async def get_verification(request: Request) -> JSON:
+async def get_verification(request: Request) -> JSONResponse:
     services = request.app.state.services
     wait = parse_wait(request)
     view = await services.intake.get(request.path_params["id"])
     if wait > 0 and view["status"] == "pending":
         view = await _wait_for_verdict(services, view["id"], wait)
-    return JSON(view)
+    return JSONResponse(view)
 
 
 async def _wait_for_verdict(services: Any, verification_id: str, wait: float) -> dict[str, Any]:
@@ -74,7 +83,7 @@ async def _wait_for_verdict(services: Any, verification_id: str, wait: float) ->
             return view
 
 
-async def list_verifications(request: Request) -> JSON:
+async def list_verifications(request: Request) -> JSONResponse:
     services = request.app.state.services
     params = request.query_params
     status = params.get("status")
@@ -101,14 +110,14 @@ async def list_verifications(request: Request) -> JSON:
         appointment_id=params.get("appointment_id") or None,
         review_reason=reason,
     )
-    return JSON(page)
+    return JSONResponse(page)
 
 
-async def resolve_verification(request: Request) -> JSON:
+async def resolve_verification(request: Request) -> JSONResponse:
     services = request.app.state.services
     body: ResolveIn = parse(ResolveIn, await read_body(request, services.settings.max_body_bytes))
     view = await services.intake.resolve(request.path_params["id"], body, services.clock())
-    return JSON(view)
+    return JSONResponse(view)
 
 
 routes = [

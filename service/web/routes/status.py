@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.web import metrics
-from service.web.http import JSON
 
 
-async def status(request: Request) -> JSON:
+async def status(request: Request) -> JSONResponse:
     services = request.app.state.services
-    return JSON(await services.status(), headers={"Cache-Control": "no-store"})
+    return JSONResponse(await services.status(), headers={"Cache-Control": "no-store"})
 
 
 async def prometheus(request: Request) -> Response:

@@ -9,12 +9,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.errors import NotFound, Unauthorized
-from service.web.http import read_body
 from service.app.ingest import Submission
 from service.core.models import ACCOUNT_ID
 from service.core.signatures import calcom_signature_valid
 from service.core.webhooks import parse
+from service.errors import NotFound, Unauthorized
+from service.web.http import read_body
 
 log = logging.getLogger("service.core.webhooks")
 
