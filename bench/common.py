@@ -140,7 +140,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A Markdown table (also readable on a terminal)."""
     cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
     return "\n".join([line(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *(line(r) for r in cells[1:])])
 
 
@@ -200,7 +200,7 @@ class Server:
             wait_port(self.port, proc=self.proc)
         except Exception:
             self.stop()
-            raise RuntimeError(f"{name} did not start; see {self.log_path}:\n{self.log_path.read_text(errors='replace')[-2000:]}")
+            raise RuntimeError(f"{name} did not start; see {self.log_path}:\n{self.log_path.read_text(errors='replace')[-2000:]}")  # noqa: B904
 
     @property
     def pid(self) -> int:
@@ -320,9 +320,9 @@ async def seed(database_url: str, pending: int, *, calcom_api_base: str | None =
     `service.store.verifications.insert`, a few thousand per transaction.
     """
     from service.core import schedule
-    from service.store.connector import Database
     from service.core.models import VerificationIn
     from service.settings import normalize_database_url
+    from service.store.connector import Database
     from service.store.queries import accounts as account_store
     from service.store.queries import verifications as verification_store
 

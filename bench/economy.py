@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as c  # noqa: E402
+import common as c
 
 TARGET = 0.02
 PENDING = 1_000
@@ -59,10 +59,10 @@ def add_bookings(fake: c.Server, pending: int) -> tuple[int, int]:
 
 async def poll(url: str, fake: c.Server, created: dt.datetime) -> list[dict[str, int]]:
     from service.clients.calcom import CalcomClient
-    from service.store.connector import Database
-    from service.workers.poller import Poller
     from service.core.schedule import check_times
     from service.settings import Settings
+    from service.store.connector import Database
+    from service.workers.poller import Poller
 
     settings = Settings(_env_file=None, database_url=url, calcom_api_base=fake.url, api_token=None)
     db = Database(settings.database_url)

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as c  # noqa: E402
-import latency  # noqa: E402
-import verdict  # noqa: E402
+import common as c
+import latency
+import verdict
 
 RATIO = 1.3
 IN_FLIGHT = 16
@@ -188,10 +188,10 @@ async def _ingest(db: Any, first: int, count: int, in_flight: int) -> None:
 async def _intake(db: Any, url: str, tag: str, base: dt.datetime, count: int) -> None:
     """Time to verdict's order (a) in-process: the booking's webhook, then the failure, verified inside the call."""
     from service.app.intake import Intake
-    from service.core.models import VerificationIn
     from service.app.notify import Notifier
-    from service.settings import Settings
+    from service.core.models import VerificationIn
     from service.core.webhooks import parse
+    from service.settings import Settings
 
     settings = Settings(_env_file=None, database_url=url, api_token=c.API_TOKEN)
     intake = Intake(db, settings, Notifier(db))
@@ -217,12 +217,9 @@ STATS: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
 
 def _instrument() -> None:
     """Sum wall time and count per statement, named as the store modules name them."""
-    from service.store import connector as dbmod
     from service.app.ingest import Ingestor
-    from service.store.queries import accounts
-    from service.store.queries import observations
-    from service.store.queries import outbox
-    from service.store.queries import verifications
+    from service.store import connector as dbmod
+    from service.store.queries import accounts, observations, outbox, verifications
 
     names = {id(value): f"{module.__name__.rsplit('.', 1)[1]}.{name}" for module in (accounts, observations, outbox, verifications)
              for name, value in vars(module).items() if isinstance(value, dbmod.Query)}
@@ -249,8 +246,8 @@ def _instrument() -> None:
 
 def statements(d: str, *, stored: int = 50_000, events: int = 2000, verdicts: int = 300) -> str:
     """Per-statement SQL time of the webhook path (one event at a time) and of the intake path, before and after the history."""
-    from service.store.connector import Database
     from service.settings import normalize_database_url
+    from service.store.connector import Database
 
     _instrument()
     stats: dict[str, dict[str, tuple[float, float]]] = {}

@@ -24,17 +24,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import common as c  # noqa: E402
+import common as c
 
-from service.store.connector import Database
+from service.app.settle import settle
 from service.core.matching import Booking
 from service.core.observations import Observation
 from service.core.plan import Context, decide
+from service.store.connector import Database
+from service.store.migrations import migrate
 from service.store.queries import accounts as account_store
 from service.store.queries import observations as observation_store
 from service.store.queries import verifications as verification_store
-from service.store.migrations import migrate
-from service.app.settle import settle
 
 T = dt.datetime(2027, 3, 1, 8, 0, tzinfo=dt.timezone.utc)
 HOST = "anna@salon.example"

@@ -23,7 +23,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as c  # noqa: E402
+import common as c
 
 GROUPS = {
     "HTTP server (uvicorn/httptools/h11)": re.compile(r"uvicorn/|httptools|h11/"),

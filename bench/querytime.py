@@ -19,7 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as c  # noqa: E402
+import common as c
 
 from service.store import connector as dbmod
 
@@ -60,11 +60,11 @@ def _instrument() -> None:
 
 
 async def drive(url: str, events: int, concurrency: int) -> float:
-    from service.store.connector import Database
     from service.app.ingest import Ingestor, Submission
     from service.app.notify import Notifier
-    from service.settings import normalize_database_url
     from service.core.webhooks import parse
+    from service.settings import normalize_database_url
+    from service.store.connector import Database
 
     db = Database(normalize_database_url(url))
     await db.connect()

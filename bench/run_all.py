@@ -15,14 +15,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as c  # noqa: E402
-import economy  # noqa: E402
-import history  # noqa: E402
-import ingest  # noqa: E402
-import latency  # noqa: E402
-import profile_web as profiling  # noqa: E402
-import scale  # noqa: E402
-import verdict  # noqa: E402
+import common as c
+import economy
+import history
+import ingest
+import latency
+import profile_web as profiling
+import scale
+import verdict
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as c  # noqa: E402
+import common as c
 
 TARGET_RATIO = 1.5
 TARGET_RSS_MB = 150.0
@@ -43,14 +43,14 @@ def measure(dbs: list[str], *, repeat: int = 3, connections: int = 32, seconds: 
     rows, summary = [], []
     for d in dbs:
         small, large = runs[(d, SMALL)], runs[(d, LARGE)]
-        wall = [s.rate / l.rate for s, l in zip(small, large)]
-        cpu = [l.cpu_ms_per_event / s.cpu_ms_per_event for s, l in zip(small, large)]
-        rss = c.median([l.rss_mb for l in large])
+        wall = [s.rate / big.rate for s, big in zip(small, large)]
+        cpu = [big.cpu_ms_per_event / s.cpu_ms_per_event for s, big in zip(small, large)]
+        rss = c.median([big.rss_mb for big in large])
         ok = all(r.ok for r in small + large)
         rows.append([
-            d, f"{c.median([s.rate for s in small]):.0f}", f"{c.median([l.rate for l in large]):.0f}",
+            d, f"{c.median([s.rate for s in small]):.0f}", f"{c.median([big.rate for big in large]):.0f}",
             f"**{c.median(wall):.2f}×** (" + ", ".join(f"{x:.2f}" for x in wall) + ")",
-            f"{c.median([s.cpu_ms_per_event for s in small]):.3f} → {c.median([l.cpu_ms_per_event for l in large]):.3f}",
+            f"{c.median([s.cpu_ms_per_event for s in small]):.3f} → {c.median([big.cpu_ms_per_event for big in large]):.3f}",
             f"{c.median(cpu):.2f}×", f"{c.median([s.rss_mb for s in small]):.0f}", f"**{rss:.0f}**", "yes" if ok else "NO",
         ])
         summary.append((f"scale {d}", f"{c.median(wall):.2f}× wall, {c.median(cpu):.2f}× web CPU per webhook (100k vs 1k)",

@@ -20,9 +20,9 @@ import asyncpg
 import httpx
 import pytest
 
-from service.store.connector import Database
 from service.logs import JsonFormatter, quiet_libraries, secret_registry
 from service.settings import Settings, normalize_database_url
+from service.store.connector import Database
 from service.store.migrations import migrate
 from service.web.app import create_app
 

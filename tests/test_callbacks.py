@@ -17,14 +17,15 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import given, settings as hypothesis_settings
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from service.workers.callbacks import CallbackDeliverer, next_attempt
-from service.store.connector import Database, sql
 from service.settings import Settings
+from service.store.connector import Database, sql
 from service.store.queries import outbox
+from service.workers.callbacks import CallbackDeliverer, next_attempt
 
 from .helpers import AUTH, CALLBACK_SECRET, FakeClock, booking_event, create_account, failure, post_webhook, record
 

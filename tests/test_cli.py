@@ -13,18 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from service.cli import parser as cli
-from service.cli import commands as cli_commands
-from service.cli.parser import main
-from service.store.connector import Database
 from service.app.intake import Intake
-from service.core.models import VerificationIn
 from service.app.notify import Notifier
+from service.cli import commands as cli_commands
+from service.cli import parser as cli
+from service.cli.parser import main
+from service.core.models import VerificationIn
 from service.core.observations import Observation
 from service.settings import Settings
-from service.testing.simulate import SimulationSecrets
+from service.store.connector import Database
 from service.store.queries import accounts as account_store
 from service.store.queries import observations as observation_store
+from service.testing.simulate import SimulationSecrets
 
 from .helpers import API_KEY, CALLBACK_SECRET, WEBHOOK_SECRET
 

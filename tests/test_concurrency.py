@@ -11,8 +11,8 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from service.store.connector import Database, sql
 from service.settings import Settings
+from service.store.connector import Database, sql
 from service.web.app import create_app
 
 from .helpers import AUTH, CALLBACK_SECRET, FakeClock, booking_event, create_account, failure, phase, post_webhook, record

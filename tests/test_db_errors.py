@@ -15,9 +15,9 @@ import asyncpg
 import httpx
 import pytest
 
-from service.store.connector import Database, sql, translate
 from service.errors import DatabaseUnavailable
 from service.settings import Settings
+from service.store.connector import Database, sql, translate
 from service.web.app import create_app
 
 from .conftest import _plain

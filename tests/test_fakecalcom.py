@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
-from service.testing.fakecalcom import app as fakecalcom
 from service.clients.calcom import CalcomClient, observations_from_api
 from service.errors import CalcomCredentialsBroken, CalcomRequestRejected, CalcomUnavailable
 from service.testing.fakecalcom import FakeCalcom
+from service.testing.fakecalcom import app as fakecalcom
 
 KEY = "cal_live_salon_mitte_0001"
 OTHER_KEY = "cal_live_salon_nord_0002"

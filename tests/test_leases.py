@@ -15,14 +15,14 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from service.workers import poller as poller_module
 from service.clients.calcom import CalcomClient
-from service.workers.callbacks import CallbackDeliverer
-from service.store.connector import Database
-from service.testing.fakecalcom import FakeCalcom
-from service.workers.poller import Poller, key_hash
 from service.settings import Settings
+from service.store.connector import Database
 from service.store.queries import accounts as account_store
+from service.testing.fakecalcom import FakeCalcom
+from service.workers import poller as poller_module
+from service.workers.callbacks import CallbackDeliverer
+from service.workers.poller import Poller, key_hash
 
 from .helpers import API_KEY, CALLBACK_SECRET, FakeClock, booking_event, create_account, failure, phase, post_webhook, record
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from service.store.connector import Database, sql
 from service.store import migrations
+from service.store.connector import Database, sql
 
 from .conftest import PG_SKIP_REASON, PG_URL, _admin_execute, _with_database
 

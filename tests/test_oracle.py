@@ -34,11 +34,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from service.clients.calcom import CalcomClient
+from service.settings import Settings
 from service.store.connector import Database
 from service.testing.fakecalcom import FakeCalcom
-from service.workers.poller import Poller
-from service.settings import Settings
 from service.web.app import create_app
+from service.workers.poller import Poller
 
 from .helpers import API_TOKEN, AUTH, WEBHOOK_SECRET, FakeClock, booking_event, post_webhook
 

@@ -8,12 +8,12 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from service.clock import system_clock
-from service.store.connector import Database, sql
 from service.app.intake import Intake
-from service.core.models import PhaseIn, VerificationIn
 from service.app.notify import Notifier
+from service.clock import system_clock
+from service.core.models import PhaseIn, VerificationIn
 from service.settings import Settings
+from service.store.connector import Database, sql
 from service.store.queries import accounts as account_store
 
 from .helpers import API_KEY, WEBHOOK_SECRET

@@ -24,13 +24,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from service.store.connector import Database, sql
 from service.settings import normalize_database_url
+from service.store.connector import Database, sql
+from service.store.migrations import migrate
 from service.store.queries import accounts as account_store
 from service.store.queries import observations as observation_store
 from service.store.queries import outbox as outbox_store
 from service.store.queries import verifications as verification_store
-from service.store.migrations import migrate
 
 from .conftest import PG_SKIP_REASON, PG_URL, _admin_execute, _pg_template, _with_database
 from .query_plans import Case, Key, Range, pg_plan, pg_reads, sqlite_reads, verdict

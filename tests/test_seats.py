@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
+from service.settings import Settings
 from service.store.connector import Database, sql
 from service.testing.fakecalcom import FakeCalcom
 from service.workers.poller import Poller
-from service.settings import Settings
 
 from .helpers import API_KEY, AUTH, FakeClock, booking_event, create_account, failure, phase, post_webhook, record
 from .test_leases import calcom_client

@@ -11,15 +11,15 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
-from service.web.routes import status as routes_status
 from service.app import status as status_module
 from service.core import status as core_status
-from service.store.connector import Database
 from service.core.status import age_seconds, alive_bound_seconds, counts, percentile, poller_view, ratio, summarize
+from service.store.connector import Database
 from service.store.queries import accounts as account_store
 from service.store.queries import outbox as outbox_store
 from service.store.queries import pollers as poller_store
 from service.store.queries import verifications as verification_store
+from service.web.routes import status as routes_status
 
 from . import helpers
 from .helpers import AUTH, CALLBACK_SECRET, FakeClock, booking_event, create_account, failure, phase, post_webhook, record

@@ -14,14 +14,14 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from service.store.connector import Tx
-from service.errors import Conflict
 from service.core.plan import PhaseChange, Plan, Verdict
+from service.core.views import render
+from service.errors import Conflict
+from service.store.connector import Tx
 from service.store.queries import observations as observation_store
 from service.store.queries import outbox as outbox_store
 from service.store.queries import verifications as verification_store
 from service.store.queries.accounts import Account
-from service.core.views import render
 
 log = logging.getLogger("service.app.settle")
 EVENT_TYPE = "verification.resolved"

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from service.store.connector import Tx
 from service.core.matching import Booking
 from service.core.plan import closure, targets_of
+from service.store.connector import Tx
 from service.store.queries import observations as observation_store
 from service.store.queries import verifications as verification_store
 from service.store.queries.accounts import Account

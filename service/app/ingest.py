@@ -17,16 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from service.store.connector import Database, Tx
-from service.errors import DatabaseUnavailable
+from service.app.group import merge_windows
 from service.app.notify import Notifier
+from service.app.settle import settle_guarded
 from service.core.observations import Observation
+from service.core.webhooks import GoneUid, WebhookEvent, gone_units
+from service.errors import DatabaseUnavailable
+from service.store.connector import Database, Tx
 from service.store.queries import accounts as account_store
 from service.store.queries import observations as observation_store
 from service.store.queries import verifications as verification_store
-from service.app.group import merge_windows
-from service.app.settle import settle_guarded
-from service.core.webhooks import GoneUid, WebhookEvent, gone_units
 
 log = logging.getLogger("service.app.ingest")
 
@@ -63,7 +63,7 @@ class Ingestor:
     async def stop(self) -> None:
         if self._task is not None:
             # Let queued events finish: their senders are waiting for an answer.
-            while not self._queue.empty():
+            while not self._queue.empty():  # noqa: ASYNC110 (a few ms at shutdown)
                 await asyncio.sleep(0.01)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -11,19 +11,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from service.core import schedule
-from service.store.connector import Database, Tx
-from service.errors import Conflict, NotFound, ValidationFailed
-from service.core.models import ResolveIn, VerificationIn
+from service.app.apply import apply
 from service.app.notify import Notifier
+from service.app.settle import settle_guarded
+from service.core import plan, schedule
+from service.core.models import ResolveIn, VerificationIn
+from service.core.views import render
+from service.errors import Conflict, NotFound, ValidationFailed
 from service.settings import Settings
+from service.store.connector import Database, Tx
 from service.store.queries import accounts as account_store
 from service.store.queries import observations as observation_store
 from service.store.queries import verifications as verification_store
-from service.core import plan
-from service.app.apply import apply
-from service.app.settle import settle_guarded
-from service.core.views import render
 
 log = logging.getLogger("service.app.intake")
 PHASE_WINDOW_WITHOUT_END = timedelta(hours=12)

@@ -22,10 +22,10 @@ from typing import Any
 
 from service.app import group as groups
 from service.app.apply import apply
-from service.store.connector import Tx
-from service.errors import DatabaseUnavailable
 from service.app.group import load_group, seeds
 from service.core.plan import Context, Mode, Plan, decide, undecided_at_deadline
+from service.errors import DatabaseUnavailable
+from service.store.connector import Tx
 from service.store.queries import counters
 from service.store.queries.accounts import Account
 

@@ -17,12 +17,12 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from service.clock import system_clock
-from service.errors import DatabaseUnavailable, ServiceError, ValidationFailed
-from service.core.models import ACCOUNT_ID, AccountIn, ResolveIn, parse
-from service.settings import Settings
 from service.app.runtime import Runtime, operating
+from service.clock import system_clock
+from service.core.models import ACCOUNT_ID, AccountIn, ResolveIn, parse
 from service.core.views import account_view
+from service.errors import DatabaseUnavailable, ServiceError, ValidationFailed
+from service.settings import Settings
 
 log = logging.getLogger("service.cli.parser")
 

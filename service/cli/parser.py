@@ -8,11 +8,11 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from service.cli import commands as cli_commands
 from service import logs
+from service.app.runtime import release
+from service.cli import commands as cli_commands
 from service.core.models import REVIEW_REASONS, STATUSES
 from service.settings import ConfigError, Settings, load_settings
-from service.app.runtime import release
 
 
 def _settings() -> Settings:

@@ -10,10 +10,10 @@ from typing import Any
 
 import httpx
 
-from service.errors import CalcomCredentialsBroken, CalcomError, CalcomRequestRejected, CalcomUnavailable
 from service.core import times
 from service.core.observations import Observation, as_int, emails, metadata_tags, phones
 from service.core.ratelimit import parse_rate_headers
+from service.errors import CalcomCredentialsBroken, CalcomError, CalcomRequestRejected, CalcomUnavailable
 
 logger = logging.getLogger("service.clients.calcom")
 

@@ -7,9 +7,9 @@ import binascii
 import hashlib
 import json
 import re
-from urllib.parse import urlsplit
 from datetime import datetime, timezone
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AwareDatetime,
@@ -21,9 +21,9 @@ from pydantic import (
     model_validator,
 )
 
-from service.errors import ValidationFailed
 from service.core.matching import phone_digits
 from service.core.times import EARLIEST_YEAR, LATEST_YEAR
+from service.errors import ValidationFailed
 
 ACCOUNT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")

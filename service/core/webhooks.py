@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from service.errors import BadRequest
 from service.core import times
 from service.core.observations import Observation, as_int, emails, metadata_tags, phones
+from service.errors import BadRequest
 
 EXISTS = frozenset({"BOOKING_CREATED", "BOOKING_REQUESTED", "BOOKING_RESCHEDULED"})
 GONE = frozenset({"BOOKING_CANCELLED", "BOOKING_REJECTED"})

@@ -29,14 +29,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from service.clients.calcom import CalcomClient
-from service.workers.callbacks import CallbackDeliverer
-from service.store.connector import Database
-from service.testing.fakecalcom import FakeCalcom
-from service.workers.poller import Poller, TickReport
-from service.settings import Settings
 from service.core.signatures import calcom_signature, standard_webhooks_signature
+from service.settings import Settings
+from service.store.connector import Database
 from service.store.migrations import migrate
+from service.testing.fakecalcom import FakeCalcom
 from service.web.app import create_app
+from service.workers.callbacks import CallbackDeliverer
+from service.workers.poller import Poller, TickReport
 
 Out = Callable[[str], Any]
 CET = timezone(timedelta(hours=1), "CET")  # Berlin in December

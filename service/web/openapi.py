@@ -132,7 +132,7 @@ def document() -> dict[str, Any]:
             "credentials": {"type": "string", "enum": ["ok", "broken"]},
         },
     }
-    ref = lambda name: {"$ref": f"#/components/schemas/{name}"}  # noqa: E731
+    ref = lambda name: {"$ref": f"#/components/schemas/{name}"}
     paths = {
         "/api/accounts/{account}": {
             "put": {

@@ -23,15 +23,15 @@ from urllib.parse import urlsplit
 import httpx
 
 from service.clock import system_clock
-from service.store.connector import Database
-from service.logs import REDACTED, secret_registry
 from service.core.ratelimit import backoff
-from service.settings import Settings
 from service.core.signatures import standard_webhooks_signature
+from service.core.times import iso
+from service.logs import REDACTED, secret_registry
+from service.settings import Settings
+from service.store.connector import Database
 from service.store.queries import accounts as account_store
 from service.store.queries import outbox as outbox_store
 from service.store.queries.accounts import Account
-from service.core.times import iso
 
 log = logging.getLogger("service.workers.callbacks")
 

@@ -21,20 +21,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from service.core import ratelimit
-from service.core import schedule
+from service.app.group import load_group, merge_windows
+from service.app.settle import settle_guarded
 from service.clients.calcom import CalcomClient, observations_from_api
-from service.store.connector import Database
-from service.errors import CalcomCredentialsBroken, CalcomError, CalcomUnavailable
+from service.core import ratelimit, schedule
 from service.core.observations import Observation
+from service.errors import CalcomCredentialsBroken, CalcomError, CalcomUnavailable
 from service.settings import Settings
+from service.store.connector import Database
 from service.store.queries import accounts as account_store
 from service.store.queries import observations as observation_store
 from service.store.queries import pollers as poller_store
 from service.store.queries import verifications as verification_store
 from service.store.queries.accounts import Account
-from service.app.group import load_group, merge_windows
-from service.app.settle import settle_guarded
 
 log = logging.getLogger("service.workers.poller")
 MAX_QUERY_SPAN = timedelta(days=7)  # a wider union is split: one query per cluster of windows
@@ -360,10 +359,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """The poller process' life: connect, tick until stopped, disconnect."""
     import httpx
 
-    from service.workers.callbacks import CallbackDeliverer
     from service.clock import system_clock
-
     from service.store.migrations import apply_pending_migrations
+    from service.workers.callbacks import CallbackDeliverer
 
     db = Database(settings.database_url)
     await db.connect()

@@ -72,7 +72,7 @@ class BookingBook:
         start: datetime | str,
         end: datetime | str | None = None,
         uid: str | None = None,
-        id: int | None = None,  # noqa: A002 - the API's field name
+        id: int | None = None,
         status: str = "accepted",
         event_type_id: int = 1001,
         hosts: Iterable[str] = ("host@salon.example",),
