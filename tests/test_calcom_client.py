@@ -13,7 +13,8 @@ import respx
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.clients.calcom import CalcomClient, FetchResult, observations_from_api
+from service.clients.calcom import CalcomClient, FetchResult
+from service.core.api_bookings import observations_from_api
 from service.errors import CalcomCredentialsBroken, CalcomRequestRejected, CalcomUnavailable
 
 API_BASE = "https://api.cal.example"

@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from service.clients.calcom import CalcomClient, observations_from_api
+from service.clients.calcom import CalcomClient
+from service.core.api_bookings import observations_from_api
 from service.errors import CalcomCredentialsBroken, CalcomRequestRejected, CalcomUnavailable
 from service.testing.fakecalcom import FakeCalcom
 from service.testing.fakecalcom import app as fakecalcom

@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 
 from service.core import times
-from service.core.observations import Observation, as_int, emails, metadata_tags, phones
 from service.core.ratelimit import parse_rate_headers
 from service.errors import CalcomCredentialsBroken, CalcomError, CalcomRequestRejected, CalcomUnavailable
 
@@ -23,7 +22,6 @@ API_VERSION = "2024-08-13"
 STATUSES = "upcoming,unconfirmed,past,cancelled"
 PAGE_SIZE = 250  # Cal.com's maximum `take`
 MAX_PAGES = 100
-GONE_STATUSES = frozenset({"cancelled", "rejected"})
 
 
 @dataclass
@@ -94,57 +92,6 @@ class CalcomClient:
             raise CalcomUnavailable(f"Cal.com could not be reached ({type(exc).__name__})") from None
 
 
-def observations_from_api(item: dict[str, Any], fetched_at: datetime) -> list[Observation]:
-    """One API v2 booking item as observations: one per seat for a seated booking, else one."""
-    if not isinstance(item, dict):
-        return []
-    uid = item.get("uid")
-    start = _parse_time(item.get("start"))
-    if not isinstance(uid, str) or not uid.strip() or start is None:
-        return []
-    status = item["status"].strip().lower() if isinstance(item.get("status"), str) else None
-    event_type = item.get("eventType")
-    event_type_id = as_int(event_type.get("id")) if isinstance(event_type, dict) else None
-    common: dict[str, Any] = {
-        "uid": uid.strip(),
-        "start": start,
-        "end": _parse_time(item.get("end")),
-        "state": "gone" if status in GONE_STATUSES else "exists",
-        "event_at": fetched_at,
-        "source": "poll",
-        "booking_id": as_int(item.get("id")),
-        "calcom_status": status,
-        "event_type_id": event_type_id if event_type_id is not None else as_int(item.get("eventTypeId")),
-        "hosts": emails(item.get("hosts")),
-    }
-    metadata = item.get("metadata")
-    attendees = item.get("attendees") if isinstance(item.get("attendees"), list) else []
-    seats = [
-        attendee
-        for attendee in attendees
-        if isinstance(attendee, dict) and isinstance(attendee.get("seatUid"), str) and attendee["seatUid"].strip()
-    ]
-    if not seats:
-        appointment_tag, phase_tag = metadata_tags(metadata)
-        tags = {"appointment_tag": appointment_tag, "phase_tag": phase_tag}
-        return [Observation(**common, attendees=emails(attendees), phones=phones(attendees), **tags)]
-    observations: dict[str, Observation] = {}
-    for seat in seats:
-        # The seat's own metadata wins, as in the webhook Cal.com sends for a new seat
-        # (`{...booking.metadata, ...reqBody.metadata}`, handleSeats/create/createNewSeat.ts).
-        appointment_tag, phase_tag = metadata_tags({**_as_dict(metadata), **_as_dict(seat.get("metadata"))})
-        seat_uid = seat["seatUid"].strip()
-        observations[seat_uid] = Observation(
-            **common,
-            seat=seat_uid,
-            attendees=emails([seat]),
-            phones=phones([seat]),
-            appointment_tag=appointment_tag,
-            phase_tag=phase_tag,
-        )
-    return list(observations.values())
-
-
 def _raise_for_status(response: httpx.Response, reset_at: datetime | None) -> None:
     status = response.status_code
     if 200 <= status < 300:
@@ -185,13 +132,3 @@ def _read_page(response: httpx.Response) -> tuple[list[dict[str, Any]], int, boo
     if isinstance(pagination, dict) and isinstance(pagination.get("hasNextPage"), bool):
         return data, returned, pagination["hasNextPage"]
     return data, returned, returned >= PAGE_SIZE
-
-
-def _as_dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _parse_time(value: Any) -> datetime | None:
-    """Cal.com always sends UTC with `Z`; a bare time is UTC as well."""
-    moment = times.parse(value, naive_is_utc=True)
-    return moment.astimezone(timezone.utc) if moment else None

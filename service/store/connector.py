@@ -24,8 +24,8 @@ from typing import Any
 import asyncpg
 import databases
 
-from service.store.checkpointer import Checkpointer
 from service.errors import DatabaseUnavailable, UniqueViolation
+from service.store.checkpointer import Checkpointer
 
 log = logging.getLogger("service.store.connector")
 OPTIMIZE_EVERY = 3600.0  # seconds between PRAGMA optimize runs on a long-lived SQLite connection

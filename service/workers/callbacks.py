@@ -15,18 +15,16 @@ import logging
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from service.clients.callbacks import ERROR_CHARS, Attempt, CallbackSender
 from service.clock import system_clock
 from service.core.ratelimit import backoff
-from service.core.signatures import standard_webhooks_signature
 from service.core.times import iso
-from service.logs import REDACTED, secret_registry
 from service.settings import Settings
 from service.store.connector import Database
 from service.store.queries import accounts as account_store
@@ -35,13 +33,9 @@ from service.store.queries.accounts import Account
 
 log = logging.getLogger("service.workers.callbacks")
 
-USER_AGENT = "calcom-post-sync-verifier/0.1 (verdict callback)"
 FIRST_RETRY_SECONDS = 5.0
 MAX_RETRY_SECONDS = 3600.0
 CONCURRENCY = 10
-BODY_SNIPPET_CHARS = 120
-HEAD_BYTES = 2048  # far past the snippet, so a secret cut at this edge lies beyond the snippet too
-ERROR_CHARS = 200
 
 
 def next_attempt(attempts: int, created_at: datetime, now: datetime, rng: random.Random, retry_hours: float) -> datetime | None:
@@ -55,18 +49,6 @@ def next_attempt(attempts: int, created_at: datetime, now: datetime, rng: random
         return None
     delay = backoff(attempts, rng, base=FIRST_RETRY_SECONDS, cap=MAX_RETRY_SECONDS)
     return min(now + timedelta(seconds=delay), horizon)
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """What one POST got: the HTTP status (None when no answer came) and a short, safe error."""
-
-    status: int | None
-    error: str | None
-
-    @property
-    def delivered(self) -> bool:
-        return self.status is not None and 200 <= self.status < 300
 
 
 class CallbackDeliverer:
@@ -85,7 +67,7 @@ class CallbackDeliverer:
     ) -> None:
         self._db = db
         self._clock = clock
-        self._http = http
+        self._sender = CallbackSender(http, timeout=settings.callback_timeout_seconds)
         self._owner = owner
         self._rng = rng or random.Random()
         self._batch = batch
@@ -135,7 +117,7 @@ class CallbackDeliverer:
             )
             return False
         assert account is not None and account.callback_url and account.callback_secret
-        attempt = await self._post(account, row, self._fresh(now))
+        attempt = await self._sender.post(account.callback_url, account.callback_secret, row["id"], row["payload"].encode("utf-8"), self._fresh(now))
         now = self._fresh(now)  # after the POST: retries and the give-up horizon count from its end
         attempts = row["attempts"] + 1
         retry_at: datetime | None = None
@@ -171,40 +153,6 @@ class CallbackDeliverer:
             log.error("verdict callback failed for good", extra={"event": "callback_failed", **fields, "error": error})
         return True
 
-    async def _post(self, account: Account, row: dict[str, Any], signed_at: datetime) -> Attempt:
-        assert account.callback_url and account.callback_secret
-        url, body = account.callback_url, row["payload"].encode("utf-8")
-        # Receivers refuse timestamps more than 5 minutes off: sign with the time of sending.
-        timestamp = int(signed_at.timestamp())
-        headers = {
-            "content-type": "application/json",
-            "user-agent": USER_AGENT,
-            "webhook-id": row["id"],
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": standard_webhooks_signature(account.callback_secret, row["id"], timestamp, body),
-        }
-        try:
-            # httpx's timeout is per operation (connect, write, read); this caps the whole attempt.
-            async with asyncio.timeout(self._timeout):
-                async with self._http.stream(
-                    "POST", url, content=body, headers=headers, timeout=self._timeout, follow_redirects=False
-                ) as response:
-                    if response.is_success:
-                        return Attempt(response.status_code, None)
-                    snippet = await _head(response)
-        except (httpx.TimeoutException, TimeoutError):
-            return Attempt(None, f"timed out after {self._timeout:g} s")
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            return Attempt(None, _clean(_describe(exc, url), account))
-        text = f"HTTP {response.status_code}"
-        if 300 <= response.status_code < 400:
-            text += " (redirects are not followed)"
-        # Cleaned before it is cut, so a secret at the cut cannot survive as a fragment.
-        snippet = _clean(snippet, account)
-        if snippet:
-            text += ": " + snippet[:BODY_SNIPPET_CHARS] + ("…" if len(snippet) > BODY_SNIPPET_CHARS else "")
-        return Attempt(response.status_code, text)
-
 
 def _undeliverable(account: Account | None) -> str | None:
     if account is None:
@@ -220,44 +168,6 @@ def _gave_up(attempts: int, created_at: datetime, now: datetime, attempt: Attemp
     hours = (now - created_at).total_seconds() / 3600
     plural = "attempt" if attempts == 1 else "attempts"
     return f"gave up after {attempts} {plural} over {hours:.0f} h; last: {attempt.error}"[:ERROR_CHARS]
-
-
-async def _head(response: httpx.Response) -> str:
-    """The start of an error answer's body (a few KiB at most), whitespace collapsed."""
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in response.aiter_bytes():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size >= HEAD_BYTES:
-                break
-    except httpx.HTTPError:
-        pass
-    return " ".join(b"".join(chunks)[:HEAD_BYTES].decode("utf-8", "replace").split())
-
-
-def _describe(exc: BaseException, url: str) -> str:
-    """The exception's class and message, unless the message repeats the URL's path, query or credentials."""
-    name = type(exc).__name__
-    detail = " ".join(str(exc).split())
-    parts = urlsplit(url)
-    private = [p for p in (parts.path, parts.query, parts.username, parts.password) if p and p != "/"]
-    if not detail or any(p in detail for p in private):
-        return name
-    return f"{name}: {detail}"
-
-
-def _clean(text: str, account: Account) -> str:
-    """Short, without the callback URL's path, query or credentials, the callback secret or any other known secret."""
-    secret = account.callback_secret or ""
-    parts = urlsplit(account.callback_url or "")
-    if account.callback_url:
-        text = text.replace(account.callback_url, f"{parts.scheme}://{parts.hostname}/…")
-    for value in (secret, secret.removeprefix("whsec_"), parts.query, parts.path, parts.username, parts.password):
-        if value and len(value) >= 2:
-            text = text.replace(value, REDACTED)
-    return secret_registry.scrub(text)[:ERROR_CHARS]
 
 
 def _verification_id(payload: str) -> str | None:

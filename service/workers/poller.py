@@ -23,8 +23,9 @@ from typing import Any
 
 from service.app.group import load_group, merge_windows
 from service.app.settle import settle_guarded
-from service.clients.calcom import CalcomClient, observations_from_api
+from service.clients.calcom import CalcomClient
 from service.core import ratelimit, schedule
+from service.core.api_bookings import observations_from_api
 from service.core.observations import Observation
 from service.errors import CalcomCredentialsBroken, CalcomError, CalcomUnavailable
 from service.settings import Settings

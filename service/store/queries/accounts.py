@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from service.store.connector import Tx, sql
 from service.logs import secret_registry
+from service.store.connector import Tx, sql
 
 
 @dataclass(frozen=True)

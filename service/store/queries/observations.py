@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from service.store.connector import Query, Tx, sql
 from service.core.observations import Observation
+from service.store.connector import Query, Tx, sql
 
 log = logging.getLogger("service.store")
 
