@@ -1,34 +1,49 @@
 # Two commands: `make run` (the whole service on SQLite) and `make test` (the whole suite).
-# Both create .venv and install what they need on first use.
+# Both create .venv and install what they need on first use (`make run` only the service itself).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install run test drills bench clean
+.PHONY: install run test lint drills bench screenshots clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
-	touch $(STAMP)
 
-install: $(STAMP)
+$(RUN_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	touch $(RUN_STAMP)
 
-run: install
+$(DEV_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,dev]'
+	touch $(DEV_STAMP) $(RUN_STAMP)
+
+install: $(DEV_STAMP)
+
+run: $(RUN_STAMP)
 	$(BIN)/python -m service run
 
-test: install
+test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -m "not drill" $(PYTEST_ARGS)
+
+# ruff, the import contracts between the rooms of service/ (pyproject.toml), and the type check.
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check service tests bench
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 # Fault drills (RELIABILITY.md): real processes, a private PostgreSQL stopped and restarted
 # under load, Cal.com storms. Minutes, not seconds; .ci/run runs them after `make test`.
-drills: install
+drills: $(DEV_STAMP)
 	$(BIN)/python -m pytest -m drill tests/drills $(PYTEST_ARGS)
 
-# SPEC §10 benchmarks (bench/README.md); appends a dated section to BENCHMARKS.md. ~20 min.
-bench: install
+# The benchmarks (bench/README.md); appends a dated section to BENCHMARKS.md. About 30 minutes.
+bench: $(DEV_STAMP)
 	$(BIN)/python bench/run_all.py
 
+# Removes the virtualenv and caches. The database (var/, with every account and secret) is kept:
+# delete it yourself, knowingly, with `rm -rf var/`.
 clean:
-	rm -rf $(VENV) var .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache build
