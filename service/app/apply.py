@@ -56,8 +56,8 @@ async def apply(tx: Tx, account: Account, plan: Plan, now: datetime) -> list[str
                 raise ClaimTaken(claim.uid, owner_rows[0]["id"] if owner_rows else None)
     alike: dict[tuple[Any, ...], list[Verdict]] = {}
     for verdict in plan.verdicts:
-        key = (verdict.expected, verdict.status, verdict.resolved_via, verdict.review_reason, verdict.resolution, verdict.note)
-        alike.setdefault(key, []).append(verdict)
+        same_update = (verdict.expected, verdict.status, verdict.resolved_via, verdict.review_reason, verdict.resolution, verdict.note)
+        alike.setdefault(same_update, []).append(verdict)
     for (expected, status, via, reason, resolution, note), same in alike.items():
         moved = await verification_store.resolve_many(
             tx, [v.seq for v in same], expected=expected, status=status, now=now, resolved_via=via,

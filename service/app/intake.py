@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import builtins
 import binascii
 import logging
 import re
@@ -200,7 +201,7 @@ class Intake:
         return view
 
     async def _named_bookings(
-        self, tx: Tx, row: dict[str, Any], phases: list[dict[str, Any]], request: ResolveIn
+        self, tx: Tx, row: dict[str, Any], phases: builtins.list[dict[str, Any]], request: ResolveIn
     ) -> dict[str, plan.BookingRef]:
         """The booking units an operator names, as stored (a uid we never saw is taken as given)."""
         if not request.bookings:
@@ -253,7 +254,8 @@ async def _operator_unit(
         seat = chosen[0]["seat"]
     else:
         chosen = units
-    return uid, seat, (chosen or units or [None])[0]
+    found = chosen or units
+    return uid, seat, found[0] if found else None
 
 
 def _seat_needed(key: str, uid: str, seats: list[dict[str, Any]], why: str) -> ValidationFailed:

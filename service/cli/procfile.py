@@ -65,10 +65,10 @@ def run(root: Path = ROOT) -> int:
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     env.setdefault("PYTHONUNBUFFERED", "1")
     if "release" in processes:
-        code = subprocess.call(shlex.split(processes["release"]), cwd=root, env=env)
-        if code != 0:
-            print(f"release failed with exit code {code}; not starting the service", file=sys.stderr)
-            return code
+        release_code = subprocess.call(shlex.split(processes["release"]), cwd=root, env=env)
+        if release_code != 0:
+            print(f"release failed with exit code {release_code}; not starting the service", file=sys.stderr)
+            return release_code
     names = [name for name in processes if name != "release"]
     width = max(len(n) for n in names)
     children: dict[str, subprocess.Popen[str]] = {}

@@ -35,7 +35,8 @@ def observations_from_api(item: dict[str, Any], fetched_at: datetime) -> list[Ob
         "hosts": emails(item.get("hosts")),
     }
     metadata = item.get("metadata")
-    attendees = item.get("attendees") if isinstance(item.get("attendees"), list) else []
+    listed = item.get("attendees")
+    attendees = listed if isinstance(listed, list) else []
     seats = [
         attendee
         for attendee in attendees
@@ -43,8 +44,11 @@ def observations_from_api(item: dict[str, Any], fetched_at: datetime) -> list[Ob
     ]
     if not seats:
         appointment_tag, phase_tag = metadata_tags(metadata)
-        tags = {"appointment_tag": appointment_tag, "phase_tag": phase_tag}
-        return [Observation(**common, attendees=emails(attendees), phones=phones(attendees), **tags)]
+        return [
+            Observation(
+                **common, attendees=emails(attendees), phones=phones(attendees), appointment_tag=appointment_tag, phase_tag=phase_tag
+            )
+        ]
     observations: dict[str, Observation] = {}
     for seat in seats:
         # The seat's own metadata wins, as in the webhook Cal.com sends for a new seat

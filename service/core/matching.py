@@ -207,13 +207,13 @@ def match(
         for phase in target.phases:
             if phase.key in matched:
                 continue
-            found = values.get((target.ref, phase.key), {None})
-            if len(found) > 1:
+            chosen = values.get((target.ref, phase.key), {None})
+            if len(chosen) > 1:
                 ambiguous.add(phase.key)
-            elif found == {None}:
+            elif chosen == {None}:
                 missing.add(phase.key)
             else:
-                booking = next(iter(found))
+                booking = next(iter(chosen))
                 assert booking is not None
                 matched[phase.key] = booking
                 identity[phase.key] = "person" if phase.names_someone else "time"
@@ -324,12 +324,12 @@ def _assign_tagged(
     for booking in pool:
         if booking.appointment_tag is None:
             continue
-        target = by_appointment.get((booking.account, booking.appointment_tag))
-        if target is None:
+        owner = by_appointment.get((booking.account, booking.appointment_tag))
+        if owner is None:
             continue
-        phase = _tagged_phase(target, booking)
+        phase = _tagged_phase(owner, booking)
         if phase is not None:
-            claims[(target.ref, phase.key)].append((distance_ms(phase, booking), booking.uid, booking.seat, booking))
+            claims[(owner.ref, phase.key)].append((distance_ms(phase, booking), booking.uid, booking.seat, booking))
     fixed: dict[Hashable, dict[str, Booking]] = {t.ref: {} for t in targets}
     used: set[tuple[str, str, str]] = set()
     for (ref, key), candidates in claims.items():

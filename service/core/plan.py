@@ -19,7 +19,7 @@ Pure: stored rows and booking observations in, a `Plan` out (`apply.py` writes i
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -119,14 +119,14 @@ def phase_specs(phases: Iterable[Mapping[str, Any]]) -> tuple[PhaseSpec, ...]:
     )
 
 
-def targets_of(rows: Mapping[int, Mapping[str, Any]], phases: Mapping[int, list[Mapping[str, Any]]], time_only: bool) -> list[Target]:
+def targets_of(rows: Mapping[int, Mapping[str, Any]], phases: Mapping[int, Sequence[Mapping[str, Any]]], time_only: bool) -> list[Target]:
     """The matcher's view of pending verifications."""
     return [Target(seq, row["account"], row["appointment_id"], phase_specs(phases[seq]), time_only) for seq, row in rows.items()]
 
 
 def decide(
     rows: Mapping[int, Mapping[str, Any]],
-    phases: Mapping[int, list[Mapping[str, Any]]],
+    phases: Mapping[int, Sequence[Mapping[str, Any]]],
     bookings: Iterable[Booking],
     ctx: Context,
     *,
@@ -147,7 +147,7 @@ def decide(
     undecidable = {outcomes[seq].component for seq in incomplete if seq in outcomes}
     if max_group is not None:
         undecidable |= {component for component, size in sizes.items() if size > max_group}
-    plan = Plan(outcomes=dict(outcomes))
+    plan = Plan(outcomes={int(ref): outcome for ref, outcome in outcomes.items()})  # type: ignore[call-overload]
     for seq in sorted(rows):
         row, outcome = rows[seq], outcomes[seq]
         if outcome.component in undecidable:
@@ -193,7 +193,7 @@ def _confirmed(outcome: Outcome, key: str, ctx: Context) -> bool:
     return outcome.identity.get(key) != "time" or ctx.time_only
 
 
-def _verified(row: Mapping[str, Any], phases: list[Mapping[str, Any]], outcome: Outcome, via: str) -> Plan:
+def _verified(row: Mapping[str, Any], phases: Sequence[Mapping[str, Any]], outcome: Outcome, via: str) -> Plan:
     seq = row["seq"]
     plan = Plan(verdicts=[Verdict(seq, row["id"], "pending", "verified", via)])
     for p in phases:
@@ -207,7 +207,7 @@ def _verified(row: Mapping[str, Any], phases: list[Mapping[str, Any]], outcome: 
     return plan
 
 
-def _review(row: Mapping[str, Any], phases: list[Mapping[str, Any]], outcome: Outcome, reason: str, ctx: Context) -> Plan:
+def _review(row: Mapping[str, Any], phases: Sequence[Mapping[str, Any]], outcome: Outcome, reason: str, ctx: Context) -> Plan:
     """Final without a verdict of `verified`: identified bookings stay claimed, candidates are shown."""
     seq = row["seq"]
     plan = Plan(verdicts=[Verdict(seq, row["id"], "pending", "manual_review", "system", review_reason=reason)])
@@ -226,7 +226,7 @@ def _review(row: Mapping[str, Any], phases: list[Mapping[str, Any]], outcome: Ou
     return plan
 
 
-def _provisional(row: Mapping[str, Any], phases: list[Mapping[str, Any]], outcome: Outcome) -> Plan:
+def _provisional(row: Mapping[str, Any], phases: Sequence[Mapping[str, Any]], outcome: Outcome) -> Plan:
     """Show the best evidence so far on a still-pending verification (nothing is claimed yet)."""
     plan = Plan()
     for p in phases:
@@ -245,7 +245,7 @@ def _provisional(row: Mapping[str, Any], phases: list[Mapping[str, Any]], outcom
     return plan
 
 
-def undecided_at_deadline(row: Mapping[str, Any], phases: list[Mapping[str, Any]], ctx: Context) -> Plan:
+def undecided_at_deadline(row: Mapping[str, Any], phases: Sequence[Mapping[str, Any]], ctx: Context) -> Plan:
     """The deadline came but the group could not be decided (too large, or matching failed)."""
     keys = frozenset(p["key"] for p in phases if p["staff_required"])
     if _reason(row, Outcome(complete=False), ctx) == "calcom_unavailable":
@@ -253,7 +253,7 @@ def undecided_at_deadline(row: Mapping[str, Any], phases: list[Mapping[str, Any]
     return _review(row, phases, Outcome(complete=False, ambiguous=keys, gave_up=True), "ambiguous_match", ctx)
 
 
-def disabled(row: Mapping[str, Any], phases: list[Mapping[str, Any]]) -> Plan:
+def disabled(row: Mapping[str, Any], phases: Sequence[Mapping[str, Any]]) -> Plan:
     """Verification switched off (globally or for the account): straight to the review queue."""
     seq = row["seq"]
     return Plan(
@@ -264,7 +264,7 @@ def disabled(row: Mapping[str, Any], phases: list[Mapping[str, Any]]) -> Plan:
 
 def operator(
     row: Mapping[str, Any],
-    phases: list[Mapping[str, Any]],
+    phases: Sequence[Mapping[str, Any]],
     held: Mapping[str, tuple[str, str]],
     named: Mapping[str, BookingRef],
     resolution: str,

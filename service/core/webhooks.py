@@ -86,7 +86,8 @@ def parse(body: bytes, content_type: str, received_at: datetime) -> WebhookEvent
     attendees = emails(payload.get("attendees"))
     appointment_tag, phase_tag = metadata_tags(payload.get("metadata"))
     status = payload.get("status") if isinstance(payload.get("status"), str) else None
-    seat = payload.get("attendeeSeatId") if isinstance(payload.get("attendeeSeatId"), str) else ""
+    raw_seat = payload.get("attendeeSeatId")
+    seat = raw_seat if isinstance(raw_seat, str) else ""
     if seat:
         attendees = _seat_attendees(payload, seat, attendees)
     observation = Observation(
@@ -159,7 +160,8 @@ def _seat_attendees(payload: dict[str, Any], seat: str, attendees: tuple[str, ..
     """
     if len(attendees) <= 1:
         return attendees
-    people = payload.get("attendees") if isinstance(payload.get("attendees"), list) else []
+    listed = payload.get("attendees")
+    people = listed if isinstance(listed, list) else []
     own = [p for p in people if isinstance(p, dict) and isinstance(p.get("bookingSeat"), dict) and p["bookingSeat"].get("referenceUid") == seat]
     if emails(own):
         return emails(own)

@@ -256,8 +256,8 @@ class Poller:
         """Store what Cal.com said, count the checks, match, and decide what is due a verdict."""
         settings = self.settings
         observations: dict[tuple[str, str], Observation] = {}
-        for answer in {id(a): a for a in answers.values()}.values():
-            for o in answer.observations:
+        for fetched in {id(a): a for a in answers.values()}.values():
+            for o in fetched.observations:
                 observations[(o.uid, o.seat)] = o
         ours, finalize, answered = [], [], []
         async with self.db.transaction() as tx:
