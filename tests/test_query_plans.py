@@ -59,12 +59,13 @@ PHASE_ROW = {
 VERIFICATION_ROW = {
     "id": "v-new", "account": BIG, "appointment_id": "a-new", "service": None, "sync_error": None, "fingerprint": "f",
     "status": "pending", "review_reason": None, "resolved_via": None, "window_start_at": SOON[0], "window_end_at": SOON[0],
-    "now": TS, "resolved_at": None, "next_check_at": TS, "deadline_at": TS,
+    "now": TS, "resolved_at": None, "next_check_at": TS, "deadline_at": TS, "verifier_ref": None,
 }
 OBSERVATION_ROW = {
     "account": BIG, "uid": "u-new", "seat": "", "booking_id": 1, "start_at": SOON[0], "end_at": SOON[0], "state": "exists",
     "calcom_status": "accepted", "event_type_id": 1, "hosts": "[]", "attendees": "[]", "phones": "[]", "appointment_tag": None,
-    "phase_tag": None, "source": "webhook", "event_at": TS, "webhook_event_at": TS, "observed_at": TS, "now": TS,
+    "phase_tag": None, "verifier_ref": None, "source": "webhook", "event_at": TS, "webhook_event_at": TS, "observed_at": TS,
+    "now": TS,
 }
 EVENT_ROW = {
     f"{column}_0": value
@@ -98,7 +99,11 @@ CASES = [
          {"account": BIG, "windows": WINDOWS, "los": [lo for lo, _ in WINDOWS], "his": [hi for _, hi in WINDOWS]},
          {"booking_observations": (Range("start_at"),), "booking_claims": UNCLAIMED}),
     Case("available_tagged", lambda: observation_store.AVAILABLE_TAGGED, {"account": BIG, "tags": ["a-1", "a-2"]},
-         {"booking_observations": (Key(("account", "appointment_tag")),), "booking_claims": UNCLAIMED}),
+         {"booking_observations": (Key(("account", "appointment_tag")),), "booking_claims": UNCLAIMED, "verifications": (Key(("seq",)),)}),
+    Case("available_by_ref", lambda: observation_store.AVAILABLE_BY_REF, {"account": BIG, "refs": ["vr_1", "vr_2"]},
+         {"booking_observations": (Key(("account", "verifier_ref")),), "booking_claims": UNCLAIMED, "verifications": (Key(("seq",)),)}),
+    Case("by_ref", lambda: verification_store.BY_REF, {"account": BIG, "verifier_ref": "vr_1"},
+         {"verifications": (Key(("account", "verifier_ref")),)}),
     Case("claim", lambda: observation_store.CLAIM,
          {"account": BIG, "uid": "u-1", "seat": "", "verification_seq": 1, "phase_key": "A", "now": TS}),
     Case("claim_owner", lambda: observation_store.CLAIM_OWNER, {"account": BIG, "uid": "u-1", "seat": ""}, {"booking_claims": UNCLAIMED}),
@@ -154,9 +159,9 @@ CASES = [
 _OBSERVE = sql(
     """
     INSERT INTO booking_observations (account, uid, seat, booking_id, start_at, end_at, state, calcom_status, event_type_id,
-        hosts, attendees, appointment_tag, phase_tag, source, event_at, first_seen_at, updated_at)
+        hosts, attendees, appointment_tag, phase_tag, verifier_ref, source, event_at, first_seen_at, updated_at)
     VALUES (:account, :uid, '', :booking_id, :start_at, :end_at, :state, 'accepted', 100, '["anna@salon.example"]',
-        :attendees, :tag, NULL, 'webhook', :start_at, :start_at, :start_at)
+        :attendees, :tag, NULL, :ref, 'webhook', :start_at, :start_at, :start_at)
     """
 )
 _CLAIM = sql(
@@ -213,7 +218,8 @@ async def _seed(db: Database) -> None:
             start = first + n * step
             observations.append({"account": _account_of(n), "uid": f"u-{n}", "booking_id": n, "start_at": start,
                                  "end_at": start + timedelta(minutes=30), "state": "gone" if n % 9 == 0 else "exists",
-                                 "attendees": json.dumps([f"kunde-{n}@example.com"]), "tag": f"a-{n}" if n % 5 == 0 else None})
+                                 "attendees": json.dumps([f"kunde-{n}@example.com"]), "tag": f"a-{n}" if n % 5 == 0 else None,
+                                 "ref": f"vr_{n}" if n % 3 == 0 else None})
         await tx.execute_many(_OBSERVE, observations)
         verifications, phases, claims, callbacks = [], [], [], []
         decided = VERIFICATIONS - PENDING

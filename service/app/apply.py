@@ -52,8 +52,10 @@ async def apply(tx: Tx, account: Account, plan: Plan, now: datetime) -> list[str
         for claim in plan.claims:
             owner = owners.get((claim.uid, claim.seat))
             if owner != claim.seq:
-                owner_rows = await verification_store.by_seqs(tx, [owner]) if owner is not None else []
-                raise ClaimTaken(claim.uid, owner_rows[0]["id"] if owner_rows else None)
+                both = {row["seq"]: row for row in await verification_store.by_seqs(tx, [claim.seq] + ([owner] if owner else []))}
+                if owner in both and both[owner]["appointment_id"] == both[claim.seq]["appointment_id"]:
+                    continue  # claims are shared within one appointment id (the guard's and the platform's record)
+                raise ClaimTaken(claim.uid, both[owner]["id"] if owner in both else None)
     alike: dict[tuple[Any, ...], list[Verdict]] = {}
     for verdict in plan.verdicts:
         same_update = (verdict.expected, verdict.status, verdict.resolved_via, verdict.review_reason, verdict.resolution, verdict.note)

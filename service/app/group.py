@@ -72,12 +72,17 @@ def as_booking(account: str, b: observation_store.Available) -> Booking:
         phones=frozenset(b.phones),
         appointment_tag=b.appointment_tag,
         phase_tag=b.phase_tag,
+        verifier_tag=b.verifier_ref,
         source=b.source,
     )
 
 
 async def seeds(tx: Tx, account: Account, *, seqs: Iterable[int] = (), near: Iterable[datetime] = (), tags: Iterable[str] = ()) -> set[int]:
-    """Pending verifications concerned by new evidence: named, near changed bookings, or tagged."""
+    """Pending verifications concerned by new evidence: named, near changed bookings, or tagged.
+
+    `tags` are appointment ids; a booking the guard created without one names its verification
+    as `guard:<verifier_ref>` (`evidence_tags`).
+    """
     tolerance = timedelta(seconds=account.match_tolerance_seconds)
     found = set(seqs)
     found |= await verification_store.pending_near(tx, account.id, merge_windows((t - tolerance, t + tolerance) for t in near))
@@ -143,4 +148,20 @@ async def _load_bookings(
     appointment_ids = sorted({row["appointment_id"] for row in rows.values()})
     for b in await observation_store.available_tagged(tx, account.id, appointment_ids):
         found[(b.uid, b.seat)] = b
+    refs = sorted({row["verifier_ref"] for row in rows.values() if row.get("verifier_ref")})
+    for b in await observation_store.available_by_ref(tx, account.id, refs):
+        found[(b.uid, b.seat)] = b
     return found
+
+
+def evidence_tags(observations: Iterable[Any]) -> list[str]:
+    """The appointment ids new observations are tagged with, and `guard:<ref>` for the guard's creates."""
+    listed = list(observations)
+    found = {o.appointment_tag for o in listed if o.appointment_tag}
+    found |= {guard_appointment(o.verifier_ref) for o in listed if o.verifier_ref}
+    return sorted(found)
+
+
+def guard_appointment(verifier_ref: str) -> str:
+    """The appointment id of a guard verification whose create named none."""
+    return f"guard:{verifier_ref}"

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from service.app.group import merge_windows
+from service.app.group import evidence_tags, merge_windows
 from service.app.notify import Notifier
 from service.app.settle import settle_guarded
 from service.core.observations import Observation
@@ -138,7 +138,7 @@ class Ingestor:
             tolerance = timedelta(seconds=account.match_tolerance_seconds)
             starts = [o.start for a, o in changes if a == account_id]
             windows += [(account_id, lo, hi) for lo, hi in merge_windows((t - tolerance, t + tolerance) for t in starts)]
-            tags[account_id] = {o.appointment_tag for a, o in changes if a == account_id and o.appointment_tag}
+            tags[account_id] = set(evidence_tags(o for a, o in changes if a == account_id))
         near = await verification_store.pending_near_many(tx, windows)
         resolved: list[str] = []
         for account_id in sorted(accounts):  # an unknown account (deleted meanwhile) keeps its evidence

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
-import builtins
 import binascii
+import builtins
 import logging
 import re
 import uuid
@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from service.app.apply import apply
+from service.app.group import guard_appointment
 from service.app.notify import Notifier
 from service.app.settle import settle_guarded
 from service.core import plan, schedule
@@ -108,8 +109,39 @@ class Intake:
         )
         return Recorded(True, view)
 
+    async def record_for_guard(self, request: VerificationIn, verifier_ref: str, now: datetime) -> Recorded:
+        """The booking guard's record of one create (keyed by its verifier_ref, not by the appointment).
+
+        Settled at once from what is stored: a create whose tagged booking is known is verified here
+        (`resolved_via` guard); one whose outcome is unknown stays pending for the usual checks.
+        """
+        async with self.db.transaction() as tx:
+            await tx.lock_account(request.account)
+            account = await account_store.get(tx, request.account)
+            if account is None:
+                raise NotFound(f"unknown account {request.account!r}")
+            existing = await verification_store.by_ref(tx, account.id, verifier_ref)
+            if existing is not None:
+                seq, created = existing["seq"], False
+            else:
+                seq, _ = await self._insert(tx, request, request.fingerprint(), now, True, verifier_ref=verifier_ref)
+                created = True
+            settled = await settle_guarded(
+                tx,
+                account,
+                now,
+                mode="instant",
+                trigger="guard",
+                settle_seconds=self.settings.settle_seconds,
+                seqs=[seq],
+                tags=[str(request.appointment_id), guard_appointment(verifier_ref)],
+            )
+            view = await load_view(tx, seq)
+        self.notifier.resolved(settled.resolved)
+        return Recorded(created, view)
+
     async def _insert(
-        self, tx: Tx, request: VerificationIn, fingerprint: str, now: datetime, enabled: bool
+        self, tx: Tx, request: VerificationIn, fingerprint: str, now: datetime, enabled: bool, *, verifier_ref: str | None = None
     ) -> tuple[int, str]:
         required = [p for p in request.phases if p.staff_required]
         window_start = min(p.start for p in required)
@@ -132,6 +164,7 @@ class Intake:
             "next_check_at": now + timedelta(seconds=self.settings.settle_seconds) if enabled else None,
             "deadline_at": deadline,
             "now": now,
+            "verifier_ref": verifier_ref,
         }
         phases = [
             {

@@ -22,11 +22,13 @@ from typing import Any
 
 from service.app import group as groups
 from service.app.apply import apply
-from service.app.group import load_group, seeds
+from service.app.group import guard_appointment, load_group, seeds
+from service.core import duplicates
 from service.core.plan import Context, Mode, Plan, decide, undecided_at_deadline
 from service.errors import DatabaseUnavailable
 from service.store.connector import Tx
 from service.store.queries import counters
+from service.store.queries import duplicates as duplicate_store
 from service.store.queries.accounts import Account
 
 log = logging.getLogger("service.app.settle")
@@ -61,8 +63,10 @@ async def settle(
     (a scheduled check) decides contested ones too. `finalize`: verifications at their deadline;
     `answered`: those whose check just got a complete Cal.com answer.
     """
+    tags = sorted(set(tags))
     start = await seeds(tx, account, seqs=seqs, near=near, tags=tags)
     if not start:
+        await _duplicates(tx, account, tags, now)
         return Settled()
     group = await load_group(tx, account, start)
     ctx = Context(
@@ -91,7 +95,26 @@ async def settle(
             extra={"event": "matcher_gave_up", "account": account.id, "verifications": len(plan.gave_up)},
         )
         await counters.bump(tx, "matcher_gave_up")
-    return Settled(await apply(tx, account, plan, now), plan)
+    resolved = await apply(tx, account, plan, now)
+    decided = {group.rows[v.seq]["appointment_id"] for v in plan.verdicts if v.seq in group.rows}
+    decided |= {guard_appointment(group.rows[v.seq]["verifier_ref"]) for v in plan.verdicts if group.rows.get(v.seq, {}).get("verifier_ref")}
+    await _duplicates(tx, account, sorted(set(tags) | decided), now)
+    return Settled(resolved, plan)
+
+
+async def _duplicates(tx: Tx, account: Account, tags: list[str], now: datetime) -> None:
+    """Record bookings tagged like one already claimed (they never change a verdict)."""
+    if not tags:
+        return
+    refs = [t.removeprefix("guard:") for t in tags if t.startswith("guard:")]
+    appointments = [t for t in tags if not t.startswith("guard:")]
+    found = duplicates.find(await duplicate_store.tagged(tx, account.id, appointments, refs))
+    if found:
+        await duplicate_store.add(tx, account.id, found, now)
+        log.warning(
+            "duplicate booking in Cal.com: tagged like a booking already claimed; cancel it there",
+            extra={"event": "duplicate_booking", "account": account.id, "uids": [d["uid"] for d in found]},
+        )
 
 
 async def settle_guarded(tx: Tx, account: Account, now: datetime, **kwargs: Any) -> Settled:

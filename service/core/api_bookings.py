@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from service.core import times
-from service.core.observations import Observation, as_int, emails, metadata_tags, phones
+from service.core.observations import Observation, as_int, emails, metadata_tags, phones, verifier_ref
 
 GONE_STATUSES = frozenset({"cancelled", "rejected"})
 
@@ -46,14 +46,16 @@ def observations_from_api(item: dict[str, Any], fetched_at: datetime) -> list[Ob
         appointment_tag, phase_tag = metadata_tags(metadata)
         return [
             Observation(
-                **common, attendees=emails(attendees), phones=phones(attendees), appointment_tag=appointment_tag, phase_tag=phase_tag
+                **common, attendees=emails(attendees), phones=phones(attendees), appointment_tag=appointment_tag, phase_tag=phase_tag,
+                verifier_ref=verifier_ref(metadata),
             )
         ]
     observations: dict[str, Observation] = {}
     for seat in seats:
         # The seat's own metadata wins, as in the webhook Cal.com sends for a new seat
         # (`{...booking.metadata, ...reqBody.metadata}`, handleSeats/create/createNewSeat.ts).
-        appointment_tag, phase_tag = metadata_tags({**_as_dict(metadata), **_as_dict(seat.get("metadata"))})
+        merged = {**_as_dict(metadata), **_as_dict(seat.get("metadata"))}
+        appointment_tag, phase_tag = metadata_tags(merged)
         seat_uid = seat["seatUid"].strip()
         observations[seat_uid] = Observation(
             **common,
@@ -61,6 +63,7 @@ def observations_from_api(item: dict[str, Any], fetched_at: datetime) -> list[Ob
             attendees=emails([seat]),
             phones=phones([seat]),
             appointment_tag=appointment_tag,
+            verifier_ref=verifier_ref(merged),
             phase_tag=phase_tag,
         )
     return list(observations.values())

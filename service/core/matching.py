@@ -77,6 +77,7 @@ class Target:
     appointment_id: str
     phases: tuple[PhaseSpec, ...]
     time_only: bool = False  # the account accepts a booking identified by its time alone
+    verifier_ref: str | None = None  # set for a verification the booking guard recorded for one create
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class Booking:
     phones: frozenset[str] = frozenset()
     appointment_tag: str | None = None
     phase_tag: str | None = None
+    verifier_tag: str | None = None  # `metadata.verifier_ref`: the guard created it for one create
     gone: bool = False
     source: str = "webhook"
 
@@ -172,7 +174,7 @@ def match(
     tolerance_ms = int(round(tolerance_seconds * 1000))
 
     fixed, used = _assign_tagged(ordered, pool)
-    untagged = [b for b in pool if b.appointment_tag is None and (b.account, b.uid, b.seat) not in used]
+    untagged = [b for b in pool if b.appointment_tag is None and b.verifier_tag is None and (b.account, b.uid, b.seat) not in used]
     options = _options(ordered, fixed, untagged, tolerance_ms)
 
     # Who could take each untagged booking: two or more verifications make it contested.
@@ -269,7 +271,7 @@ class _TimeIndex:
 
 def competitors(targets: Iterable[Target], bookings: Iterable[Booking], tolerance_ms: int) -> dict[Hashable, list[Booking]]:
     """For each target: the live untagged bookings eligible for one of its phases (what links it to others)."""
-    index = _TimeIndex(b for b in bookings if not b.gone and b.appointment_tag is None)
+    index = _TimeIndex(b for b in bookings if not b.gone and b.appointment_tag is None and b.verifier_tag is None)
     found: dict[Hashable, list[Booking]] = {}
     for target in targets:
         seen: dict[BookingKey, Booking] = {}
@@ -316,20 +318,27 @@ def _merge_components(
 def _assign_tagged(
     targets: list[Target], pool: list[Booking]
 ) -> tuple[dict[Hashable, dict[str, Booking]], set[tuple[str, str, str]]]:
-    """Rule 1: tagged bookings go to their own appointment, nearest first when several compete."""
-    by_appointment: dict[tuple[str, str], Target] = {}
+    """Rule 1: tagged bookings go to their own appointment, nearest first when several compete.
+
+    A booking the guard created (`verifier_tag`) is its create's verification's; it is also the
+    booking of the platform's own verification of that appointment (claims are shared within one
+    appointment id), never of another create's verification.
+    """
+    by_ref = {(t.account, t.verifier_ref): t for t in targets if t.verifier_ref}
+    platform: dict[tuple[str, str], list[Target]] = defaultdict(list)
     for target in targets:
-        by_appointment.setdefault((target.account, target.appointment_id), target)
+        if not target.verifier_ref:
+            platform[(target.account, target.appointment_id)].append(target)
     claims: dict[tuple[Hashable, str], list[tuple[int, str, str, Booking]]] = defaultdict(list)
     for booking in pool:
-        if booking.appointment_tag is None:
-            continue
-        owner = by_appointment.get((booking.account, booking.appointment_tag))
-        if owner is None:
-            continue
-        phase = _tagged_phase(owner, booking)
-        if phase is not None:
-            claims[(owner.ref, phase.key)].append((distance_ms(phase, booking), booking.uid, booking.seat, booking))
+        owners = list(platform.get((booking.account, booking.appointment_tag), ())) if booking.appointment_tag else []
+        created_for = by_ref.get((booking.account, booking.verifier_tag)) if booking.verifier_tag else None
+        if created_for is not None:
+            owners.append(created_for)
+        for owner in owners:
+            phase = _tagged_phase(owner, booking)
+            if phase is not None:
+                claims[(owner.ref, phase.key)].append((distance_ms(phase, booking), booking.uid, booking.seat, booking))
     fixed: dict[Hashable, dict[str, Booking]] = {t.ref: {} for t in targets}
     used: set[tuple[str, str, str]] = set()
     for (ref, key), candidates in claims.items():

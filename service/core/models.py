@@ -185,6 +185,7 @@ class AccountIn(_Strict):
     match_tolerance_seconds: int | None = Field(default=None, ge=0, le=3600)
     enabled: bool = True
     time_only_matching: bool = False
+    guard: bool = True
 
     @field_validator("calcom_api_base", "callback_url")
     @classmethod

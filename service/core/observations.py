@@ -36,6 +36,7 @@ class Observation:
     phones: tuple[str, ...] = ()  # the attendees' phone numbers, digits only
     appointment_tag: str | None = None
     phase_tag: str | None = None
+    verifier_ref: str | None = None  # `metadata.verifier_ref`: created through the booking guard
 
 
 def metadata_tags(metadata: Any) -> tuple[str | None, str | None]:
@@ -43,6 +44,11 @@ def metadata_tags(metadata: Any) -> tuple[str | None, str | None]:
     if not isinstance(metadata, dict):
         return None, None
     return _tag(metadata.get("appointment_id")), _tag(metadata.get("phase"))
+
+
+def verifier_ref(metadata: Any) -> str | None:
+    """`metadata.verifier_ref`, the tag the booking guard puts on every create it forwards."""
+    return _tag(metadata.get("verifier_ref")) if isinstance(metadata, dict) else None
 
 
 def _tag(value: Any) -> str | None:

@@ -121,7 +121,10 @@ def phase_specs(phases: Iterable[Mapping[str, Any]]) -> tuple[PhaseSpec, ...]:
 
 def targets_of(rows: Mapping[int, Mapping[str, Any]], phases: Mapping[int, Sequence[Mapping[str, Any]]], time_only: bool) -> list[Target]:
     """The matcher's view of pending verifications."""
-    return [Target(seq, row["account"], row["appointment_id"], phase_specs(phases[seq]), time_only) for seq, row in rows.items()]
+    return [
+        Target(seq, row["account"], row["appointment_id"], phase_specs(phases[seq]), time_only, row.get("verifier_ref"))
+        for seq, row in rows.items()
+    ]
 
 
 def decide(

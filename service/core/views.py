@@ -79,6 +79,7 @@ def account_view(account: Any) -> dict[str, Any]:
         "match_tolerance_seconds": account.match_tolerance_seconds,
         "enabled": account.enabled,
         "time_only_matching": account.time_only_matching,
+        "guard": account.guard,
         "credentials": account.credentials,
         "webhook_path": f"/webhooks/calcom/{account.id}",
         "created_at": iso(account.created_at),

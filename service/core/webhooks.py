@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from service.core import times
-from service.core.observations import Observation, as_int, emails, metadata_tags, phones
+from service.core.observations import Observation, as_int, emails, metadata_tags, phones, verifier_ref
 from service.errors import BadRequest
 
 EXISTS = frozenset({"BOOKING_CREATED", "BOOKING_REQUESTED", "BOOKING_RESCHEDULED"})
@@ -105,6 +105,7 @@ def parse(body: bytes, content_type: str, received_at: datetime) -> WebhookEvent
         attendees=attendees,
         phones=phones(payload.get("attendees")),
         appointment_tag=appointment_tag,
+        verifier_ref=verifier_ref(payload.get("metadata")),
         phase_tag=phase_tag,
     )
 

@@ -30,7 +30,7 @@ from service.store.checkpointer import Checkpointer
 log = logging.getLogger("service.store.connector")
 OPTIMIZE_EVERY = 3600.0  # seconds between PRAGMA optimize runs on a long-lived SQLite connection
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")
-BOOL_COLUMNS = frozenset({"enabled", "staff_required", "active", "time_only_matching"})
+BOOL_COLUMNS = frozenset({"enabled", "staff_required", "active", "time_only_matching", "guard"})
 
 _PG_UNAVAILABLE = (
     OSError,

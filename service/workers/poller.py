@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from service.app.group import load_group, merge_windows
+from service.app.group import evidence_tags, load_group, merge_windows
 from service.app.settle import settle_guarded
 from service.clients.calcom import CalcomClient
 from service.core import ratelimit, schedule
@@ -304,7 +304,7 @@ class Poller:
                 settle_seconds=settings.settle_seconds,
                 seqs=ours,
                 near=[o.start for o in observations.values()],
-                tags=sorted({o.appointment_tag for o in observations.values() if o.appointment_tag}),
+                tags=evidence_tags(observations.values()),
                 finalize=finalize,
                 answered=answered,
             )

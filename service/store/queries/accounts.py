@@ -25,6 +25,7 @@ class Account:
     created_at: datetime
     updated_at: datetime
     time_only_matching: bool = False
+    guard: bool = True
 
     def __post_init__(self) -> None:
         secret_registry.add(self.calcom_api_key, self.webhook_secret, self.callback_secret)
@@ -34,7 +35,7 @@ class Account:
 
 
 _COLUMNS = """id, calcom_api_key, webhook_secret, calcom_api_base, callback_url, callback_secret,
-    match_tolerance_seconds, enabled, credentials, credentials_error, created_at, updated_at, time_only_matching"""
+    match_tolerance_seconds, enabled, credentials, credentials_error, created_at, updated_at, time_only_matching, guard"""
 
 GET = sql(f"SELECT {_COLUMNS} FROM accounts WHERE id = :id")
 LIST = sql(f"SELECT {_COLUMNS} FROM accounts ORDER BY id")
@@ -49,9 +50,9 @@ WEBHOOK_SECRET = sql("SELECT webhook_secret FROM accounts WHERE id = :id")
 UPSERT = sql(
     """
     INSERT INTO accounts (id, calcom_api_key, webhook_secret, calcom_api_base, callback_url,
-        callback_secret, match_tolerance_seconds, enabled, credentials, created_at, updated_at, time_only_matching)
+        callback_secret, match_tolerance_seconds, enabled, credentials, created_at, updated_at, time_only_matching, guard)
     VALUES (:id, :calcom_api_key, :webhook_secret, :calcom_api_base, :callback_url,
-        :callback_secret, :match_tolerance_seconds, :enabled, 'ok', :now, :now, :time_only_matching)
+        :callback_secret, :match_tolerance_seconds, :enabled, 'ok', :now, :now, :time_only_matching, :guard)
     ON CONFLICT (id) DO UPDATE SET
         credentials = CASE WHEN accounts.calcom_api_key = excluded.calcom_api_key
                            THEN accounts.credentials ELSE 'ok' END,
@@ -65,6 +66,7 @@ UPSERT = sql(
         match_tolerance_seconds = excluded.match_tolerance_seconds,
         enabled = excluded.enabled,
         time_only_matching = excluded.time_only_matching,
+        guard = excluded.guard,
         updated_at = excluded.updated_at
     """
 )
@@ -145,7 +147,7 @@ async def upsert(tx: Tx, account_id: str, values: dict[str, Any], now: datetime)
     # SQLite write transaction already excludes every other writer).
     await tx.lock_account(account_id)
     existed = await tx.fetch_one(GET, id=account_id) is not None
-    await tx.execute(UPSERT, id=account_id, now=now, **{"time_only_matching": False, **values})
+    await tx.execute(UPSERT, id=account_id, now=now, **{"time_only_matching": False, "guard": True, **values})
     return not existed
 
 

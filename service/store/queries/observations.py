@@ -21,10 +21,10 @@ log = logging.getLogger("service.store")
 UPSERT = sql(
     """
     INSERT INTO booking_observations (account, uid, seat, booking_id, start_at, end_at, state,
-        calcom_status, event_type_id, hosts, attendees, phones, appointment_tag, phase_tag, source,
+        calcom_status, event_type_id, hosts, attendees, phones, appointment_tag, phase_tag, verifier_ref, source,
         event_at, webhook_event_at, observed_at, first_seen_at, updated_at)
     VALUES (:account, :uid, :seat, :booking_id, :start_at, :end_at, :state, :calcom_status,
-        :event_type_id, :hosts, :attendees, :phones, :appointment_tag, :phase_tag, :source, :event_at,
+        :event_type_id, :hosts, :attendees, :phones, :appointment_tag, :phase_tag, :verifier_ref, :source, :event_at,
         :webhook_event_at, :observed_at, :now, :now)
     ON CONFLICT (account, uid, seat) DO UPDATE SET
         booking_id = COALESCE(excluded.booking_id, booking_observations.booking_id),
@@ -32,6 +32,7 @@ UPSERT = sql(
         calcom_status = excluded.calcom_status, event_type_id = excluded.event_type_id,
         hosts = excluded.hosts, attendees = excluded.attendees, phones = excluded.phones,
         appointment_tag = excluded.appointment_tag, phase_tag = excluded.phase_tag,
+        verifier_ref = COALESCE(excluded.verifier_ref, booking_observations.verifier_ref),
         source = excluded.source, event_at = excluded.event_at,
         webhook_event_at = CASE WHEN booking_observations.webhook_event_at IS NULL
                                   OR excluded.webhook_event_at > booking_observations.webhook_event_at
@@ -50,7 +51,7 @@ UPSERT = sql(
 )
 
 _AVAILABLE_COLUMNS = """o.uid, o.seat, o.booking_id, o.start_at, o.end_at, o.event_type_id, o.hosts, o.attendees, o.phones,
-        o.appointment_tag, o.phase_tag, o.source, o.updated_at"""
+        o.appointment_tag, o.phase_tag, o.verifier_ref, o.source, o.updated_at"""
 _UNCLAIMED = """o.state = 'exists' AND NOT EXISTS (SELECT 1 FROM booking_claims c
         WHERE c.account = o.account AND c.booking_uid = o.uid AND c.booking_seat = o.seat)"""
 # PostgreSQL would rather hash every claim ever made than probe the key of each candidate: OFFSET 0
@@ -75,11 +76,24 @@ AVAILABLE_BETWEEN = sql(
     WHERE {_UNCLAIMED_PG}
     """,
 )
+# Tagged bookings of these appointments: unclaimed, or claimed for the same appointment (a booking
+# the guard claimed for appointment 762 is also 762's own verification's: claims are shared within
+# one appointment id).
+_NOT_CLAIMED_ELSEWHERE = """o.state = 'exists' AND NOT EXISTS (SELECT 1 FROM booking_claims c JOIN verifications v ON v.seq = c.verification_seq
+        WHERE c.account = o.account AND c.booking_uid = o.uid AND c.booking_seat = o.seat
+        AND (o.appointment_tag IS NULL OR v.appointment_id <> o.appointment_tag))"""
 AVAILABLE_TAGGED = sql(
-    f"SELECT {_AVAILABLE_COLUMNS} FROM booking_observations o WHERE o.account = :account AND {_UNCLAIMED} "
+    f"SELECT {_AVAILABLE_COLUMNS} FROM booking_observations o WHERE o.account = :account AND {_NOT_CLAIMED_ELSEWHERE} "
     "AND o.appointment_tag IN (SELECT value FROM json_each(:tags))",
-    postgresql=f"SELECT {_AVAILABLE_COLUMNS} FROM booking_observations o WHERE o.account = :account AND {_UNCLAIMED_PG} "
+    postgresql=f"SELECT {_AVAILABLE_COLUMNS} FROM booking_observations o WHERE o.account = :account AND {_NOT_CLAIMED_ELSEWHERE} "
     "AND o.appointment_tag = ANY(:tags)",
+)
+# Bookings the guard created for these verifier_refs (the same sharing rule).
+AVAILABLE_BY_REF = sql(
+    f"SELECT {_AVAILABLE_COLUMNS} FROM booking_observations o WHERE o.account = :account AND {_NOT_CLAIMED_ELSEWHERE} "
+    "AND o.verifier_ref IN (SELECT value FROM json_each(:refs))",
+    postgresql=f"SELECT {_AVAILABLE_COLUMNS} FROM booking_observations o WHERE o.account = :account AND {_NOT_CLAIMED_ELSEWHERE} "
+    "AND o.verifier_ref = ANY(:refs)",
 )
 
 UNITS_OF = sql(
@@ -181,6 +195,7 @@ class Available:
     phones: tuple[str, ...]
     appointment_tag: str | None
     phase_tag: str | None
+    verifier_ref: str | None
     source: str
     updated_at: datetime
 
@@ -199,6 +214,7 @@ def _row(observation: Observation, account: str, now: datetime) -> dict[str, Any
         "hosts": json.dumps(list(observation.hosts)),
         "attendees": json.dumps(list(observation.attendees)),
         "phones": json.dumps(list(observation.phones)),
+        "verifier_ref": observation.verifier_ref,
         "appointment_tag": observation.appointment_tag,
         "phase_tag": observation.phase_tag,
         "source": observation.source,
@@ -270,6 +286,12 @@ async def available_between(tx: Tx, account: str, windows: Sequence[tuple[dateti
         AVAILABLE_BETWEEN, account=account, windows=list(windows), los=[lo for lo, _ in windows], his=[hi for _, hi in windows]
     )
     return [_available(r) for r in rows]
+
+
+async def available_by_ref(tx: Tx, account: str, refs: Sequence[str]) -> list[Available]:
+    if not refs:
+        return []
+    return [_available(r) for r in await tx.fetch_all(AVAILABLE_BY_REF, account=account, refs=list(refs))]
 
 
 async def available_tagged(tx: Tx, account: str, tags: Sequence[str]) -> list[Available]:

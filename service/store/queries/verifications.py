@@ -23,7 +23,7 @@ _VCOLS = """seq, id, account, appointment_id, service, sync_error, fingerprint, 
     resolution, resolved_via, note, window_start_at, window_end_at, created_at, updated_at, resolved_at,
     review_started_at,
     next_check_at, deadline_at, checks, complete_checks, failures, last_checked_at, last_check_error,
-    lease_owner, lease_expires_at"""
+    lease_owner, lease_expires_at, verifier_ref"""
 _PCOLS = """verification_seq, key, position, start_at, end_at, event_type_id, host_email, attendee_email, attendee_phone,
     staff_required, active, status, booking_uid, booking_seat, booking_id, booking_start_at, booking_source, booking_identity"""
 
@@ -31,10 +31,10 @@ INSERT = sql(
     """
     INSERT INTO verifications (id, account, appointment_id, service, sync_error, fingerprint, status,
         review_reason, resolved_via, window_start_at, window_end_at, created_at, updated_at,
-        resolved_at, review_started_at, next_check_at, deadline_at)
+        resolved_at, review_started_at, next_check_at, deadline_at, verifier_ref)
     VALUES (:id, :account, :appointment_id, :service, :sync_error, :fingerprint, :status,
         :review_reason, :resolved_via, :window_start_at, :window_end_at, :now, :now,
-        :resolved_at, :resolved_at, :next_check_at, :deadline_at)
+        :resolved_at, :resolved_at, :next_check_at, :deadline_at, :verifier_ref)
     RETURNING seq
     """
 )
@@ -47,8 +47,11 @@ INSERT_PHASE = sql(
     """
 )
 LATEST_FOR_APPOINTMENT = sql(
-    f"SELECT {_VCOLS} FROM verifications WHERE account = :account AND appointment_id = :appointment_id ORDER BY seq DESC LIMIT 1"
+    # The platform's own records only: the guard's are keyed by their verifier_ref.
+    f"SELECT {_VCOLS} FROM verifications WHERE account = :account AND appointment_id = :appointment_id AND verifier_ref IS NULL "
+    "ORDER BY seq DESC LIMIT 1"
 )
+BY_REF = sql(f"SELECT {_VCOLS} FROM verifications WHERE account = :account AND verifier_ref = :verifier_ref")
 BY_ID = sql(f"SELECT {_VCOLS} FROM verifications WHERE id = :id")
 BY_SEQS = _sql_in(f"SELECT {_VCOLS} FROM verifications WHERE {{in}} ORDER BY seq", "seq", "seqs")
 PHASES_OF = _sql_in(f"SELECT {_PCOLS} FROM phases WHERE {{in}} ORDER BY verification_seq, position", "verification_seq", "seqs")
@@ -154,13 +157,18 @@ def _list_query(filters: tuple[str, ...]) -> Query:
 
 
 async def insert(tx: Tx, row: dict[str, Any], phases: list[dict[str, Any]]) -> int:
-    seq = int(await tx.fetch_val(INSERT, **row))
+    seq = int(await tx.fetch_val(INSERT, **{"verifier_ref": None, **row}))
     await tx.execute_many(INSERT_PHASE, [{**phase, "verification_seq": seq} for phase in phases])
     return seq
 
 
 async def latest_for_appointment(tx: Tx, account: str, appointment_id: str) -> dict[str, Any] | None:
     return await tx.fetch_one(LATEST_FOR_APPOINTMENT, account=account, appointment_id=appointment_id)
+
+
+async def by_ref(tx: Tx, account: str, verifier_ref: str) -> dict[str, Any] | None:
+    """The verification the guard recorded for one create."""
+    return await tx.fetch_one(BY_REF, account=account, verifier_ref=verifier_ref)
 
 
 async def by_id(tx: Tx, verification_id: str) -> dict[str, Any] | None:
