@@ -33,9 +33,9 @@ api = Api(
         503: "API_TOKEN is not configured, or the database is unavailable (nothing was stored)",
     },
 )
-ACCOUNT = path_param("account", "the account id", pattern=ACCOUNT_ID.pattern)
-VERIFICATION = path_param("id", "the verification id")
-WAIT = query_param(
+ACCOUNT_PARAM = path_param("account", "the account id", pattern=ACCOUNT_ID.pattern)
+ID_PARAM = path_param("id", "the verification id")
+WAIT_PARAM = query_param(
     "wait",
     "long-poll: answer as soon as the verdict is known or after this many seconds",
     type="number",
@@ -60,7 +60,7 @@ def _account_id(request: Request) -> str:
     "PUT",
     "/accounts/{account}",
     summary="Create or replace an account",
-    params=[ACCOUNT],
+    params=[ACCOUNT_PARAM],
     body=AccountIn,
     responses={201: (AccountOut, "created"), 200: (AccountOut, "replaced"), 413: TOO_LARGE, 422: INVALID},
 )
@@ -77,7 +77,7 @@ async def put_account(request: Request) -> JSONResponse:
     "GET",
     "/accounts/{account}",
     summary="Read an account (its secrets read \"set\")",
-    params=[ACCOUNT],
+    params=[ACCOUNT_PARAM],
     responses={200: (AccountOut, "the account"), 404: "no such account", 422: INVALID},
 )
 async def get_account(request: Request) -> JSONResponse:
@@ -89,7 +89,7 @@ async def get_account(request: Request) -> JSONResponse:
     "POST",
     "/verifications",
     summary="Record a failed sync",
-    params=[WAIT],
+    params=[WAIT_PARAM],
     body=VerificationIn,
     responses={
         201: (VerificationOut, "recorded"),
@@ -115,7 +115,7 @@ async def post_verification(request: Request) -> JSONResponse:
     "GET",
     "/verifications/{id}",
     summary="Read a verification, optionally long-polling for its verdict",
-    params=[VERIFICATION, WAIT],
+    params=[ID_PARAM, WAIT_PARAM],
     responses={200: (VerificationOut, "the verification"), 404: "no such verification", 422: INVALID},
 )
 async def get_verification(request: Request) -> JSONResponse:
@@ -192,7 +192,7 @@ async def list_verifications(request: Request) -> JSONResponse:
     "POST",
     "/verifications/{id}/resolve",
     summary="Close a pending or manual_review verification by hand",
-    params=[VERIFICATION],
+    params=[ID_PARAM],
     body=ResolveIn,
     responses={
         200: (VerificationOut, "resolved"),
