@@ -1,9 +1,15 @@
-"""How a verification reads over the API and in callbacks (SPEC §4). Pure."""
+"""How a verification and an account read over the API and in callbacks. Pure.
+
+Each view is validated against its response type (`responses.py`) as it is built, so no answer
+can leave the service in a shape its OpenAPI description does not promise.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
+from service.core.responses import ACCOUNT, VERIFICATION, AccountOut, BookingOut, CallbackOut, PhaseOut, VerificationOut
 from service.core.times import iso
 
 
@@ -11,7 +17,7 @@ def render(row: dict[str, Any], phases: list[dict[str, Any]], callback: dict[str
     """The verification as GET returns it."""
     rendered = [_phase(p) for p in phases]
     missing = [p["key"] for p in rendered if p["status"] in ("missing", "ambiguous")]
-    return {
+    view: VerificationOut = {
         "id": row["id"],
         "account": row["account"],
         "appointment_id": row["appointment_id"],
@@ -21,7 +27,7 @@ def render(row: dict[str, Any], phases: list[dict[str, Any]], callback: dict[str
         "resolution": row["resolution"],
         "resolved_via": row["resolved_via"],
         "note": row["note"],
-        "created_at": iso(row["created_at"]),
+        "created_at": _at(row["created_at"]),
         "resolved_at": iso(row["resolved_at"]),
         "next_check_at": iso(row["next_check_at"]) if row["status"] == "pending" else None,
         "deadline_at": iso(row["deadline_at"]) if row["status"] == "pending" else None,
@@ -31,36 +37,48 @@ def render(row: dict[str, Any], phases: list[dict[str, Any]], callback: dict[str
         "phases": rendered,
         "callback": _callback(callback),
     }
+    return cast(dict[str, Any], VERIFICATION.validate_python(view))
 
 
-def _phase(row: dict[str, Any]) -> dict[str, Any]:
-    booking = None
+def _phase(row: dict[str, Any]) -> PhaseOut:
+    booking: BookingOut | None = None
     if row["booking_uid"] is not None:
         booking = {
             "id": row["booking_id"],
             "uid": row["booking_uid"],
             "start": iso(row["booking_start_at"]),
             "source": row["booking_source"],
+            # What tied the booking to the phase: tag, person (a named host or attendee), time, operator.
+            "identity": row.get("booking_identity"),
         }
         if row["booking_seat"]:
             booking["seat_uid"] = row["booking_seat"]
-        # What tied the booking to the phase: tag, person (a named host or attendee), time, operator.
-        booking["identity"] = row.get("booking_identity")
-    phase = {
+    phase: PhaseOut = {
         "key": row["key"],
-        "start": iso(row["start_at"]),
+        "start": _at(row["start_at"]),
         "end": iso(row["end_at"]),
         "staff_required": row["staff_required"],
         "status": row["status"],
         "booking": booking,
     }
-    for name in ("event_type_id", "host_email", "attendee_email", "attendee_phone"):
-        if row.get(name) is not None:
-            phase[name] = row[name]
+    # The constraints appear only when the phase has them.
+    if row.get("event_type_id") is not None:
+        phase["event_type_id"] = row["event_type_id"]
+    if row.get("host_email") is not None:
+        phase["host_email"] = row["host_email"]
+    if row.get("attendee_email") is not None:
+        phase["attendee_email"] = row["attendee_email"]
+    if row.get("attendee_phone") is not None:
+        phase["attendee_phone"] = row["attendee_phone"]
     return phase
 
 
-def _callback(row: dict[str, Any] | None) -> dict[str, Any]:
+def _at(value: datetime) -> str:
+    # iso() of an instant that is always there; "" would fail the view's validation, never pass.
+    return iso(value) or ""
+
+
+def _callback(row: dict[str, Any] | None) -> CallbackOut:
     if row is None:
         return {"state": "none", "attempts": 0, "last_error": None}
     return {"state": row["state"], "attempts": row["attempts"], "last_error": row["last_error"]}
@@ -68,7 +86,7 @@ def _callback(row: dict[str, Any] | None) -> dict[str, Any]:
 
 def account_view(account: Any) -> dict[str, Any]:
     """An account as the API shows it: which secrets are set, never their values."""
-    return {
+    view: AccountOut = {
         "id": account.id,
         "account": account.id,
         "calcom_api_key": "set",
@@ -82,6 +100,7 @@ def account_view(account: Any) -> dict[str, Any]:
         "guard": account.guard,
         "credentials": account.credentials,
         "webhook_path": f"/webhooks/calcom/{account.id}",
-        "created_at": iso(account.created_at),
-        "updated_at": iso(account.updated_at),
+        "created_at": _at(account.created_at),
+        "updated_at": _at(account.updated_at),
     }
+    return cast(dict[str, Any], ACCOUNT.validate_python(view))

@@ -1,4 +1,8 @@
-"""Handlers of /api/*: parse, call one service function, answer. No SQL here."""
+"""Handlers of /api/*: parse, call one service function, answer. No SQL here.
+
+Each handler declares its operation on `api` (parameters, body, answers); the routes and
+/openapi.json are both made from those declarations.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from service.core.models import (
     ACCOUNT_ID,
@@ -17,9 +20,30 @@ from service.core.models import (
     VerificationIn,
     parse,
 )
+from service.core.responses import AccountOut, VerificationOut, VerificationPage
 from service.core.views import account_view
 from service.errors import ValidationFailed
-from service.web.http import parse_limit, parse_wait, read_body
+from service.web.http import MAX_WAIT_SECONDS, parse_limit, parse_wait, read_body
+from service.web.openapi import Api, path_param, query_param
+
+api = Api(
+    "/api",
+    common={
+        401: "missing or wrong bearer token",
+        503: "API_TOKEN is not configured, or the database is unavailable (nothing was stored)",
+    },
+)
+ACCOUNT_PARAM = path_param("account", "the account id", pattern=ACCOUNT_ID.pattern)
+ID_PARAM = path_param("id", "the verification id")
+WAIT_PARAM = query_param(
+    "wait",
+    "long-poll: answer as soon as the verdict is known or after this many seconds",
+    type="number",
+    minimum=0,
+    maximum=MAX_WAIT_SECONDS,
+)
+TOO_LARGE = "the body is larger than MAX_BODY_BYTES"
+INVALID = "validation error naming the field"
 
 
 def _account_id(request: Request) -> str:
@@ -32,6 +56,14 @@ def _account_id(request: Request) -> str:
     return account_id
 
 
+@api.operation(
+    "PUT",
+    "/accounts/{account}",
+    summary="Create or replace an account",
+    params=[ACCOUNT_PARAM],
+    body=AccountIn,
+    responses={201: (AccountOut, "created"), 200: (AccountOut, "replaced"), 413: TOO_LARGE, 422: INVALID},
+)
 async def put_account(request: Request) -> JSONResponse:
     services = request.app.state.services
     account_id = _account_id(request)
@@ -41,11 +73,33 @@ async def put_account(request: Request) -> JSONResponse:
     return JSONResponse(account_view(saved.account), status_code=201 if saved.created else 200)
 
 
+@api.operation(
+    "GET",
+    "/accounts/{account}",
+    summary="Read an account (its secrets read \"set\")",
+    params=[ACCOUNT_PARAM],
+    responses={200: (AccountOut, "the account"), 404: "no such account", 422: INVALID},
+)
 async def get_account(request: Request) -> JSONResponse:
     services = request.app.state.services
     return JSONResponse(account_view(await services.accounts.get(_account_id(request))))
 
 
+@api.operation(
+    "POST",
+    "/verifications",
+    summary="Record a failed sync",
+    params=[WAIT_PARAM],
+    body=VerificationIn,
+    responses={
+        201: (VerificationOut, "recorded"),
+        200: (VerificationOut, "the same failure was recorded before (idempotent)"),
+        404: "no such account",
+        409: "different phases for an appointment whose verification is still pending",
+        413: TOO_LARGE,
+        422: INVALID,
+    },
+)
 async def post_verification(request: Request) -> JSONResponse:
     services = request.app.state.services
     wait = parse_wait(request)
@@ -57,6 +111,13 @@ async def post_verification(request: Request) -> JSONResponse:
     return JSONResponse(view, status_code=201 if recorded.created else 200)
 
 
+@api.operation(
+    "GET",
+    "/verifications/{id}",
+    summary="Read a verification, optionally long-polling for its verdict",
+    params=[ID_PARAM, WAIT_PARAM],
+    responses={200: (VerificationOut, "the verification"), 404: "no such verification", 422: INVALID},
+)
 async def get_verification(request: Request) -> JSONResponse:
     services = request.app.state.services
     wait = parse_wait(request)
@@ -83,6 +144,20 @@ async def _wait_for_verdict(services: Any, verification_id: str, wait: float) ->
             return view
 
 
+@api.operation(
+    "GET",
+    "/verifications",
+    summary="List verifications, newest first",
+    params=[
+        query_param("account"),
+        query_param("status", type="string", enum=list(STATUSES)),
+        query_param("review_reason", type="string", enum=list(REVIEW_REASONS)),
+        query_param("appointment_id"),
+        query_param("limit", type="integer", minimum=1, maximum=200, default=50),
+        query_param("cursor", "next_cursor of the previous page"),
+    ],
+    responses={200: (VerificationPage, "one page"), 422: INVALID},
+)
 async def list_verifications(request: Request) -> JSONResponse:
     services = request.app.state.services
     params = request.query_params
@@ -113,6 +188,20 @@ async def list_verifications(request: Request) -> JSONResponse:
     return JSONResponse(page)
 
 
+@api.operation(
+    "POST",
+    "/verifications/{id}/resolve",
+    summary="Close a pending or manual_review verification by hand",
+    params=[ID_PARAM],
+    body=ResolveIn,
+    responses={
+        200: (VerificationOut, "resolved"),
+        404: "no such verification",
+        409: "the verification is already verified or resolved",
+        413: TOO_LARGE,
+        422: INVALID,
+    },
+)
 async def resolve_verification(request: Request) -> JSONResponse:
     services = request.app.state.services
     body: ResolveIn = parse(ResolveIn, await read_body(request, services.settings.max_body_bytes))
@@ -120,11 +209,4 @@ async def resolve_verification(request: Request) -> JSONResponse:
     return JSONResponse(view)
 
 
-routes = [
-    Route("/accounts/{account}", put_account, methods=["PUT"]),
-    Route("/accounts/{account}", get_account, methods=["GET"]),
-    Route("/verifications", post_verification, methods=["POST"]),
-    Route("/verifications", list_verifications, methods=["GET"]),
-    Route("/verifications/{id}", get_verification, methods=["GET"]),
-    Route("/verifications/{id}/resolve", resolve_verification, methods=["POST"]),
-]
+routes = api.routes()
