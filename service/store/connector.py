@@ -67,24 +67,31 @@ def sql(text: str, *, postgresql: str | None = None) -> Query:
     return Query(text, postgresql)
 
 
-def bind(query: Query, dialect: str, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
-    """The compiled text and its arguments in order; a missing parameter is a TypeError."""
-    text, names = query.compiled(dialect)
-    try:
-        return text, [params[name] for name in names]
-    except KeyError as exc:
-        raise TypeError(f"missing SQL parameter {exc.args[0]!r}") from None
-
-
 class Tx(abc.ABC):
-    """Statements inside one unit of work on one driver connection (`raw`)."""
+    """Statements inside one unit of work on one driver connection (`raw`).
+
+    The statement methods are written once here (bind, run, translate errors); a connector
+    supplies the driver calls (`_fetch`, `_run`, `_run_many`) and its parameter conversion.
+    """
 
     dialect: str
     raw: Any
 
-    @abc.abstractmethod
+    def _bind(self, query: Query, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        """The compiled text and its arguments in order; a missing parameter is a TypeError."""
+        text, names = query.compiled(self.dialect)
+        try:
+            return text, [params[name] for name in names]
+        except KeyError as exc:
+            raise TypeError(f"missing SQL parameter {exc.args[0]!r}") from None
+
     async def fetch_all(self, query: Query, **params: Any) -> list[dict[str, Any]]:
         """Every row, as dicts of typed values (datetimes aware, booleans bool)."""
+        text, args = self._bind(query, params)
+        try:
+            return await self._fetch(text, args)
+        except Exception as exc:
+            raise self.translate(exc) from exc
 
     async def fetch_one(self, query: Query, **params: Any) -> dict[str, Any] | None:
         """The first row, or None."""
@@ -96,13 +103,37 @@ class Tx(abc.ABC):
         row = await self.fetch_one(query, **params)
         return next(iter(row.values())) if row else None
 
-    @abc.abstractmethod
     async def execute(self, query: Query, **params: Any) -> int:
         """Run a statement; answer the number of rows it changed."""
+        text, args = self._bind(query, params)
+        try:
+            return await self._run(text, args)
+        except Exception as exc:
+            raise self.translate(exc) from exc
 
-    @abc.abstractmethod
     async def execute_many(self, query: Query, rows: Iterable[Mapping[str, Any]]) -> None:
         """Run a statement once per parameter set."""
+        args = [self._bind(query, row)[1] for row in rows]
+        if not args:
+            return
+        try:
+            await self._run_many(query.compiled(self.dialect)[0], args)
+        except Exception as exc:
+            raise self.translate(exc) from exc
+
+    @abc.abstractmethod
+    async def _fetch(self, text: str, args: list[Any]) -> list[dict[str, Any]]: ...
+
+    @abc.abstractmethod
+    async def _run(self, text: str, args: list[Any]) -> int: ...
+
+    @abc.abstractmethod
+    async def _run_many(self, text: str, args: list[list[Any]]) -> None: ...
+
+    @staticmethod
+    @abc.abstractmethod
+    def translate(exc: BaseException) -> BaseException:
+        """The driver's errors as ours (the connector's `Database.translate`)."""
 
     @abc.abstractmethod
     async def lock_account(self, account: str) -> None:

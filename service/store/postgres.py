@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,7 +18,7 @@ import asyncpg
 import databases
 
 from service.errors import DatabaseUnavailable, UniqueViolation
-from service.store.connector import Database, Query, Tx, bind, sql, to_the_end
+from service.store.connector import Database, Tx, sql, to_the_end
 
 log = logging.getLogger("service.store.postgres")
 
@@ -55,30 +55,20 @@ class PostgresTx(Tx):
     def __init__(self, raw: asyncpg.Connection) -> None:
         self.raw = raw
 
-    async def fetch_all(self, query: Query, **params: Any) -> list[dict[str, Any]]:
-        text, args = bind(query, "postgresql", params)
-        try:
-            return [dict(r) for r in await self.raw.fetch(text, *args)]
-        except Exception as exc:
-            raise PostgresDatabase.translate(exc) from exc
+    async def _fetch(self, text: str, args: list[Any]) -> list[dict[str, Any]]:
+        return [dict(r) for r in await self.raw.fetch(text, *args)]
 
-    async def execute(self, query: Query, **params: Any) -> int:
-        text, args = bind(query, "postgresql", params)
-        try:
-            status = await self.raw.execute(text, *args)
-        except Exception as exc:
-            raise PostgresDatabase.translate(exc) from exc
+    async def _run(self, text: str, args: list[Any]) -> int:
+        status = await self.raw.execute(text, *args)
         tail = status.rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
 
-    async def execute_many(self, query: Query, rows: Iterable[Mapping[str, Any]]) -> None:
-        args = [bind(query, "postgresql", row)[1] for row in rows]
-        if not args:
-            return
-        try:
-            await self.raw.executemany(query.compiled("postgresql")[0], args)
-        except Exception as exc:
-            raise PostgresDatabase.translate(exc) from exc
+    async def _run_many(self, text: str, args: list[list[Any]]) -> None:
+        await self.raw.executemany(text, args)
+
+    @staticmethod
+    def translate(exc: BaseException) -> BaseException:
+        return PostgresDatabase.translate(exc)
 
     async def lock_account(self, account: str) -> None:
         await self.execute(_ACCOUNT_LOCK, account=account)
@@ -95,7 +85,7 @@ class PostgresDatabase(Database):
 
     dialect = "postgresql"
 
-    def __init__(self, url: str, *, pool_size: int = 10, checkpoints: bool = True, readers: int | None = None) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
         self._db = databases.Database(url, min_size=1, max_size=pool_size, command_timeout=30)
 

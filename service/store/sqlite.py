@@ -27,7 +27,7 @@ import aiosqlite
 
 from service.errors import DatabaseUnavailable, UniqueViolation
 from service.store.checkpointer import Checkpointer
-from service.store.connector import Database, Query, Tx, bind, to_the_end
+from service.store.connector import Database, Query, Tx, to_the_end
 
 log = logging.getLogger("service.store.sqlite")
 OPTIMIZE_EVERY = 3600.0  # seconds between PRAGMA optimize runs on a long-lived connection
@@ -44,17 +44,9 @@ _PRAGMAS = (
 _UNAVAILABLE = frozenset({5, 6, 7, 8, 10, 13, 14, 15})
 
 
-def _utctime(raw: bytes) -> datetime:
-    return datetime.fromisoformat(raw.decode())
-
-
-def _bool(raw: bytes) -> bool:
-    return bool(int(raw))
-
-
 # Converters are looked up by the first word of a column's declared type (or its `[name]` alias).
-sqlite3.register_converter("UTCTIME", _utctime)
-sqlite3.register_converter("BOOL", _bool)
+sqlite3.register_converter("UTCTIME", lambda raw: datetime.fromisoformat(raw.decode()))
+sqlite3.register_converter("BOOL", lambda raw: bool(int(raw)))
 
 _PLAIN = (str, int, float, type(None))
 
@@ -93,38 +85,28 @@ class SqliteTx(Tx):
     def __init__(self, raw: aiosqlite.Connection) -> None:
         self.raw = raw
 
-    def _args(self, query: Query, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
-        text, args = bind(query, "sqlite", params)
+    def _bind(self, query: Query, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        text, args = super()._bind(query, params)
         return text, [to_sqlite(arg) for arg in args]
 
-    async def fetch_all(self, query: Query, **params: Any) -> list[dict[str, Any]]:
-        text, args = self._args(query, params)
-        try:
-            # One trip to aiosqlite's thread (execute + fetch); rows are sqlite3.Row, typed by the converters.
-            rows = await self.raw.execute_fetchall(text, args)
-        except Exception as exc:
-            raise SqliteDatabase.translate(exc) from exc
+    async def _fetch(self, text: str, args: list[Any]) -> list[dict[str, Any]]:
+        # One trip to aiosqlite's thread (execute + fetch); rows are sqlite3.Row, typed by the converters.
+        rows = await self.raw.execute_fetchall(text, args)
         if not rows:
             return []
         keys = rows[0].keys()
         return [dict(zip(keys, row)) for row in rows]
 
-    async def execute(self, query: Query, **params: Any) -> int:
-        text, args = self._args(query, params)
-        try:
-            cursor = await self.raw.execute(text, args)
-        except Exception as exc:
-            raise SqliteDatabase.translate(exc) from exc
+    async def _run(self, text: str, args: list[Any]) -> int:
+        cursor = await self.raw.execute(text, args)
         return int(cursor.rowcount)  # no close(): one thread trip less; nothing is left open
 
-    async def execute_many(self, query: Query, rows: Iterable[Mapping[str, Any]]) -> None:
-        args = [self._args(query, row)[1] for row in rows]
-        if not args:
-            return
-        try:
-            await self.raw.executemany(query.compiled("sqlite")[0], args)
-        except Exception as exc:
-            raise SqliteDatabase.translate(exc) from exc
+    async def _run_many(self, text: str, args: list[list[Any]]) -> None:
+        await self.raw.executemany(text, args)
+
+    @staticmethod
+    def translate(exc: BaseException) -> BaseException:
+        return SqliteDatabase.translate(exc)
 
     async def lock_account(self, account: str) -> None:
         """Nothing to do: SQLite already serialises every writer."""
@@ -141,7 +123,7 @@ class SqliteDatabase(Database):
 
     dialect = "sqlite"
 
-    def __init__(self, url: str, *, readers: int = READERS, checkpoints: bool = True, pool_size: int | None = None) -> None:
+    def __init__(self, url: str, *, readers: int = READERS, checkpoints: bool = True) -> None:
         self.url = url
         self.path = url.split(":///", 1)[1]
         self.readers = readers
