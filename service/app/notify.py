@@ -13,8 +13,6 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 
-import asyncpg
-
 from service.store.connector import Database
 from service.store.queries import verifications as verification_store
 
@@ -28,13 +26,14 @@ class Notifier:
         self.recheck_seconds = recheck_seconds or (0.1 if db.dialect == "sqlite" else 1.0)
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._tasks: list[asyncio.Task[None]] = []
-        self._listener: asyncpg.Connection | None = None
         self._stopping = asyncio.Event()
+        self.listening = asyncio.Event()  # set once other processes' verdicts can reach us (never on SQLite)
 
     async def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._recheck_loop(), name="notify-recheck"))
-        if self.db.dialect == "postgresql":
-            self._tasks.append(asyncio.create_task(self._listen_loop(), name="notify-listen"))
+        # Anything resolved while the listener was not connected is caught by the recheck loop.
+        listen = self.db.listen(CHANNEL, lambda payload: self.resolved([payload]), on_listening=self.listening.set)
+        self._tasks.append(asyncio.create_task(listen, name="notify-listen"))
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -86,28 +85,3 @@ class Notifier:
                 log.debug("verdict recheck failed", extra={"event": "notify_recheck_failed", "error": type(exc).__name__})
                 continue
             self.resolved(vid for vid, status in found.items() if status != "pending")
-
-    async def _listen_loop(self) -> None:
-        delay = 0.5
-        while not self._stopping.is_set():
-            try:
-                connection = await asyncpg.connect(self.db.postgres_dsn())
-            except Exception as exc:
-                log.warning("verdict listener cannot connect", extra={"event": "notify_listen_failed", "error": type(exc).__name__})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-                continue
-            delay = 0.5
-            lost = asyncio.Event()
-            try:
-                connection.add_termination_listener(lambda _c: lost.set())
-                await connection.add_listener(CHANNEL, lambda _c, _pid, _ch, payload: self.resolved([payload]))
-                # Anything resolved while we were not listening is caught by the recheck loop.
-                await lost.wait()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("verdict listener lost", extra={"event": "notify_listen_lost", "error": type(exc).__name__})
-            finally:
-                with contextlib.suppress(Exception):
-                    await connection.close(timeout=2)

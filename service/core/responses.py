@@ -29,7 +29,7 @@ Status = Literal["pending", "verified", "manual_review", "resolved"]
 ReviewReason = Literal[
     "no_booking_found", "partial_match", "ambiguous_match", "unconfirmed_match", "calcom_unavailable", "verification_disabled"
 ]
-ResolvedVia = Literal["webhook", "poll", "operator", "system"]
+ResolvedVia = Literal["webhook", "poll", "guard", "operator", "system"]
 PhaseStatus = Literal["pending", "matched", "missing", "unknown", "ambiguous", "not_required"]
 BookingSource = Literal["webhook", "poll", "operator"]
 Identity = Literal["tag", "person", "time", "operator"]
@@ -121,6 +121,7 @@ class AccountOut(TypedDict):
     match_tolerance_seconds: int
     enabled: bool
     time_only_matching: bool
+    guard: bool
     credentials: Annotated[Literal["ok", "broken"], Field(description="broken: Cal.com refused the API key (401/403)")]
     webhook_path: Annotated[str, Field(description="where to point this account's Cal.com webhook subscription")]
     created_at: Instant

@@ -25,7 +25,7 @@ from typing import Any
 
 import aiosqlite
 
-log = logging.getLogger("service.store.connector")
+log = logging.getLogger("service.store.sqlite")
 
 CHECKPOINT_EVERY = 1.0  # seconds
 WAL_LIMIT_FRAMES = 16_384  # 64 MB of 4 kB pages

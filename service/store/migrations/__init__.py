@@ -1,8 +1,10 @@
 """Forward-only SQL migrations: `<dialect>/NNNN_name.sql` beside this file, shipped inside the package.
 
 Each file runs in its own transaction together with the row that records it, so a crash leaves a
-file either applied or not. On PostgreSQL a session advisory lock makes concurrent `release`
-processes take turns; on SQLite `BEGIN IMMEDIATE` does the same.
+file either applied or not. A lock held for the whole run (`Database.session_lock`: an advisory lock
+on PostgreSQL; SQLite's `BEGIN IMMEDIATE` is enough there) makes concurrent `release` processes take
+turns. SQLite changes a column's type by rebuilding its table, which `Database.schema_transaction`
+allows (foreign keys are checked once, before COMMIT).
 """
 
 from __future__ import annotations
@@ -61,22 +63,18 @@ async def pending(db: Database) -> list[str]:
     return [version for version, _ in available(db.dialect) if version not in done]
 
 
-async def migrate(db: Database) -> list[str]:
-    """Apply every pending migration; answer the versions applied by this call."""
-    if db.dialect == "postgresql":
-        async with db._pg_connection() as raw:
-            await raw.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
-            try:
-                return await _apply_all(db)
-            finally:
-                await raw.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
-    return await _apply_all(db)
+async def migrate(db: Database, *, until: str | None = None) -> list[str]:
+    """Apply every pending migration (up to version `until`, if given); answer the versions applied by this call."""
+    async with db.session_lock(_LOCK_KEY):
+        return await _apply_all(db, until)
 
 
-async def _apply_all(db: Database) -> list[str]:
+async def _apply_all(db: Database, until: str | None) -> list[str]:
     done: list[str] = []
     for version, path in available(db.dialect):
-        async with db.transaction() as tx:
+        if until is not None and version[:4] > until[:4]:  # "0004" or "0004_history_indexes"
+            break
+        async with db.schema_transaction() as tx:
             await tx.execute(_CREATE_TABLE)
             if version in await applied(tx):
                 continue

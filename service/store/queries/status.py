@@ -23,7 +23,7 @@ TALLY = sql(
 # deadline by more than the grace a live poller needs to move them to manual_review.
 PENDING = sql(
     """
-    SELECT COUNT(*) AS n, MIN(created_at) AS oldest_at,
+    SELECT COUNT(*) AS n, MIN(created_at) AS "oldest_at [UTCTIME]",
         COUNT(CASE WHEN deadline_at < :overdue_before THEN 1 END) AS overdue
     FROM verifications WHERE status = 'pending'
     """
@@ -33,7 +33,7 @@ PENDING = sql(
 # review_started_at existed fall back to resolved_at, the time they entered the queue).
 REVIEW_QUEUE = sql(
     """
-    SELECT COUNT(*) AS n, MIN(COALESCE(review_started_at, resolved_at)) AS oldest_at
+    SELECT COUNT(*) AS n, MIN(COALESCE(review_started_at, resolved_at)) AS "oldest_at [UTCTIME]"
     FROM verifications WHERE status = 'manual_review'
     """
 )
@@ -53,7 +53,7 @@ REVIEW_ENTERED = sql(
 # time survives as review_started_at (a kill-switch row has review_started_at = created_at).
 # SQLite is told the index: left alone it gathers every final row through the status index and sorts.
 _RECENT_VERDICTS = """
-    SELECT created_at, COALESCE(review_started_at, resolved_at) AS verdict_at FROM verifications {hint}
+    SELECT created_at, COALESCE(review_started_at, resolved_at) AS "verdict_at [UTCTIME]" FROM verifications {hint}
     WHERE resolved_at IS NOT NULL AND (
         status = 'verified'
         OR (status = 'manual_review' AND resolved_via = 'system' AND review_reason <> 'verification_disabled')
@@ -68,7 +68,7 @@ RECENT_VERDICTS = sql(
 # Callback events by delivery state: size, oldest, and how many were created since `since`.
 OUTBOX = sql(
     """
-    SELECT state, COUNT(*) AS n, MIN(created_at) AS oldest_at,
+    SELECT state, COUNT(*) AS n, MIN(created_at) AS "oldest_at [UTCTIME]",
         COUNT(CASE WHEN created_at >= :since THEN 1 END) AS recent
     FROM outbox GROUP BY state
     """

@@ -1,0 +1,4 @@
+-- Declared column types. Nothing to do on PostgreSQL: its columns were TIMESTAMPTZ and BOOLEAN from
+-- the start. The SQLite file of this version rebuilds its tables so that they say the same
+-- (UTCTIME TEXT, BOOL INTEGER) and come back typed by the schema instead of by column names.
+-- Keep in step with ../sqlite/0005_declared_types.sql.
