@@ -453,7 +453,7 @@ async def test_the_list_filters_a_guard_uses(fake, http, clock):
     clock.advance(600)
     mine = (await create(http, start=at(26), eventTypeId=2002, attendee={**MAX, "email": "Eva@Kunde.example"})).json()["data"]
     other = (await create(http, start=at(28))).json()["data"]
-    uids = lambda items: [i["uid"] for i in items]  # noqa: E731
+    uids = lambda items: [i["uid"] for i in items]
 
     assert uids(await listed(http, afterCreatedAt="2025-10-06T12:05:00Z")) == [mine["uid"], other["uid"]]
     assert uids(await listed(http, beforeCreatedAt="2025-10-06T12:05:00Z")) == [old["uid"]]

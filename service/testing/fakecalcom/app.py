@@ -229,7 +229,7 @@ class FakeCalcom:
         if state.blocked_until is None and state.hits > self.limit:
             state.blocked_until = now + timedelta(seconds=self.block)
         blocked = state.blocked_until is not None
-        until = state.blocked_until if blocked else state.window_end
+        until = state.blocked_until or state.window_end or now
         headers = {
             "X-RateLimit-Limit-Default": str(self.limit),
             "X-RateLimit-Remaining-Default": "0" if blocked else str(max(0, self.limit - state.hits)),

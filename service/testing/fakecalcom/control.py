@@ -1,4 +1,11 @@
-"""The fake Cal.com's JSON control API under `/_fake/…`, so another process can drive it over HTTP."""
+"""The fake Cal.com's JSON control API under `/_fake/…`, so another process can drive it over HTTP.
+
+Bookings: POST `/bookings`, `/bookings/{uid}/cancel`, `/bookings/{uid}/reschedule`, `/bookings/{uid}/seats`.
+Creates: POST `/event-types` (`id`, `length`, `hosts`, `seats`, `recurring`, `durations`,
+`requires_confirmation`), `/webhooks` (`api_key`, `url`, `secret`), `/fail-next-create` (`mode`, `n`,
+`delay`, `status`), `/release`; GET `/deliveries`, `/creates`. Reads and the rest: POST `/api-keys`,
+`/fail-next`, `/delay`, `/down`, `/clock`, `/rate-limit`, `/reset`; GET `/calls`, `/requests`.
+"""
 
 from __future__ import annotations
 
@@ -168,7 +175,7 @@ def _text(body: dict[str, Any], name: str) -> str:
 
 
 def _number(body: dict[str, Any], name: str, kind: type) -> Any:
-    value = body.get(name)
+    value: Any = body.get(name)
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not numeric or (kind is int and not float(value).is_integer()):
         raise ValueError(f"{name} must be a number")

@@ -59,16 +59,16 @@ def read_create(body: Any) -> CreateInput:
     start = parse_time(body.get("start")) if isinstance(body.get("start"), str) else None
     if start is None:
         raise bad_request("start must be a valid ISO 8601 date string")
-    event_type_id = body.get("eventTypeId")
+    event_type_id: Any = body.get("eventTypeId")
     if not _whole(event_type_id):
         raise bad_request("eventTypeId must be a number conforming to the specified constraints (the fake books by eventTypeId only)")
     metadata = body.get("metadata", {})
     if not _valid_metadata(metadata):
         raise bad_request(METADATA_MESSAGE)
-    length = body.get("lengthInMinutes")
+    length: Any = body.get("lengthInMinutes")
     if length is not None and not (_whole(length) and length > 0):
         raise bad_request("lengthInMinutes must be a number conforming to the specified constraints")
-    count = body.get("recurrenceCount")
+    count: Any = body.get("recurrenceCount")
     if count is not None and not (_whole(count) and count > 0):
         raise bad_request("recurrenceCount must be a number conforming to the specified constraints")
     guests = body.get("guests", [])
@@ -97,7 +97,8 @@ def _attendee(value: Any) -> dict[str, Any]:
         raise bad_request("attendee.name must be a string")
     if not isinstance(zone, str) or not _known_zone(zone):
         raise bad_request("attendee.timeZone must be a valid IANA time zone")
-    email, phone = value.get("email"), value.get("phoneNumber")
+    email: Any = value.get("email")
+    phone: Any = value.get("phoneNumber")
     if email is not None and not (isinstance(email, str) and _EMAIL.match(email)):
         raise bad_request("attendee.email must be an email")
     if phone is not None and not (isinstance(phone, str) and _PHONE.match(re.sub(r"[\s()-]", "", phone))):
@@ -108,7 +109,7 @@ def _attendee(value: Any) -> dict[str, Any]:
     person = {
         "name": name,
         # A phone-only attendee is stored under a made-up address (contructEmailFromPhoneNumber).
-        "email": email if email is not None else re.sub(r"[^0-9]", "", phone) + "@sms.cal.com",
+        "email": email if email is not None else re.sub(r"[^0-9]", "", str(phone)) + "@sms.cal.com",
         "timeZone": zone,
         "language": language if isinstance(language, str) and language else "en",
     }
