@@ -431,7 +431,7 @@ async def test_control_api_drives_faults_and_reads_counters(http, fake):
     calls = (await http.get("/_fake/calls")).json()
     logged = (await http.get("/_fake/requests")).json()
 
-    assert calls == {"total": 2, "by_key": {KEY: 2}}
+    assert calls == {"total": 2, "by_key": {KEY: 2}, "creates": 0, "creates_by_key": {}, "written": 0, "held": 0}
     assert [entry["api_key"] for entry in logged] == [KEY, KEY]
 
 

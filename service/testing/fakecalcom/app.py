@@ -1,10 +1,12 @@
-"""A fake Cal.com API v2 `GET /v2/bookings` for end-to-end tests, `simulate` and benchmarks.
+"""A fake Cal.com API v2 bookings API for end-to-end tests, `simulate` and benchmarks.
 
-It speaks the 2024-08-13 shapes of `calcom/openapi-v2.json` and Cal.com's rate limiting (per API
-key: `limit` requests per `window`, then the key is blocked for `block` seconds, 429 without
-Retry-After). Without `cal-api-version: 2024-08-13` it answers 200 in the old 2024-04-15 shape
-(`data: {bookings, recurringInfo, nextCursor}`), as Cal.com silently routes such requests there.
-Bookings, faults and the clock are driven by plain methods or by the JSON API in `fakecalcom_control`.
+It speaks the 2024-08-13 shapes of `calcom/openapi-v2.json`: `GET /v2/bookings`,
+`GET /v2/bookings/{uid}` and `POST /v2/bookings` (which sends the booking webhooks to the key's
+subscribers before it answers, as Cal.com does), and Cal.com's rate limiting (per API key: `limit`
+requests per `window`, then the key is blocked for `block` seconds, 429 without Retry-After).
+Without `cal-api-version: 2024-08-13` a GET answers 200 in the old 2024-04-15 shape, as Cal.com
+silently routes such requests there. Bookings, event types, subscribers, faults and the clock are
+driven by plain methods or by the JSON API in `fakecalcom_control`.
 """
 
 from __future__ import annotations
@@ -16,21 +18,26 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from service.testing.fakecalcom import control as fakecalcom_control
-from service.testing.fakecalcom.bookings import BookingBook, iso, parse_time
+from service.testing.fakecalcom import creates, reads
+from service.testing.fakecalcom.answers import THROTTLED, error, internal_error, throttled, unavailable
+from service.testing.fakecalcom.bookings import BookingBook
+from service.testing.fakecalcom.eventtypes import EventType, EventTypes
+from service.testing.fakecalcom.faults import SLOW_ANSWER_DELAY, CreateFault
+from service.testing.fakecalcom.webhooks import Subscriber
 
-API_VERSION = "2024-08-13"
-STATUS_FILTERS = ("upcoming", "recurring", "past", "cancelled", "unconfirmed")
+if TYPE_CHECKING:
+    import httpx
+
 FAULT_STATUSES = (400, 429, 500, 502, 503)
 REQUEST_LOG_SIZE = 10_000  # the newest requests kept for inspection; benchmarks send many more
-THROTTLED = "CustomThrottlerGuard - Too many requests. Please try again later."
 
 
 def _utcnow() -> datetime:
@@ -45,7 +52,11 @@ class _Throttle:
 
 
 class FakeCalcom:
-    """Bookings per API key behind a Starlette `app` that answers like Cal.com API v2."""
+    """Bookings per API key behind a Starlette `app` that answers like Cal.com API v2.
+
+    `webhook_client` delivers the booking webhooks (e.g. an httpx client on an ASGI transport of
+    the service under test); without one each create opens its own httpx client.
+    """
 
     def __init__(
         self,
@@ -55,31 +66,47 @@ class FakeCalcom:
         window: float = 60.0,
         block: float = 60.0,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        webhook_client: httpx.AsyncClient | None = None,
     ) -> None:
         self.clock = clock
         self.limit, self.window, self.block = limit, window, block
         self._sleep = sleep
+        self.webhook_client = webhook_client
         self.book = BookingBook(clock=lambda: self.clock())
+        self.event_types = EventTypes()
         self.app = Starlette(
             routes=[
                 Route("/v2/bookings", self._list_bookings, methods=["GET"]),
+                Route("/v2/bookings", self._create_booking, methods=["POST"]),
+                Route("/v2/bookings/{uid}", self._get_booking, methods=["GET"]),
                 Mount("/_fake", routes=fakecalcom_control.routes(self)),
             ]
         )
         self.reset()
 
     def reset(self) -> None:
-        """Forget bookings, keys, counters, logs and faults (the clock and limits stay)."""
+        """Forget bookings, keys, event types, subscribers, counters, logs and faults (the clock and limits stay)."""
         self.book.clear()
-        self.calls = 0
+        self.event_types.clear()
+        self.calls = 0  # reads: GET /v2/bookings and GET /v2/bookings/{uid}
         self.calls_by_key: Counter[str] = Counter()
+        self.creates = 0  # POST /v2/bookings requests, whatever their outcome
+        self.creates_by_key: Counter[str] = Counter()
+        self.written = 0  # bookings and seats those creates wrote
         self.requests: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
+        self.create_requests: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
+        self.deliveries: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
         self.delay = 0.0
         self.down = False
+        self.held = 0
         self._faults: deque[int] = deque()
+        self._create_faults: deque[CreateFault] = deque()
         self._throttles: dict[str, _Throttle] = {}
+        self._subscribers: dict[str, list[Subscriber]] = {}
+        self._release = asyncio.Event()
+        self._held_changed = asyncio.Event()
 
-    # --- bookings (delegated to the booking book) -----------------------------------------------
+    # --- bookings, event types, subscribers -----------------------------------------------------
 
     def add_api_key(self, api_key: str) -> None:
         """Make an API key known, with no bookings yet."""
@@ -101,24 +128,56 @@ class FakeCalcom:
         """Reschedule like Cal.com: the old booking is cancelled, a new one with a new uid is returned."""
         return self.book.reschedule(uid, **fields)
 
+    def set_event_type(self, event_type_id: int, **settings: Any) -> EventType:
+        """Configure an event type: length, hosts, seats, recurring, durations, requires_confirmation, title."""
+        return self.event_types.set(event_type_id, **settings)
+
+    def add_webhook(self, api_key: str, url: str, secret: str | None = None) -> None:
+        """Subscribe `url` to the booking webhooks of an API key's creates, signed with `secret`."""
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("url must be an http(s) URL")
+        self.add_api_key(api_key)
+        self._subscribers.setdefault(api_key, []).append(Subscriber(url, secret or None))
+
+    def subscribers(self, api_key: str) -> list[Subscriber]:
+        """The webhook subscribers of an API key."""
+        return list(self._subscribers.get(api_key, []))
+
     # --- faults ---------------------------------------------------------------------------------
 
     def fail_next(self, n: int, status: int = 500) -> None:
-        """Answer the next `n` booking requests with `status` (400, 429, 500, 502 or 503)."""
+        """Answer the next `n` reads (GETs) with `status` (400, 429, 500, 502 or 503); creates are unaffected."""
         if status not in FAULT_STATUSES:
             raise ValueError(f"status must be one of {FAULT_STATUSES}")
         if n < 0:
             raise ValueError("n must not be negative")
         self._faults.extend([status] * n)
 
+    def fail_next_create(self, mode: str, n: int = 1, *, delay: float = SLOW_ANSWER_DELAY, status: int = 503) -> None:
+        """Play fault `mode` (see `faults.py`) on each of the next `n` creates, whatever they ask for."""
+        if n < 0:
+            raise ValueError("n must not be negative")
+        self._create_faults.extend([CreateFault(mode, delay, status)] * n)
+
+    def release_answers(self) -> None:
+        """Let every create held by `slow_answer` answer now."""
+        self._release.set()
+        self._release = asyncio.Event()
+
+    async def wait_until_held(self, count: int = 1) -> None:
+        """Return once `count` creates are held by `slow_answer` (their rows and webhooks are done)."""
+        while self.held < count:
+            self._held_changed.clear()
+            await self._held_changed.wait()
+
     def set_delay(self, seconds: float) -> None:
-        """Wait this long before answering each booking request (to provoke client timeouts)."""
+        """Wait this long before answering each read (to provoke client timeouts)."""
         if seconds < 0:
             raise ValueError("seconds must not be negative")
         self.delay = seconds
 
     def set_down(self, down: bool) -> None:
-        """While down, every booking request gets a 503."""
+        """While down, every request (read or create) gets a 503."""
         self.down = down
 
     def set_now(self, now: datetime | None) -> None:
@@ -127,40 +186,38 @@ class FakeCalcom:
             raise ValueError("now must be timezone-aware")
         self.clock = _utcnow if now is None else (lambda: now)
 
-    # --- GET /v2/bookings -----------------------------------------------------------------------
+    # --- the request path (used by `reads` and `creates`) -------------------------------------
 
     async def _list_bookings(self, request: Request) -> Response:
-        now = self.clock()
-        api_key = _bearer(request)
+        return await reads.list_bookings(self, request)
+
+    async def _get_booking(self, request: Request) -> Response:
+        return await reads.get_booking(self, request)
+
+    async def _create_booking(self, request: Request) -> Response:
+        return await creates.create_booking(self, request)
+
+    async def admit_read(self, request: Request, api_key: str | None) -> Response | None:
+        """Count a read and play the read faults; a refusal, or None to go on."""
         self.calls += 1
         self.calls_by_key[api_key or ""] += 1
-        version = request.headers.get("cal-api-version")
-        self.requests.append({"api_key": api_key, "api_version": version, "params": dict(request.query_params)})
         if self.delay:
             await self._sleep(self.delay)
         if self.down:
-            return PlainTextResponse("<html><body>503 Service Unavailable</body></html>", 503)
+            return unavailable(503)
         if self._faults:
             return self._fault(self._faults.popleft(), request)
-        if api_key is None or not self.book.has_key(api_key):
-            message = "CustomThrottlerGuard - Invalid API Key" if api_key else "No authentication method provided"
-            return _error(request, 401, "UnauthorizedException", message)
-        blocked, headers = self._throttle(api_key, now)
-        if blocked:
-            return _error(request, 429, "ThrottlerException", THROTTLED, headers)
-        if version != API_VERSION:
-            old = {"bookings": self.book.old_shape(api_key), "recurringInfo": [], "nextCursor": None}
-            return JSONResponse({"status": "success", "data": old}, headers=headers)
-        try:
-            query = _parse_query(request)
-        except ValueError as exc:
-            return _error(request, 400, "BadRequestException", str(exc), headers)
-        items = self.book.query(api_key, now=now, **query)
-        skip, take = query["skip"], query["take"]
-        body = {"status": "success", "data": items[skip:skip + take], "pagination": _pagination(len(items), skip, take)}
-        return JSONResponse(body, headers=headers)
+        return self.authenticate(request, api_key)
 
-    def _throttle(self, api_key: str, now: datetime) -> tuple[bool, dict[str, str]]:
+    def authenticate(self, request: Request, api_key: str | None) -> Response | None:
+        """401 in Cal.com's words for a missing or unknown key, else None."""
+        if api_key is not None and self.book.has_key(api_key):
+            return None
+        message = "CustomThrottlerGuard - Invalid API Key" if api_key else "No authentication method provided"
+        return error(request, 401, "UnauthorizedException", message)
+
+    def throttle(self, request: Request, api_key: str, now: datetime) -> tuple[Response | None, dict[str, str]]:
+        """Count a hit for the key: (a 429 when blocked, else None; the rate-limit headers)."""
         # Mirrors @nest-lab/throttler-storage-redis as Cal.com's CustomThrottlerGuard uses it: a fixed
         # window from the first hit; the hit over the limit blocks the key for `block`; Reset in seconds.
         state = self._throttles.setdefault(api_key, _Throttle())
@@ -172,92 +229,46 @@ class FakeCalcom:
         if state.blocked_until is None and state.hits > self.limit:
             state.blocked_until = now + timedelta(seconds=self.block)
         blocked = state.blocked_until is not None
-        until = state.blocked_until if blocked else state.window_end
+        until = state.blocked_until or state.window_end or now
         headers = {
             "X-RateLimit-Limit-Default": str(self.limit),
             "X-RateLimit-Remaining-Default": "0" if blocked else str(max(0, self.limit - state.hits)),
             "X-RateLimit-Reset-Default": str(math.ceil((until - now).total_seconds())),
         }
-        return blocked, headers
+        refusal = error(request, 429, "ThrottlerException", THROTTLED, headers) if blocked else None
+        return refusal, headers
+
+    def note_create(self, api_key: str | None, api_version: str | None, raw: bytes) -> None:
+        """Count and log one create request."""
+        self.creates += 1
+        self.creates_by_key[api_key or ""] += 1
+        self.create_requests.append({"api_key": api_key, "api_version": api_version, "body": raw.decode(errors="replace")})
+
+    def next_create_fault(self) -> CreateFault | None:
+        """The fault planned for this create, if any (each create takes one)."""
+        return self._create_faults.popleft() if self._create_faults else None
+
+    async def hold_answer(self, delay: float) -> None:
+        """Keep a create's answer back until `release_answers` or `delay` seconds."""
+        release = asyncio.ensure_future(self._release.wait())
+        timer = asyncio.ensure_future(self._sleep(delay))
+        self.held += 1
+        self._held_changed.set()
+        try:
+            await asyncio.wait({release, timer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.held -= 1
+            release.cancel()
+            timer.cancel()
 
     def _fault(self, status: int, request: Request) -> Response:
         if status == 400:
-            return _error(request, 400, "BadRequestException", "Bad Request Exception")
+            return error(request, 400, "BadRequestException", "Bad Request Exception")
         if status == 429:
-            headers = {"X-RateLimit-Limit-Default": str(self.limit), "X-RateLimit-Remaining-Default": "0",
-                       "X-RateLimit-Reset-Default": str(math.ceil(self.block))}
-            return _error(request, 429, "ThrottlerException", THROTTLED, headers)
+            return throttled(request, self.limit, self.block)
         if status == 500:
-            return _error(request, 500, "InternalServerErrorException", "Internal server error")
-        return PlainTextResponse(f"<html><body>{status} Bad Gateway</body></html>", status)
-
-
-def _bearer(request: Request) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return token.strip() or None
-
-
-def _error(request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
-    """Cal.com's HttpException envelope (apps/api/v2/src/filters/http-exception.filter.ts)."""
-    body = {
-        "status": "error",
-        "timestamp": iso(_utcnow()),
-        "path": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
-        "error": {"code": code, "message": message, "details": {"message": message, "statusCode": status}},
-    }
-    return JSONResponse(body, status, headers=headers)
-
-
-def _parse_query(request: Request) -> dict[str, Any]:
-    params = request.query_params
-    query: dict[str, Any] = {"take": _int(params, "take", 100, 1, 250), "skip": _int(params, "skip", 0, 0, None)}
-    for name, key in (("afterStart", "after_start"), ("beforeEnd", "before_end")):
-        value = params.get(name)
-        query[key] = parse_time(value) if value is not None else None
-        if value is not None and query[key] is None:
-            raise ValueError(f"{name} must be a valid ISO 8601 date string")
-    statuses = [s.strip() for s in params.get("status", "").split(",") if s.strip()]
-    unknown = [s for s in statuses if s not in STATUS_FILTERS]
-    if unknown:
-        raise ValueError(f"status must be one of {', '.join(STATUS_FILTERS)}; got {', '.join(unknown)}")
-    query["statuses"] = tuple(statuses)
-    sort = params.get("sortStart")
-    if sort not in (None, "asc", "desc"):
-        raise ValueError("sortStart must be one of asc, desc")
-    query["sort_start"] = sort
-    return query
-
-
-def _int(params: Any, name: str, default: int, low: int, high: int | None) -> int:
-    raw = params.get(name)
-    if raw is None:
-        return default
-    if not raw.strip().isdigit():
-        raise ValueError(f"{name} must be an integer number")
-    value = int(raw)
-    if value < low:
-        raise ValueError(f"{name} must not be less than {low}")
-    if high is not None and value > high:
-        raise ValueError(f"{name} must not be greater than {high}")
-    return value
-
-
-def _pagination(total: int, skip: int, take: int) -> dict[str, Any]:
-    """`PaginationMetaDto` as Cal.com computes it from skip, take and the total count."""
-    safe_skip = min(skip, total)
-    total_pages = math.ceil(total / take)
-    return {
-        "totalItems": total,
-        "remainingItems": max(0, total - (safe_skip + take)),
-        "returnedItems": max(0, min(take, total - safe_skip)),
-        "itemsPerPage": take,
-        "currentPage": min(safe_skip // take + 1, max(total_pages, 1)),
-        "totalPages": total_pages,
-        "hasNextPage": safe_skip + take < total,
-        "hasPreviousPage": safe_skip > 0,
-    }
+            return internal_error(request)
+        return unavailable(status)
 
 
 def main(argv: list[str] | None = None) -> None:

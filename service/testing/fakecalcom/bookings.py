@@ -1,4 +1,4 @@
-"""The fake Cal.com's bookings: API v2 (2024-08-13) items per API key, and the status filters."""
+"""The fake Cal.com's bookings: API v2 (2024-08-13) items per API key, read by the GETs, written by creates."""
 
 from __future__ import annotations
 
@@ -7,39 +7,27 @@ import itertools
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
+from service.testing.fakecalcom import queries
+from service.testing.fakecalcom.queries import GONE, BookingQuery
+from service.testing.fakecalcom.shapes import attendee, field_responses, host, iso, parse_time, seat
+
 BOOKING_STATUSES = ("accepted", "pending", "cancelled", "rejected")
-GONE = frozenset({"cancelled", "rejected"})
-
-
-def iso(moment: datetime) -> str:
-    """UTC ISO 8601 with milliseconds and `Z`, as Cal.com's `toISOString()`."""
-    utc = moment.astimezone(timezone.utc)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An aware UTC datetime from an ISO 8601 string (a bare time counts as UTC), else None."""
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, str) and value.strip():
-        try:
-            moment = datetime.fromisoformat(value.strip())
-        except ValueError:
-            return None
-    else:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+Person = str | dict[str, Any]
 
 
 @dataclass
-class _Stored:
+class Stored:
     api_key: str
     start: datetime
     end: datetime
     item: dict[str, Any]
+
+    @property
+    def seated(self) -> bool:
+        return any("seatUid" in a for a in self.item["attendees"])
 
 
 class BookingBook:
@@ -51,8 +39,8 @@ class BookingBook:
 
     def clear(self) -> None:
         """Forget every key and booking."""
-        self._keys: dict[str, list[_Stored]] = {}
-        self._by_uid: dict[str, _Stored] = {}
+        self._keys: dict[str, list[Stored]] = {}
+        self._by_uid: dict[str, Stored] = {}
         self._ids = itertools.count(1)
 
     def add_key(self, api_key: str) -> None:
@@ -75,10 +63,13 @@ class BookingBook:
         id: int | None = None,
         status: str = "accepted",
         event_type_id: int = 1001,
+        event_type_slug: str | None = None,
         hosts: Iterable[str] = ("host@salon.example",),
-        attendees: Iterable[str] = (),
+        attendees: Iterable[Person] = (),
+        guests: Iterable[str] = (),
         metadata: dict[str, Any] | None = None,
-        seats: Iterable[str | dict[str, Any]] | None = None,
+        responses: dict[str, Any] | None = None,
+        seats: Iterable[Person] | None = None,
         recurring_booking_uid: str | None = None,
         title: str | None = None,
     ) -> dict[str, Any]:
@@ -91,26 +82,26 @@ class BookingBook:
             raise ValueError("end must not be before start")
         if status not in BOOKING_STATUSES:
             raise ValueError(f"status must be one of {', '.join(BOOKING_STATUSES)}")
-        if any(isinstance(people, str) for people in (hosts, attendees, seats)):
-            raise ValueError("hosts, attendees and seats are lists, not one string")
+        if any(isinstance(people, str) for people in (hosts, attendees, seats, guests)):
+            raise ValueError("hosts, attendees, guests and seats are lists, not one string")
         uid = uid or uuid.uuid4().hex[:22]
         if uid in self._by_uid:
             raise ValueError(f"a booking with uid {uid} exists already")
         booking_id = id if id is not None else next(self._ids)
         now = iso(self._clock())
-        people = list(attendees)
+        people = [attendee(person) for person in attendees]
         item: dict[str, Any] = {
             "id": booking_id,
             "uid": uid,
             "title": title or f"Booking {booking_id}",
             "description": "",
-            "hosts": [_host(n, email) for n, email in enumerate(hosts, start=1)],
+            "hosts": [host(n, email) for n, email in enumerate(hosts, start=1)],
             "status": status,
             "start": iso(begins),
             "end": iso(ends),
             "duration": int((ends - begins).total_seconds() // 60),
             "eventTypeId": event_type_id,
-            "eventType": {"id": event_type_id, "slug": f"event-type-{event_type_id}"},
+            "eventType": {"id": event_type_id, "slug": event_type_slug or f"event-type-{event_type_id}"},
             "location": "",
             "absentHost": False,
             "createdAt": now,
@@ -120,29 +111,29 @@ class BookingBook:
         if recurring_booking_uid:
             item["recurringBookingUid"] = recurring_booking_uid
         if seats is None:
-            item["attendees"] = [_attendee(email) for email in people]
-            item["bookingFieldsResponses"] = {"name": _name(people[0]), "email": people[0]} if people else {}
-            item["guests"] = []
+            item["attendees"] = people
+            item["bookingFieldsResponses"] = {**(responses or {}), **(field_responses(people[0]) if people else {})}
+            item["guests"] = list(guests)
         else:
             if people:
                 raise ValueError("give a seated booking's people as seats, not attendees")
-            item["attendees"] = [_seat(seat) for seat in seats]
+            item["attendees"] = [seat(spec) for spec in seats]
         self.add_key(api_key)
-        stored = _Stored(api_key, begins, ends, item)
+        stored = Stored(api_key, begins, ends, item)
         self._keys[api_key].append(stored)
         self._by_uid[uid] = stored
         return copy.deepcopy(item)
 
     def add_seat(self, uid: str, email: str, *, metadata: dict[str, Any] | None = None,
-                 seat_uid: str | None = None) -> dict[str, Any]:
+                 seat_uid: str | None = None, **person: Any) -> dict[str, Any]:
         """Add an attendee seat to a seated booking; returns the seated attendee."""
         stored = self._get(uid)
-        if any("seatUid" not in a for a in stored.item["attendees"]):
+        if not stored.seated:
             raise ValueError(f"booking {uid} is not a seated booking")
-        seat = _seat({"email": email, "metadata": metadata or {}, "seatUid": seat_uid})
-        stored.item["attendees"].append(seat)
+        new = seat({**person, "email": email, "metadata": metadata or {}, "seatUid": seat_uid})
+        stored.item["attendees"].append(new)
         self._touch(stored)
-        return copy.deepcopy(seat)
+        return copy.deepcopy(new)
 
     def cancel(self, uid: str, *, status: str = "cancelled", reason: str | None = None) -> dict[str, Any]:
         """Mark a booking cancelled or rejected; returns its item."""
@@ -164,7 +155,6 @@ class BookingBook:
             raise ValueError("start must be an ISO 8601 time")
         ends = parse_time(end) if end is not None else begins + (old.end - old.start)
         item = old.item
-        seated = any("seatUid" in a for a in item["attendees"])
         new = self.add(
             old.api_key,
             start=begins,
@@ -172,9 +162,10 @@ class BookingBook:
             uid=new_uid,
             status=item["status"] if item["status"] not in GONE else "accepted",
             event_type_id=item["eventType"]["id"],
+            event_type_slug=item["eventType"]["slug"],
             hosts=[h["email"] for h in item["hosts"]],
-            attendees=() if seated else [a["email"] for a in item["attendees"]],
-            seats=[{"email": a["email"], "metadata": a.get("metadata")} for a in item["attendees"]] if seated else None,
+            attendees=() if old.seated else item["attendees"],
+            seats=[{k: v for k, v in a.items() if k != "seatUid"} for a in item["attendees"]] if old.seated else None,
             metadata=item.get("metadata"),
             title=item["title"],
         )
@@ -188,87 +179,51 @@ class BookingBook:
         """A copy of one booking's item."""
         return copy.deepcopy(self._get(uid).item)
 
-    def query(
-        self,
-        api_key: str,
-        *,
-        now: datetime,
-        after_start: datetime | None = None,
-        before_end: datetime | None = None,
-        statuses: tuple[str, ...] = (),
-        sort_start: str | None = None,
-        **_: Any,
-    ) -> list[dict[str, Any]]:
+    def find(self, uid: str) -> dict[str, Any] | list[dict[str, Any]] | None:
+        """A booking's item by uid, or every occurrence of a recurring series by its uid, or None."""
+        if uid in self._by_uid:
+            return self.get(uid)
+        series = [s for stored in self._keys.values() for s in stored if s.item.get("recurringBookingUid") == uid]
+        return [copy.deepcopy(s.item) for s in sorted(series, key=lambda s: s.start)] or None
+
+    def query(self, api_key: str, query: BookingQuery, *, now: datetime) -> list[dict[str, Any]]:
         """The key's matching items, sorted as Cal.com sorts them (all of them; the caller pages)."""
-        found = [
-            stored
-            for stored in self._keys.get(api_key, [])
-            if (after_start is None or stored.start >= after_start)
-            and (before_end is None or stored.end <= before_end)
-            and (not statuses or any(_has_status(stored, s, now) for s in statuses))
-        ]
-        # Without sortStart, a single past/cancelled filter sorts newest first, anything else by start
-        # ascending (packages/trpc/server/routers/viewer/bookings/get.handler.ts `getOrderBy`).
-        newest_first = len(statuses) == 1 and statuses[0] in ("past", "cancelled")
-        descending = sort_start == "desc" or (sort_start is None and newest_first)
-        found.sort(key=lambda s: (s.start, s.item["id"]), reverse=descending)
+        found = [s for s in self._keys.get(api_key, []) if queries.matches(s.item, s.start, s.end, query, now)]
+        field, descending = queries.sort_key(query)
+        found.sort(key=lambda s: (s.item[field], s.item["id"]), reverse=descending)
         return [copy.deepcopy(stored.item) for stored in found]
+
+    def busy(self, api_key: str, host_email: str, start: datetime, end: datetime) -> bool:
+        """Whether the host already holds a booking (accepted or pending) overlapping [start, end)."""
+        return any(
+            s.start < end and start < s.end and s.item["status"] not in GONE
+            and any(h["email"] == host_email for h in s.item["hosts"])
+            for s in self._keys.get(api_key, [])
+        )
+
+    def seated_slot(self, api_key: str, event_type_id: int, start: datetime) -> dict[str, Any] | None:
+        """The seated booking of an event type starting at `start`, which a new seat joins."""
+        for stored in self._keys.get(api_key, []):
+            item = stored.item
+            if stored.seated and stored.start == start and item["eventTypeId"] == event_type_id and item["status"] not in GONE:
+                return copy.deepcopy(stored.item)
+        return None
 
     def old_shape(self, api_key: str) -> list[dict[str, Any]]:
         """The key's bookings as the 2024-04-15 version lists them (startTime, upper-case status)."""
-        return [
-            {"id": s.item["id"], "uid": s.item["uid"], "title": s.item["title"], "startTime": s.item["start"],
-             "endTime": s.item["end"], "status": s.item["status"].upper(), "metadata": s.item["metadata"]}
-            for s in self._keys.get(api_key, [])
-        ]
+        return [old_item(s.item) for s in self._keys.get(api_key, [])]
 
-    def _get(self, uid: str) -> _Stored:
+    def _get(self, uid: str) -> Stored:
         try:
             return self._by_uid[uid]
         except KeyError:
             raise KeyError(f"no booking with uid {uid}") from None
 
-    def _touch(self, stored: _Stored) -> None:
+    def _touch(self, stored: Stored) -> None:
         stored.item["updatedAt"] = iso(self._clock())
 
 
-def _has_status(stored: _Stored, status: str, now: datetime) -> bool:
-    """Cal.com's status filters (get.handler.ts `addStatusesQueryFilters`)."""
-    state = stored.item["status"]
-    recurring = "recurringBookingUid" in stored.item
-    if status == "upcoming":
-        return stored.end >= now and (state == "accepted" if recurring else state not in GONE)
-    if status == "recurring":
-        return stored.end >= now and recurring and state not in GONE
-    if status == "past":
-        return stored.end <= now and state not in GONE
-    if status == "cancelled":
-        return state in GONE
-    if status == "unconfirmed":
-        return stored.end >= now and state == "pending"
-    return False
-
-
-def _name(email: str) -> str:
-    return email.split("@")[0].replace(".", " ").title()
-
-
-def _host(n: int, email: str) -> dict[str, Any]:
-    return {"id": n, "name": _name(email), "email": email, "username": email.split("@")[0], "timeZone": "Europe/Berlin"}
-
-
-def _attendee(email: str) -> dict[str, Any]:
-    return {"name": _name(email), "email": email, "timeZone": "Europe/Berlin", "language": "de", "absent": False}
-
-
-def _seat(seat: str | dict[str, Any]) -> dict[str, Any]:
-    spec = {"email": seat} if isinstance(seat, str) else seat
-    email = spec.get("email") if isinstance(spec, dict) else None
-    if not isinstance(email, str) or not email:
-        raise ValueError("each seat needs an email")
-    return {
-        **_attendee(email),
-        "seatUid": spec.get("seatUid") or spec.get("seat_uid") or str(uuid.uuid4()),
-        "bookingFieldsResponses": {"name": _name(email), "email": email},
-        "metadata": dict(spec.get("metadata") or {}),
-    }
+def old_item(item: dict[str, Any]) -> dict[str, Any]:
+    """One booking in the 2024-04-15 shape."""
+    return {"id": item["id"], "uid": item["uid"], "title": item["title"], "startTime": item["start"],
+            "endTime": item["end"], "status": item["status"].upper(), "metadata": item["metadata"]}

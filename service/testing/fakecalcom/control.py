@@ -1,7 +1,15 @@
-"""The fake Cal.com's JSON control API under `/_fake/…`, so another process can drive it over HTTP."""
+"""The fake Cal.com's JSON control API under `/_fake/…`, so another process can drive it over HTTP.
+
+Bookings: POST `/bookings`, `/bookings/{uid}/cancel`, `/bookings/{uid}/reschedule`, `/bookings/{uid}/seats`.
+Creates: POST `/event-types` (`id`, `length`, `hosts`, `seats`, `recurring`, `durations`,
+`requires_confirmation`), `/webhooks` (`api_key`, `url`, `secret`), `/fail-next-create` (`mode`, `n`,
+`delay`, `status`), `/release`; GET `/deliveries`, `/creates`. Reads and the rest: POST `/api-keys`,
+`/fail-next`, `/delay`, `/down`, `/clock`, `/rate-limit`, `/reset`; GET `/calls`, `/requests`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -10,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service.testing.fakecalcom.bookings import parse_time
+from service.testing.fakecalcom.shapes import parse_time
 
 if TYPE_CHECKING:
     from service.testing.fakecalcom import FakeCalcom
@@ -19,8 +27,9 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 BOOKING_FIELDS = {
     "start", "end", "uid", "id", "status", "event_type_id", "hosts", "attendees", "metadata", "seats",
-    "recurring_booking_uid", "title",
+    "recurring_booking_uid", "title", "guests", "event_type_slug",
 }
+EVENT_TYPE_FIELDS = {"length", "hosts", "seats", "recurring", "durations", "requires_confirmation", "title", "slug"}
 
 
 def routes(fake: FakeCalcom) -> list[Route]:
@@ -52,6 +61,33 @@ def routes(fake: FakeCalcom) -> list[Route]:
         fake.fail_next(_number(body, "n", int), _number(body, "status", int))
         return {"ok": True}
 
+    async def fail_next_create(body: dict[str, Any], request: Request) -> Any:
+        options = {name: _number(body, name, kind) for name, kind in (("delay", float), ("status", int)) if name in body}
+        fake.fail_next_create(_text(body, "mode"), _number(body, "n", int) if "n" in body else 1, **options)
+        return {"ok": True}
+
+    async def release(body: dict[str, Any], request: Request) -> Any:
+        held = fake.held
+        fake.release_answers()
+        return {"released": held}
+
+    async def event_type(body: dict[str, Any], request: Request) -> Any:
+        settings = {name: value for name, value in body.items() if name in EVENT_TYPE_FIELDS}
+        return dataclasses.asdict(fake.set_event_type(_number(body, "id", int), **settings))
+
+    async def webhook(body: dict[str, Any], request: Request) -> Any:
+        secret = body.get("secret")
+        if secret is not None and not isinstance(secret, str):
+            raise ValueError("secret must be a string or null")
+        fake.add_webhook(_text(body, "api_key"), _text(body, "url"), secret)
+        return 201, {"ok": True}
+
+    async def deliveries(body: dict[str, Any], request: Request) -> Any:
+        return list(fake.deliveries)
+
+    async def create_requests(body: dict[str, Any], request: Request) -> Any:
+        return list(fake.create_requests)
+
     async def delay(body: dict[str, Any], request: Request) -> Any:
         fake.set_delay(_number(body, "seconds", float))
         return {"ok": True}
@@ -77,7 +113,10 @@ def routes(fake: FakeCalcom) -> list[Route]:
         return {"limit": fake.limit, "window": fake.window, "block": fake.block}
 
     async def calls(body: dict[str, Any], request: Request) -> Any:
-        return {"total": fake.calls, "by_key": dict(fake.calls_by_key)}
+        return {
+            "total": fake.calls, "by_key": dict(fake.calls_by_key), "creates": fake.creates,
+            "creates_by_key": dict(fake.creates_by_key), "written": fake.written, "held": fake.held,
+        }
 
     async def requests(body: dict[str, Any], request: Request) -> Any:
         return list(fake.requests)
@@ -90,6 +129,12 @@ def routes(fake: FakeCalcom) -> list[Route]:
         Route("/bookings/{uid}/reschedule", _json(reschedule), methods=["POST"]),
         Route("/bookings/{uid}/seats", _json(add_seat), methods=["POST"]),
         Route("/fail-next", _json(fail_next), methods=["POST"]),
+        Route("/fail-next-create", _json(fail_next_create), methods=["POST"]),
+        Route("/release", _json(release), methods=["POST"]),
+        Route("/event-types", _json(event_type), methods=["POST"]),
+        Route("/webhooks", _json(webhook), methods=["POST"]),
+        Route("/deliveries", _json(deliveries), methods=["GET"]),
+        Route("/creates", _json(create_requests), methods=["GET"]),
         Route("/delay", _json(delay), methods=["POST"]),
         Route("/down", _json(down), methods=["POST"]),
         Route("/clock", _json(clock), methods=["POST"]),
@@ -130,7 +175,7 @@ def _text(body: dict[str, Any], name: str) -> str:
 
 
 def _number(body: dict[str, Any], name: str, kind: type) -> Any:
-    value = body.get(name)
+    value: Any = body.get(name)
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not numeric or (kind is int and not float(value).is_integer()):
         raise ValueError(f"{name} must be a number")
