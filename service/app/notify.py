@@ -51,7 +51,7 @@ class Notifier:
                 event.set()
 
     async def wait(
-        self, verification_id: str, timeout: float, *, decided: Callable[[], Awaitable[bool]] | None = None
+        self, verification_id: str, timeout: float, *, decided: Callable[[], Awaitable[bool]] | None = None  # noqa: ASYNC109 (a deadline we pass on, not a wrapper around asyncio.timeout)
     ) -> None:
         """Return when the verification may have a verdict, or after `timeout` seconds.
 

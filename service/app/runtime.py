@@ -23,7 +23,7 @@ from service.clock import Clock, system_clock
 from service.errors import ServiceError
 from service.settings import Settings
 from service.store import migrations
-from service.store.connector import Database
+from service.store.connector import Database, open_database
 
 log = logging.getLogger("service.app.runtime")
 
@@ -70,7 +70,7 @@ def _runtime(settings: Settings, clock: Clock, db: Database, notifier: Notifier)
 @asynccontextmanager
 async def serving(settings: Settings, clock: Clock = system_clock) -> AsyncIterator[Runtime]:
     """The web process: connect, apply what `release` has not, start the notifier and the webhook writer."""
-    db = Database(settings.database_url)
+    db = open_database(settings.database_url)
     await db.connect()
     try:
         await migrations.apply_pending_migrations(db)
@@ -91,7 +91,7 @@ async def serving(settings: Settings, clock: Clock = system_clock) -> AsyncItera
 @asynccontextmanager
 async def operating(settings: Settings, clock: Clock = system_clock) -> AsyncIterator[Runtime]:
     """An operator command: the database must exist and be current; nothing waits for verdicts here."""
-    db = Database(settings.database_url)
+    db = open_database(settings.database_url)
     await db.connect()
     try:
         missing = await migrations.pending(db)
@@ -105,7 +105,7 @@ async def operating(settings: Settings, clock: Clock = system_clock) -> AsyncIte
 
 async def release(settings: Settings) -> list[str]:
     """The release process: apply pending migrations; answer the versions applied."""
-    db = Database(settings.database_url)
+    db = open_database(settings.database_url)
     await db.connect()
     try:
         return await migrations.migrate(db)

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.errors import DatabaseUnavailable, UniqueViolation
-from service.store.checkpointer import Checkpointer
 
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")
 # `AS "oldest_at [UTCTIME]"`: a computed column naming the SQLite converter for its value; elsewhere `AS oldest_at`.
@@ -164,6 +163,11 @@ class Tx(abc.ABC):
 _SAVEPOINT = sql("SAVEPOINT nested_unit")
 _ROLLBACK_TO_SAVEPOINT = sql("ROLLBACK TO SAVEPOINT nested_unit")
 _RELEASE_SAVEPOINT = sql("RELEASE SAVEPOINT nested_unit")
+
+
+def open_database(url: str, **options: Any) -> Database:
+    """The connector for the URL's database (SQLite or PostgreSQL), not connected yet."""
+    return Database(url, **options)  # type: ignore[abstract]
 
 
 class Database(abc.ABC):

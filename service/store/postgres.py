@@ -187,7 +187,7 @@ class PostgresDatabase(Database):
             delay = RECONNECT_FIRST
             try:
                 lost = asyncio.Event()
-                connection.add_termination_listener(lambda _c: lost.set())
+                connection.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await connection.add_listener(channel, lambda _c, _pid, _channel, payload: on_notify(payload))
                 if on_listening is not None:
                     on_listening()

@@ -136,7 +136,7 @@ class SqliteDatabase(Database):
         self._housekeeping: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)  # noqa: ASYNC240 (once, at start-up)
         try:
             self._writer = SqliteTx(await self._open())
             self._idle = asyncio.Queue()

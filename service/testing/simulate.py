@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,7 +32,7 @@ from starlette.routing import Route
 from service.clients.calcom import CalcomClient
 from service.core.signatures import calcom_signature, standard_webhooks_signature
 from service.settings import Settings
-from service.store.connector import Database
+from service.store.connector import open_database
 from service.store.migrations import migrate
 from service.testing.fakecalcom import FakeCalcom
 from service.web.app import create_app
@@ -73,7 +74,7 @@ class _Settings(Settings):
     """Settings from arguments only: the operator's environment and `.env` do not leak into the run."""
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls: Any, init_settings: Any, **sources: Any) -> tuple[Any, ...]:
+    def settings_customise_sources(cls, settings_cls: Any, init_settings: Any, *sources: Any, **named: Any) -> tuple[Any, ...]:
         return (init_settings,)
 
 
@@ -136,7 +137,8 @@ class World:
         return await self.verifier.request(method, path, headers=headers, **kwargs)
 
     async def show(self, verification_id: str) -> dict[str, Any]:
-        return (await self.api("GET", f"/api/verifications/{verification_id}")).json()
+        view: dict[str, Any] = (await self.api("GET", f"/api/verifications/{verification_id}")).json()
+        return view
 
     def create_booking(self, appointment: str, key: str, start: datetime, end: datetime, host: str, event_type: int, tag: bool) -> dict[str, Any]:
         """What Cal.com does inside the platform's create call: store the booking, return the webhook it sends."""
@@ -326,7 +328,7 @@ async def real_failure(world: World) -> Outcome:
 
 
 def _verdict(view: dict[str, Any]) -> str:
-    return view["status"] + (f" ({view['review_reason']})" if view["review_reason"] else "")
+    return str(view["status"]) + (f" ({view['review_reason']})" if view["review_reason"] else "")
 
 
 def _after(view: dict[str, Any]) -> str:
@@ -374,13 +376,13 @@ async def status_line(world: World) -> str:
 async def world(directory: Path, keys: SimulationSecrets, out: Out) -> AsyncIterator[World]:
     """The service, the fake Cal.com and the platform, wired together in this process."""
     database_url = f"sqlite+aiosqlite:///{directory / 'simulate.sqlite3'}"
-    db = Database(database_url)
+    db = open_database(database_url)
     await db.connect()
     try:
         await migrate(db)
     finally:
         await db.disconnect()
-    settings = _Settings(database_url=database_url, api_token=keys.api_token, settle_seconds=SETTLE, check_schedule=SCHEDULE)
+    settings = _Settings(database_url=database_url, api_token=SecretStr(keys.api_token), settle_seconds=SETTLE, check_schedule=SCHEDULE)
     clock = SimClock(START)
     fake = FakeCalcom(clock=clock)
     fake.add_api_key(keys.calcom_api_key)

@@ -79,7 +79,7 @@ def families(status: dict[str, Any]) -> Iterator[Metric]:
 
 
 def _verdict_times(times: dict[str, Any]) -> Iterator[Metric]:
-    quantiles = {(q,): times[key] for key, q in (("p50", "0.5"), ("p95", "0.95"), ("p99", "0.99")) if times[key] is not None}
+    quantiles: dict[tuple[str, ...], float] = {(q,): times[key] for key, q in (("p50", "0.5"), ("p95", "0.95"), ("p99", "0.99")) if times[key] is not None}
     yield _labelled(
         "time_to_verdict_seconds", "Recording to automatic verdict, percentiles over the most recent automatic verdicts",
         ["quantile"], quantiles,

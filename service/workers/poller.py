@@ -29,7 +29,7 @@ from service.core.api_bookings import observations_from_api
 from service.core.observations import Observation
 from service.errors import CalcomCredentialsBroken, CalcomError, CalcomUnavailable
 from service.settings import Settings
-from service.store.connector import Database
+from service.store.connector import Database, open_database
 from service.store.queries import accounts as account_store
 from service.store.queries import observations as observation_store
 from service.store.queries import pollers as poller_store
@@ -364,7 +364,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     from service.store.migrations import apply_pending_migrations
     from service.workers.callbacks import CallbackDeliverer
 
-    db = Database(settings.database_url)
+    db = open_database(settings.database_url)
     await db.connect()
     await apply_pending_migrations(db)
     limits = httpx.Limits(max_connections=50, max_keepalive_connections=20)

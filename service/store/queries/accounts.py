@@ -134,7 +134,8 @@ async def get_many(tx: Tx, account_ids: list[str]) -> dict[str, Account]:
 
 async def webhook_secret(tx: Tx, account_id: str) -> str | None:
     """Only the webhook secret: the hot path of every webhook needs nothing else."""
-    return await tx.fetch_val(WEBHOOK_SECRET, id=account_id)
+    secret = await tx.fetch_val(WEBHOOK_SECRET, id=account_id)
+    return str(secret) if secret is not None else None
 
 
 async def list_all(tx: Tx) -> list[Account]:

@@ -317,7 +317,7 @@ async def claim(tx: Tx, account: str, uid: str, seat: str, verification_seq: int
     if inserted:
         return True
     owner = await tx.fetch_val(CLAIM_OWNER, account=account, uid=uid, seat=seat)
-    return owner == verification_seq
+    return bool(owner == verification_seq)
 
 
 async def claim_owner(tx: Tx, account: str, uid: str, seat: str) -> int | None:

@@ -47,7 +47,7 @@ INVALID = "validation error naming the field"
 
 
 def _account_id(request: Request) -> str:
-    account_id = request.path_params["account"]
+    account_id = str(request.path_params["account"])
     if not ACCOUNT_ID.match(account_id):
         raise ValidationFailed(
             "account: must match [a-z0-9][a-z0-9_-]{0,62}",
@@ -133,7 +133,7 @@ async def _wait_for_verdict(services: Any, verification_id: str, wait: float) ->
     deadline = loop() + wait
 
     async def decided() -> bool:
-        return await services.intake.status(verification_id) != "pending"
+        return bool(await services.intake.status(verification_id) != "pending")
 
     first = True
     while True:
@@ -141,7 +141,7 @@ async def _wait_for_verdict(services: Any, verification_id: str, wait: float) ->
         first = False
         view = await services.intake.get(verification_id)
         if view["status"] != "pending" or loop() >= deadline:
-            return view
+            return dict(view)
 
 
 @api.operation(
