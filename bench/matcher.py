@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import common as c
 
 from service.app.settle import settle
-from service.core.matching import Booking
+from service.core.bookings import Booking
 from service.core.observations import Observation
 from service.core.plan import Context, decide
 from service.store.connector import Database

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.core.matching import Booking, PhaseSpec, Target, distance_ms, eligible, match
+from service.core.bookings import Booking, PhaseSpec, Target, distance_ms, eligible
+from service.core.matching import match
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
 

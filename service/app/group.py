@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from service.core.matching import Booking
+from service.core.bookings import Booking
 from service.core.plan import closure, targets_of
 from service.store.connector import Tx
 from service.store.queries import observations as observation_store

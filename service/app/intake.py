@@ -16,7 +16,7 @@ from service.app.apply import apply
 from service.app.group import guard_appointment
 from service.app.notify import Notifier
 from service.app.settle import settle_guarded
-from service.core import plan, schedule
+from service.core import plan, resolution, schedule
 from service.core.models import ResolveIn, VerificationIn
 from service.core.views import render
 from service.errors import Conflict, NotFound, ValidationFailed
@@ -227,7 +227,7 @@ class Intake:
             phases = (await verification_store.phases_of(tx, [row["seq"]]))[row["seq"]]
             named = await self._named_bookings(tx, row, phases, request)
             held = await observation_store.claims_of(tx, row["seq"])
-            decided = plan.operator(row, phases, held, named, request.outcome, request.note)
+            decided = resolution.operator(row, phases, held, named, request.outcome, request.note)
             await apply(tx, account, decided, now)
             view = await load_view(tx, row["seq"])
         self.notifier.resolved([verification_id])

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from service.core.matching import phone_digits
+from service.core.bookings import phone_digits
 from service.core.times import EARLIEST_YEAR, LATEST_YEAR
 from service.errors import ValidationFailed
 
