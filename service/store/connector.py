@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -26,6 +25,7 @@ import databases
 
 from service.errors import DatabaseUnavailable, UniqueViolation
 from service.store.checkpointer import Checkpointer
+from service.store.files import prepare_sqlite_file
 
 log = logging.getLogger("service.store.connector")
 OPTIMIZE_EVERY = 3600.0  # seconds between PRAGMA optimize runs on a long-lived SQLite connection
@@ -270,8 +270,7 @@ class Database:
 
     async def connect(self) -> None:
         if self.dialect == "sqlite":
-            directory = os.path.dirname(os.path.abspath(self.sqlite_path))
-            os.makedirs(directory, exist_ok=True)
+            prepare_sqlite_file(self.sqlite_path)
         try:
             await self._db.connect()
             if self.dialect == "sqlite":
