@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
@@ -9,15 +10,19 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
+from service.app.intake import Intake
+from service.app.notify import Notifier
 from service.app.recheck import key_hash as recheck_key_hash
 from service.clients.calcom import CalcomClient
+from service.core.models import VerificationIn, parse
 from service.settings import Settings
 from service.store.connector import Database, sql
 from service.store.queries import accounts as account_store
+from service.store.queries import verifications as verification_store
 from service.testing.fakecalcom import FakeCalcom
 from service.workers.poller import Poller, key_hash
 
-from .helpers import API_KEY, AUTH, CUSTOMER, FakeClock, booking_event, create_account, failure, post_webhook, record
+from .helpers import API_KEY, AUTH, CUSTOMER, WEBHOOK_SECRET, FakeClock, booking_event, create_account, failure, post_webhook, record
 
 CALCOM = "http://calcom.test"
 T = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)  # the appointment (10:00+01:00)
@@ -185,3 +190,20 @@ async def test_an_outage_reads_as_unknown_in_the_log_never_as_no_booking(client,
     assert [r.event for r in verdicts if r.event != "verification_recorded"] == ["verification_outcome_unknown"]  # type: ignore[attr-defined]
     assert "outcome unknown" in verdicts[-1].getMessage()
     assert not any("no matching booking found" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_empty_check_schedule_makes_the_first_check_final(db: Database, settings: Settings, fake: FakeCalcom, clock: FakeClock) -> None:
+    # CHECK_SCHEDULE= (empty) is documented as: one check at SETTLE_SECONDS, and its answer is final.
+    single = settings.model_copy(update={"check_schedule": ()})
+    async with db.transaction() as tx:
+        await account_store.upsert(tx, "salon-1", {"calcom_api_key": API_KEY, "webhook_secret": WEBHOOK_SECRET, "calcom_api_base": CALCOM,
+                                                    "callback_url": None, "callback_secret": None, "match_tolerance_seconds": 300, "enabled": True}, clock())
+    recorded = await Intake(db, single, Notifier(db)).record(parse(VerificationIn, json.dumps(failure()).encode()), clock())
+    assert recorded.view["deadline_at"] == recorded.view["next_check_at"]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=fake.app)) as http:
+        poller = Poller(db, single, CalcomClient(http, clock=clock), clock=clock, owner="p1")
+        clock.advance(2)
+        await poller.tick(clock())
+    async with db.read() as tx:
+        row = await verification_store.by_id(tx, recorded.view["id"])
+    assert row is not None and (row["status"], row["review_reason"], row["complete_checks"]) == ("manual_review", "no_booking_found", 1)
