@@ -46,7 +46,7 @@ ACCOUNTS = 10
 TOLERANCE = 300
 GRID = dt.timedelta(minutes=10)  # phase starts of one account's pending verifications, 10 min apart
 HOT = 100  # bookings of the load stream touch only the first HOT verifications of each account
-SEED_SECONDS = 2.6  # the seed's time to verdict (a blocking 2 s sleep plus one Cal.com query)
+SEED_SECONDS = 2.6  # the first version's time to verdict (a blocking 2 s sleep plus one Cal.com query)
 TARGETS = {
     "ingest": "≥ 0.5× the bare HMAC endpoint",
     "latency": "p99 ≤ 10 ms at 100 events/s",

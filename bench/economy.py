@@ -1,4 +1,4 @@
-"""API economy (SPEC §10): Cal.com calls per due verification per poll tick, 1,000 pending over 10 accounts.
+"""API economy: Cal.com calls per due verification per poll tick, 1,000 pending over 10 accounts.
 
     .venv/bin/python bench/economy.py --db both [--append]
 
@@ -8,7 +8,7 @@ bookings of 90% of the pending verifications (both staff phases of a Dauerwelle)
 An in-process `service.poller.Poller` ticks at each scheduled check time (2, 12, 42, 162, 762 s after
 the failures were recorded; the clock is passed in, nothing sleeps) until nothing is pending. Calls
 are counted by the fake (`/_fake/calls`), due verifications by the ticks (`TickReport.due`).
-Reference, in the same run against the same fake: the seed's way, one `GET /v2/bookings` per
+Reference, in the same run against the same fake: the first version's way, one `GET /v2/bookings` per
 failure (`status=upcoming`, the appointment's window ± 5 min).
 """
 
@@ -83,7 +83,7 @@ async def poll(url: str, fake: c.Server, created: dt.datetime) -> list[dict[str,
 
 
 def seed_way(fake: c.Server, pending: int) -> int:
-    """The seed's fallback: one GET /v2/bookings per failed appointment; answer the calls the fake counted."""
+    """The first version's fallback: one GET /v2/bookings per failed appointment; answer the calls the fake counted."""
     with httpx.Client(base_url=fake.url, timeout=10) as http:
         before = http.get("/_fake/calls").json()["total"]
         for a in range(c.ACCOUNTS):
@@ -115,7 +115,7 @@ def measure(dbs: list[str], *, pending: int = PENDING) -> tuple[str, list[tuple[
         ref = reference / pending
         rows.append([d, f"{first['due']}", f"{first['calls']}", f"**{per_first:.3f}**", f"{due}", f"{calls}", f"{per_all:.3f}",
                      f"{ref:.2f}", f"{per_first / ref:.3f}×", f"{verified} / {review}"])
-        summary.append((f"economy {d}", f"{per_first:.3f} calls/due (first tick), {per_all:.3f} over all ticks; seed {ref:.2f}",
+        summary.append((f"economy {d}", f"{per_first:.3f} calls/due (first tick), {per_all:.3f} over all ticks; first version {ref:.2f}",
                         c.verdict(per_first <= TARGET)))
         notes.append(f"{d} ticks (due/calls/verdicts): " + ", ".join(f"{t['due']}/{t['calls']}/{t['verdicts']}" for t in ticks))
         print("  " + notes[-1], flush=True)
@@ -125,11 +125,11 @@ def measure(dbs: list[str], *, pending: int = PENDING) -> tuple[str, list[tuple[
         f"the fake holds {ours} of their bookings and {noise} noise bookings.",
         "",
         c.table(["db", "due, 1st tick", "calls, 1st tick", "calls/due, 1st tick", "due, all ticks", "calls, all ticks",
-                 "calls/due, all ticks", "seed's way (same run)", "1st tick vs seed", "verified / manual review"], rows),
+                 "calls/due, all ticks", "first version's way (same run)", "1st tick vs first version", "verified / manual review"], rows),
         "",
         *[f"- {n}" for n in notes],
         "",
-        "The first tick is the SPEC's case (every pending verification due at once). Later ticks carry only the 10% without a "
+        "The first tick is the target's case (every pending verification due at once). Later ticks carry only the 10% without a "
         "booking, 10 per account, so one query per account gives 0.1 calls per due verification there.",
     ])
     return body, summary

@@ -1,4 +1,4 @@
-"""Webhook ingest (SPEC §10): signed BOOKING_CREATED events/s through the real endpoint with 10,000
+"""Webhook ingest: signed BOOKING_CREATED events/s through the real endpoint with 10,000
 pending verifications, as a ratio to a bare Starlette endpoint that only checks the HMAC.
 
     .venv/bin/python bench/ingest.py --db both [--repeat 3] [--append]

@@ -1,4 +1,4 @@
-"""Webhook latency (SPEC §10): p50/p99 of signed BOOKING_CREATED webhooks at a steady 100 events/s.
+"""Webhook latency: p50/p99 of signed BOOKING_CREATED webhooks at a steady 100 events/s.
 
     .venv/bin/python bench/latency.py --db both [--repeat 3] [--append]
 

@@ -62,7 +62,7 @@ def main() -> None:
 
     text = "\n".join([
         c.machine_line(m), "", f"`{c.command_line()}` ({(time.monotonic() - started) / 60:.0f} min)", "",
-        c.table(["target (SPEC §10)", "measured", ""], summary), "",
+        c.table(["target", "measured", ""], summary), "",
         *(f"### {title}\n\n{body}\n" for title, body in sections),
     ])
     print("\n" + text)

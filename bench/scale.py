@@ -1,4 +1,4 @@
-"""Scale (SPEC §10): per-webhook cost with 100,000 pending vs 1,000 pending, and web RSS at 100,000.
+"""Scale: per-webhook cost with 100,000 pending vs 1,000 pending, and web RSS at 100,000.
 
     .venv/bin/python bench/scale.py --db both [--repeat 3] [--append]
 

@@ -1,4 +1,4 @@
-"""Time to verdict (SPEC §10), both orders, against the seed's ≥ 2.6 s (a blocking 2 s sleep + a query).
+"""Time to verdict, both orders, against the first version's ≥ 2.6 s (a blocking 2 s sleep + a query).
 
     .venv/bin/python bench/verdict.py --db both [--n 300] [--append]
 
@@ -114,14 +114,14 @@ def measure(dbs: list[str], *, n: int = 300, repeat: int = 3) -> tuple[str, list
                          f"**{p99:.2f}** (" + ", ".join(f"{r['p99']:.1f}" for r in runs) + ")",
                          f"{c.median([r['max'] for r in runs]):.1f}", f"{p99 / seed_ms:.4f}× (1/{seed_ms / p99:.0f})",  # type: ignore[misc]
                          f"{runs[0]['n']} × {len(runs)}", str(wrong)])
-            summary.append((f"verdict {d} {order}", f"p99 {p99:.1f} ms (seed ≥ {seed_ms:.0f} ms)", c.verdict(p99 <= TARGET_P99_MS and wrong == 0)))
+            summary.append((f"verdict {d} {order}", f"p99 {p99:.1f} ms (first version ≥ {seed_ms:.0f} ms)", c.verdict(p99 <= TARGET_P99_MS and wrong == 0)))
         hook = c.median([r["b"]["webhook_p99"] for r in results[d]])  # type: ignore[misc]
         rows.append([d, "(b) the webhook's own answer", "", f"{hook:.2f}", "", "", "", ""])
     body = "\n".join([
-        f"Reference: the seed's time to verdict, ≥ {c.SEED_SECONDS:g} s (its 2 s blocking sleep plus one Cal.com query; not re-run). "
+        f"Reference: the first version's time to verdict, ≥ {c.SEED_SECONDS:g} s (its 2 s blocking sleep plus one Cal.com query; not re-run). "
         f"{n} appointments per order per repetition after {WARMUP} warm-up ones, one at a time; median of {repeat} repetitions.",
         "",
-        c.table(["db", "order", "p50 ms", "p99 ms", "max ms", "p99 vs seed", "n", "not verified"], rows),
+        c.table(["db", "order", "p50 ms", "p99 ms", "max ms", "p99 vs first version", "n", "not verified"], rows),
     ])
     return body, summary
 

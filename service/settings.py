@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -12,6 +13,8 @@ from service.core.models import validate_http_url
 
 DEFAULT_SQLITE_PATH = os.path.join("var", "verifier.sqlite3")
 SECRET_FIELDS = {"api_token"}
+# Fields whose value may hold a password: echoed only without it.
+URL_FIELDS = {"database_url"}
 
 
 class ConfigError(Exception):
@@ -29,8 +32,37 @@ def normalize_database_url(url: str) -> str:
             raise ValueError("a SQLite URL needs three slashes: sqlite:///relative/path or sqlite:////abs/path")
         return "sqlite+aiosqlite://" + rest
     if scheme in ("postgresql", "postgres", "postgresql+asyncpg"):
+        try:
+            _ = urlsplit("postgresql://" + rest).port
+        except ValueError:
+            port = rest.split("/", 1)[0].rpartition("@")[2].rpartition(":")[2]
+            raise ValueError(f"the port {port!r} is not a number from 1 to 65535") from None
         return "postgresql+asyncpg://" + rest
     raise ValueError(f"unsupported scheme {scheme!r}; use sqlite:/// or postgresql://")
+
+
+def describe_database(url: str) -> str:
+    """The database a URL names, for messages: never its password."""
+    scheme, _, rest = url.partition("://")
+    if scheme.startswith("sqlite"):
+        return f"the SQLite file {os.path.abspath(rest[1:] if rest.startswith('/') else rest)}"
+    parts = urlsplit("postgresql://" + rest)
+    try:
+        port = str(parts.port or 5432)
+    except ValueError:
+        port = parts.netloc.rpartition(":")[2]
+    name = parts.path.lstrip("/") or parts.username or "postgres"
+    user = f" as {parts.username}" if parts.username else ""
+    return f"the PostgreSQL database {name!r} on {parts.hostname or 'localhost'}:{port}{user}"
+
+
+def without_password(url: str) -> str:
+    """The URL with its password (if any) replaced by ***."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, location = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{location}"
 
 
 def parse_schedule(value: Any) -> Any:
@@ -43,7 +75,7 @@ def parse_schedule(value: Any) -> Any:
 
 
 class Settings(BaseSettings):
-    """Everything the processes read from the environment (SPEC §3 plus operational knobs)."""
+    """Everything the processes read from the environment (the README's "Configuration" table)."""
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
@@ -54,7 +86,8 @@ class Settings(BaseSettings):
     calcom_api_base: str = "https://api.cal.com"
     settle_seconds: float = Field(default=2.0, ge=0, le=86400)
     check_schedule: Annotated[tuple[float, ...], NoDecode] = (10.0, 30.0, 120.0, 600.0)
-    match_tolerance_seconds: int = Field(default=300, ge=0, le=86400)
+    # The range an account may have (the API refuses more), so a new account never inherits more.
+    match_tolerance_seconds: int = Field(default=300, ge=0, le=3600)
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     post_sync_verification: bool = True
 
@@ -67,6 +100,11 @@ class Settings(BaseSettings):
     callback_retry_hours: float = Field(default=25.0, ge=24, le=24 * 30)
     webhook_retention_days: float = Field(default=30.0, ge=1, le=3650)
     log_level: str = "INFO"
+    log_format: Literal["auto", "json", "text"] = "auto"
+    # Cal.com checks of an account failing for longer than this make /status report a problem.
+    calcom_alert_seconds: float = Field(default=300.0, gt=0, le=7 * 86400)
+    # /status and /metrics name accounts only when asked to (they may be customers' names).
+    status_show_accounts: bool = False
 
     @field_validator("database_url")
     @classmethod
@@ -107,6 +145,11 @@ class Settings(BaseSettings):
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
         return value
 
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
@@ -130,5 +173,6 @@ def describe_error(exc: ValidationError) -> str:
     message = error["msg"].removeprefix("Value error, ")
     line = f"configuration error: {field.upper()}: {message}"
     if field not in SECRET_FIELDS and "input" in error and isinstance(error["input"], (str, int, float)):
-        line += f" (got {str(error['input'])[:80]!r})"
+        given = without_password(str(error["input"])) if field in URL_FIELDS else str(error["input"])
+        line += f" (got {given[:80]!r})"
     return line

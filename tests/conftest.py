@@ -138,8 +138,14 @@ async def db(database_url: str) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-async def app(settings: Settings, clock: FakeClock) -> AsyncIterator[object]:
-    application = create_app(settings, clock=clock)
+def calcom_transport() -> httpx.AsyncBaseTransport:
+    """Cal.com as the web app reaches it (a replaced API key is tried at once): a 503 unless a test routes it."""
+    return httpx.MockTransport(lambda request: httpx.Response(503, json={"status": "error"}))
+
+
+@pytest.fixture
+async def app(settings: Settings, clock: FakeClock, calcom_transport: httpx.AsyncBaseTransport) -> AsyncIterator[object]:
+    application = create_app(settings, clock=clock, calcom_transport=calcom_transport)
     async with application.router.lifespan_context(application):
         yield application
 

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -118,11 +119,14 @@ def test_bad_configuration_exits_2_with_one_line_naming_the_variable(
     assert err.count("\n") == 1 and err.startswith("configuration error: DATABASE_URL: ")
 
 
-def test_unmigrated_database_says_to_migrate(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'empty.sqlite3'}")
+def test_unmigrated_database_says_to_migrate_naming_it(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = tmp_path / "empty.sqlite3"
+    sqlite3.connect(path).close()  # a database file without our tables
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{path}")
     code, out, err = run(capsys, "accounts", "list")
     assert code == 1 and out == ""
-    assert err.startswith("error: the database has ") and err.endswith("pending migration(s): run `python -m service migrate` first\n")
+    assert err.startswith(f"error: the SQLite file {path} has ") and "pending migration(s)" in err
+    assert "run `python -m service migrate` first" in err and err.count("\n") == 1
 
 
 def test_console_script_is_declared() -> None:

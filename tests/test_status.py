@@ -146,7 +146,7 @@ EXPECTED: dict[str, Any] = {
     "auto_recovery_rate": 0.4444,  # 4 / 9
     "false_negatives_caught": 5,  # 4 verified + 1 resolved synced
     "false_negative_rate": 0.2,  # 1 / 5
-    "review_queue": {"size": 3, "entered_last_24h": 4, "oldest_waiting_age_seconds": 93600.0},
+    "review_queue": {"size": 3, "outcome_unknown": 0, "entered_last_24h": 4, "oldest_waiting_age_seconds": 93600.0},
     "oldest_pending_age_seconds": 7200.0,
     "pending_past_deadline": 1,
     "time_to_verdict_seconds": {  # 0, 1, 3, 8, 762, 900 (kill-switch records excluded)
@@ -165,9 +165,15 @@ EXPECTED: dict[str, Any] = {
          "heartbeat_age_seconds": 60.0, "ticks": 9, "stopped": True, "alive": False},
     ],
     "callbacks": {"backlog": 2, "oldest_pending_age_seconds": 5426.0, "delivered": 1, "failed": 1, "failed_recent": 1},
-    "accounts": {"total": 3, "disabled": 1, "broken_credentials": ["salon-2"]},
+    "accounts": {"total": 3, "disabled": 1, "broken_credentials": 1, "calcom_failing": 0},  # counts only, by default
     "webhooks": {"received_last_24h": 3},
     "matching": {"matcher_gave_up": 0, "group_too_large": 0, "settle_failed": 0},
+    "traffic": {
+        "calcom_requests": {"ok": 0, "4xx": 0, "429": 0, "5xx": 0, "timeout": 0, "connection_error": 0},
+        "webhook_rejections": {"unknown_account": 0, "too_large": 0, "bad_signature": 0, "bad_payload": 0, "database_unavailable": 0},
+        "api_client_errors": {},
+        "guard_requests": {},
+    },
     "targets": {
         "auto_recovery_rate": {"target": "> 0.9", "value": 0.4444, "met": False},
         "false_negative_rate": {"target": "0", "value": 0.2, "met": False},
@@ -189,8 +195,8 @@ async def test_status_reports_every_figure_of_a_known_scenario(
     assert body == EXPECTED
     assert problems == [
         "1 pending verification(s) are past their deadline: the poller is not keeping up or not running",
-        "Cal.com rejects the API key (401/403) of account(s) salon-2: the poller cannot check them; "
-        "replace the key with PUT /api/accounts/{account}",
+        "Cal.com rejects the API key (401/403) of 1 account(s): the poller cannot check them; "
+        'replace the key with PATCH /api/accounts/{account} {"calcom_api_key": …}',
         "1 callback(s) given up (retries exhausted or 410) in the last 49 h: the platform never received those verdicts",
         "2 callback(s) waiting, the oldest for 5426 s: is the platform's callback URL reachable?",
     ]
@@ -239,7 +245,8 @@ async def test_metrics_parse_and_agree_with_status(client: httpx.AsyncClient, op
     assert value("callbacks_failed_recent") == callbacks["failed_recent"]
     assert value("callback_backlog_oldest_age_seconds") == callbacks["oldest_pending_age_seconds"]
     assert value("accounts") == 3 and value("accounts_disabled") == 1
-    assert value("account_credentials_broken", account="salon-2") == 1
+    assert value("accounts_credentials_broken") == 1 and value("accounts_calcom_failing") == 0
+    assert not any(s.labels.get("account") for f in families for s in f.samples)  # no account ids by default
     assert value("webhooks_received_24h") == status["webhooks"]["received_last_24h"]
 
 

@@ -1,4 +1,4 @@
-"""Recording failed syncs, reading verifications, and closing them by hand (SPEC §4)."""
+"""Recording failed syncs, reading verifications, and closing them by hand."""
 
 from __future__ import annotations
 

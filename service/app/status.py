@@ -13,8 +13,11 @@ from service.store.queries import counters as counter_store
 from service.store.queries import pollers as poller_store
 from service.store.queries import status as status_store
 
+# A failing spell with no attempt in this long is not reported as going on (nobody is asking Cal.com).
+STALE_FAILURE = timedelta(hours=1)
 
-async def collect(db: Database, now: datetime, settings: Settings) -> dict[str, Any]:
+
+async def collect(db: Database, now: datetime, settings: Settings, *, show_accounts: bool = False) -> dict[str, Any]:
     """Read every figure in one snapshot and build the /status document."""
     alive_bound = alive_bound_seconds(settings.poll_interval_seconds)
     failed_since = now - timedelta(hours=settings.callback_retry_hours) - DAY
@@ -31,10 +34,16 @@ async def collect(db: Database, now: datetime, settings: Settings) -> dict[str, 
             pollers=await poller_store.list_all(tx),
             webhooks_24h=await status_store.webhooks_since(tx, now - DAY),
             counters=await counter_store.read_all(tx),
+            calcom_failing=await status_store.calcom_failing(
+                tx,
+                before=now - timedelta(seconds=settings.calcom_alert_seconds),
+                recent=now - max(STALE_FAILURE, timedelta(seconds=settings.calcom_alert_seconds)),
+            ),
         )
     return report(
         figures,
         now,
         poll_interval_seconds=settings.poll_interval_seconds,
         callback_retry_hours=settings.callback_retry_hours,
+        show_accounts=show_accounts,
     )

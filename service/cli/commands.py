@@ -2,7 +2,8 @@
 
 They go through the same service code as the HTTP API (`Intake`, `AccountIn`, `account_view`)
 against `DATABASE_URL` directly, not over HTTP. Results go to stdout; errors are one line on
-stderr: exit 1 for "not found", "conflict" or an unreachable database, 2 for bad input.
+stderr: exit 1 for "not found", "conflict" or an unreachable database, 2 for bad input or a
+DATABASE_URL that points at no database (the command line never creates one).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from service.clock import system_clock
 from service.core.models import ACCOUNT_ID, AccountIn, ResolveIn, parse
 from service.core.views import account_view
 from service.errors import DatabaseUnavailable, ServiceError, ValidationFailed
-from service.settings import Settings
+from service.settings import ConfigError, Settings
 
 log = logging.getLogger("service.cli.parser")
 
@@ -54,6 +55,9 @@ def run(settings: Settings, command: Callable[[Runtime], Awaitable[int]]) -> int
 
     try:
         return asyncio.run(main())
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
     except CommandError as exc:
         return _fail(str(exc), exc.code)
     except ValidationFailed as exc:
@@ -186,7 +190,7 @@ def verifications_list(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         rows = []
         for v in page["items"]:
-            detail = v["review_reason"] or v["resolution"] or ("missing " + ",".join(v["missing_phases"]) if v["missing_phases"] else "")
+            detail = _detail(v)
             rows.append((v["id"], v["account"], v["appointment_id"], v["status"], v["resolved_via"] or "-", detail or "-", v["created_at"]))
         if not rows:
             print("no verifications match")
@@ -194,6 +198,44 @@ def verifications_list(args: argparse.Namespace, settings: Settings) -> int:
         _table(("ID", "ACCOUNT", "APPOINTMENT", "STATUS", "VIA", "DETAIL", "CREATED"), rows)
         if page["next_cursor"]:
             print(f"more: --cursor {page['next_cursor']}")
+        return 0
+
+    return run(settings, command)
+
+
+def _detail(v: dict[str, Any]) -> str:
+    """The DETAIL column: why it is in review (an outage reads as unknown, never as missing), or how it ended."""
+    if v["review_reason"] == "calcom_unavailable":
+        return "calcom_unavailable: outcome unknown"
+    return v["review_reason"] or v["resolution"] or ("missing " + ",".join(v["missing_phases"]) if v["missing_phases"] else "")
+
+
+def valid_account(account: str) -> str | None:
+    """Why an account id given on the command line cannot be one, or None."""
+    if ACCOUNT_ID.match(account):
+        return None
+    hint = " (account ids are lower-case)" if ACCOUNT_ID.match(account.lower()) else ""
+    return f"account: must match [a-z0-9][a-z0-9_-]{{0,62}}{hint}"
+
+
+def verifications_recheck(args: argparse.Namespace, settings: Settings) -> int:
+    if args.account and (problem := valid_account(args.account)):
+        return _fail(problem, 2)
+
+    async def command(runtime: Runtime) -> int:
+        if args.id:
+            view = await runtime.rechecks.recheck(args.id, system_clock())
+            print(f"verification {args.id} is due for a check now (the poller makes it within a tick)", file=sys.stderr)
+            _print_json(view)
+            return 0
+        await runtime.accounts.get(args.account)
+        ids = await runtime.rechecks.recheck_unknown(args.account, system_clock())
+        if not ids:
+            print(f"no verification of account {args.account} is in review as calcom_unavailable")
+            return 0
+        for verification_id in ids:
+            print(verification_id)
+        print(f"{len(ids)} verification(s) of account {args.account} are pending again and due now", file=sys.stderr)
         return 0
 
     return run(settings, command)
@@ -231,7 +273,8 @@ def verifications_resolve(args: argparse.Namespace, settings: Settings) -> int:
 
 def status(args: argparse.Namespace, settings: Settings) -> int:
     async def command(runtime: Runtime) -> int:
-        report = await runtime.status()
+        # The operator at the command line may see account ids (STATUS_SHOW_ACCOUNTS is for the HTTP pages).
+        report = await runtime.status(show_accounts=True)
         if args.json:
             _print_json(report)
         else:
@@ -268,16 +311,35 @@ def status_summary(report: dict[str, Any]) -> list[str]:
         f"false negatives caught: {report['false_negatives_caught']}, false-negative rate {_percent(report['false_negative_rate'])} (target 0)",
         f"review queue: {queue['size']} ({reasons}); oldest waiting {_seconds(queue['oldest_waiting_age_seconds'])}; "
         f"entered in the last 24 h: {queue['entered_last_24h']} (target < 5)",
+        *(
+            [f"outcome unknown (Cal.com never answered): {queue['outcome_unknown']}, not failures; once Cal.com answers: "
+             "calcom-verifier verifications recheck --account <id>"]
+            if queue.get("outcome_unknown") else []
+        ),
         f"time to verdict: p50 {_seconds(ttv['p50'])}, p95 {_seconds(ttv['p95'])}, p99 {_seconds(ttv['p99'])} (n={ttv['count']})",
         f"pending: oldest {_seconds(report['oldest_pending_age_seconds'])}, past deadline {report['pending_past_deadline']}",
-        f"pollers: {sum(1 for p in pollers if p['alive'])} alive of {len(pollers)}",
+        f"pollers: {sum(1 for p in pollers if p['alive'])} alive" + (
+            f" ({len(pollers) - sum(1 for p in pollers if p['alive'])} silent: stopped without saying goodbye, or stuck)"
+            if any(not p["alive"] for p in pollers) else ""
+        ),
         f"callbacks: backlog {callbacks['backlog']} (oldest {_seconds(callbacks['oldest_pending_age_seconds'])}), "
         f"delivered {callbacks['delivered']}, failed {callbacks['failed']}",
-        f"accounts: {report['accounts']['total']} ({report['accounts']['disabled']} disabled); broken credentials: "
-        + (", ".join(report["accounts"]["broken_credentials"]) or "none"),
+        _accounts_line(report["accounts"]),
     ]
     lines += [f"problem: {problem}" for problem in report["problems"]]
     return lines
+
+
+def _accounts_line(accounts: dict[str, Any]) -> str:
+    names = accounts.get("names", {})
+
+    def which(key: str) -> str:
+        return ", ".join(names[key]) if names.get(key) else str(accounts[key]) if accounts[key] else "none"
+
+    return (
+        f"accounts: {accounts['total']} ({accounts['disabled']} disabled); broken credentials: {which('broken_credentials')}; "
+        f"Cal.com failing: {which('calcom_failing')}"
+    )
 
 
 # -- simulate --------------------------------------------------------------------------------------
@@ -291,7 +353,7 @@ def simulate(args: argparse.Namespace) -> int:
     if args.verbose:
         from service import logs
 
-        logs.configure("INFO")
+        logs.configure("INFO", "json")
     elif not root.handlers:
         # The narration is the output; without --verbose the service's own log lines stay out of it.
         quiet = logging.NullHandler()

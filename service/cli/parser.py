@@ -9,7 +9,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from service import logs
-from service.app.runtime import release
+from service.app.runtime import check_database, release
+from service.cli import accounts as cli_accounts
 from service.cli import commands as cli_commands
 from service.core.models import REVIEW_REASONS, STATUSES
 from service.settings import ConfigError, Settings, load_settings
@@ -23,14 +24,29 @@ def _settings() -> Settings:
         raise SystemExit(2) from None
 
 
+def one_line(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A process' start: a configuration it cannot run with ends in one line on stderr and exit code 2."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except ConfigError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+
+    return run
+
+
+@one_line
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     applied = asyncio.run(release(settings))
     print(f"migrations applied: {', '.join(applied) if applied else 'none (already current)'}")
     return 0
 
 
+@one_line
 def cmd_web(args: argparse.Namespace) -> int:
     import signal
 
@@ -46,25 +62,36 @@ def cmd_web(args: argparse.Namespace) -> int:
                 self.force_exit = True
             self.should_exit = True
 
+    from service.cli.startup import listen_socket
+
     settings = _settings()
-    logs.configure(settings.log_level)
+    port = args.port or settings.port
+    # Checked before anything starts, so each problem is one line (not a traceback from the lifespan).
+    sock = listen_socket(settings.host, port)
+    try:
+        asyncio.run(check_database(settings))
+    except BaseException:
+        sock.close()
+        raise
+    logs.configure(settings.log_level, settings.log_format)
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
-        port=args.port or settings.port,
+        port=port,
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=35,
     )
-    Server(config).run()
+    Server(config).run(sockets=[sock])
     return 0
 
 
+@one_line
 def cmd_poll(args: argparse.Namespace) -> int:
     from service.workers.poller import main as poll_main
 
     settings = _settings()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     return poll_main(settings)
 
 
@@ -96,7 +123,7 @@ def _secret(group: Any, option: str, dest: str, what: str) -> None:
 
 
 def _add_accounts(commands: Any) -> None:
-    accounts = commands.add_parser("accounts", help="Cal.com accounts: add (create or replace), list")
+    accounts = commands.add_parser("accounts", help="Cal.com accounts: add, update, list, enable, disable, delete")
     sub = accounts.add_subparsers(dest="accounts_command", required=True)
     add = sub.add_parser(
         "add",
@@ -115,13 +142,44 @@ def _add_accounts(commands: Any) -> None:
     add.add_argument("--tolerance", type=int, metavar="SECONDS", help="start-time tolerance (default: MATCH_TOLERANCE_SECONDS)")
     add.add_argument("--disabled", action="store_true", help="record failures straight into manual review")
     add.set_defaults(func=operator(cli_commands.accounts_add))
+    update = sub.add_parser(
+        "update",
+        help="change some fields of an account, like PATCH /api/accounts/{id}",
+        description="Change only the fields given (e.g. a new API key after Cal.com refused the old one: "
+        "`accounts update salon-1 --api-key -`). A new API key is tried against Cal.com at once. Secrets are never printed.",
+    )
+    update.add_argument("account", help="the account id")
+    secrets = update.add_argument_group("secrets")
+    _secret(secrets, "--api-key", "calcom_api_key", "new Cal.com API key")
+    _secret(secrets, "--webhook-secret", "webhook_secret", "new webhook secret (change it in Cal.com too)")
+    _secret(secrets, "--callback-secret", "callback_secret", "new callback secret (whsec_ + base64)")
+    update.add_argument("--calcom-api-base", help="Cal.com API host for this account")
+    update.add_argument("--callback-url", help="where verdicts are POSTed; an empty value removes it")
+    update.add_argument("--tolerance", type=int, metavar="SECONDS", help="start-time tolerance, 0 to 3600")
+    update.set_defaults(func=operator(cli_accounts.accounts_update))
     listing = sub.add_parser("list", help="every account: enabled, credentials, tolerance, callback")
     listing.add_argument("--json", action="store_true", help="the accounts as the API shows them")
     listing.set_defaults(func=operator(cli_commands.accounts_list))
+    for name, text in (
+        ("enable", "verify new failures of this account again"),
+        ("disable", "record new failures of this account straight into review (webhooks are still stored)"),
+    ):
+        switch = sub.add_parser(name, help=text)
+        switch.add_argument("account", help="the account id")
+        switch.set_defaults(func=operator(cli_accounts.accounts_switch), enabled=name == "enable")
+    delete = sub.add_parser(
+        "delete",
+        help="remove an account that never recorded a verification (e.g. a mistyped id)",
+        description="Removes the account with its stored webhooks and booking observations. An account with "
+        "verifications keeps its history: disable it instead.",
+    )
+    delete.add_argument("account", help="the account id")
+    delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    delete.set_defaults(func=operator(cli_accounts.accounts_delete))
 
 
 def _add_verifications(commands: Any) -> None:
-    verifications = commands.add_parser("verifications", help="verifications: list, show, resolve")
+    verifications = commands.add_parser("verifications", help="verifications: list, show, resolve, recheck")
     sub = verifications.add_subparsers(dest="verifications_command", required=True)
     listing = sub.add_parser("list", help="newest first, like GET /api/verifications")
     listing.add_argument("--account")
@@ -141,6 +199,17 @@ def _add_verifications(commands: Any) -> None:
     resolve.add_argument("--note")
     resolve.add_argument("--booking", action="append", metavar="PHASE=UID", help="the Cal.com booking of a phase (repeatable)")
     resolve.set_defaults(func=operator(cli_commands.verifications_resolve))
+    recheck = sub.add_parser(
+        "recheck",
+        help="check Cal.com once more: one verification, or every calcom_unavailable one of an account",
+        description="A pending verification is checked now; one in review as calcom_unavailable (Cal.com never "
+        "answered, the outcome is unknown) is made pending again and checked now, so a booking that exists can "
+        "still verify it. The poller makes the check within a tick. Use --account after a Cal.com outage.",
+    )
+    target = recheck.add_mutually_exclusive_group(required=True)
+    target.add_argument("id", nargs="?", help="the verification id")
+    target.add_argument("--account", help="every verification of this account in review as calcom_unavailable")
+    recheck.set_defaults(func=operator(cli_commands.verifications_recheck))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,18 +220,18 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--port", type=int, default=None)
     web.set_defaults(func=cmd_web)
     commands.add_parser("poll", help="poll Cal.com and deliver callbacks (the poller process)").set_defaults(func=cmd_poll)
-    commands.add_parser("run", help="what `make run` does: release, then every Procfile process").set_defaults(func=cmd_run)
+    commands.add_parser("run", help="what `make run` does: release, then web (until it answers), then the other Procfile processes").set_defaults(func=cmd_run)
     _add_accounts(commands)
     _add_verifications(commands)
-    status = commands.add_parser("status", help="the /status figures: counts, review queue, recovery rate, pollers")
+    status = commands.add_parser("status", help="the /status figures: counts, review queue, recovery rate, pollers, problems")
     status.add_argument("--json", action="store_true", help="the raw /status document")
     status.set_defaults(func=operator(cli_commands.status))
     simulate = commands.add_parser(
         "simulate",
-        help="the seed's three test scenarios end to end against a fake Cal.com (offline, a few seconds)",
+        help="three salon scenarios end to end against a fake Cal.com (offline, a few seconds)",
         description="Runs Dauerwelle (verified by webhook), Herrenhaarschnitt (webhook lost, verified by the "
         "poller) and a real failure (manual review) in this process, on a temporary database, with a "
-        "simulated clock. Needs no configuration; exits 0 when all three outcomes are the expected ones.",
+        "simulated clock. Needs no configuration and leaves ./var alone; exits 0 when all three outcomes are the expected ones.",
     )
     simulate.add_argument("--verbose", action="store_true", help="also print the service's JSON log lines on stderr")
     simulate.set_defaults(func=cli_commands.simulate)

@@ -1,4 +1,9 @@
-"""`make run`: a token on first use, then the Procfile — `release` once, every other process kept running."""
+"""`make run`: the Procfile in the current directory — `release` once, `web` until it answers, then the rest.
+
+A configuration problem, a failed release or a web process that cannot start (port in use, …)
+ends the run with its own one-line error and nothing after it; the "Try it" banner is printed only
+once the web process answers /healthz, so everything it suggests works when it appears.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,15 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from service.cli.startup import listen_socket
+from service.settings import ConfigError, Settings, load_settings
+
+UP_WITHIN = 60.0  # seconds the web process has to answer /healthz
 
 
 def read_procfile(path: Path) -> dict[str, str]:
@@ -45,41 +56,87 @@ def _pump(name: str, stream: object, width: int) -> None:
         sys.stdout.flush()
 
 
-def run(root: Path = ROOT) -> int:
-    env_file = root / ".env"
-    fresh = ensure_token(env_file)
-    port = os.environ.get("PORT", "8000")
-    if fresh:
-        print(f"Generated an API token and saved it in {env_file.name} (keep it secret):\n  API_TOKEN={fresh}")
+def python_command(root: Path) -> str:
+    """This interpreter as a reader at `root` can type it: `.venv/bin/python` inside the checkout."""
+    executable = Path(sys.executable)
+    try:
+        return str(executable.relative_to(root))
+    except ValueError:
+        return str(executable)
+
+
+def probe_host(host: str) -> str:
+    return {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as answer:
+            return bool(answer.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def banner(settings: Settings, root: Path, fresh_token: str | None) -> str:
+    port = settings.port
+    lines = [f"The service is up: http://localhost:{port} (web and poller; Ctrl-C stops them)."]
+    token_from_file = not os.environ.get("API_TOKEN")
+    if fresh_token:
+        lines.append(f"Generated an API token and saved it in .env (keep it secret):\n  API_TOKEN={fresh_token}")
+    elif token_from_file:
+        lines.append("API token: the one in .env (see: grep API_TOKEN .env)")
     else:
-        print(f"API token: as set in the environment or in {env_file.name} (see: grep API_TOKEN {env_file.name})")
-    print(
-        "Try it:\n"
-        f"  export $(grep API_TOKEN {env_file.name})\n"
-        f"  curl -s localhost:{port}/healthz\n"
-        f'  curl -s -H "Authorization: Bearer $API_TOKEN" localhost:{port}/api/verifications\n'
-    )
-    sys.stdout.flush()
-    processes = read_procfile(root / "Procfile")
+        lines.append("API token: the one in the environment (API_TOKEN)")
+    lines.append("Try it, in another terminal in this directory:")
+    if token_from_file:
+        lines.append("  export $(grep API_TOKEN .env)")
+    lines += [
+        f"  curl -s localhost:{port}/healthz",
+        f'  curl -s -H "Authorization: Bearer $API_TOKEN" localhost:{port}/api/verifications',
+        f"  {python_command(root)} -m service simulate    # three salon scenarios end to end, offline",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def run(root: Path | None = None) -> int:
+    """Run the Procfile of `root` (the current directory); answer the exit code for `make run`."""
+    root = (root or Path.cwd()).resolve()
+    procfile = root / "Procfile"
+    if not procfile.exists():
+        print(f"error: no Procfile in {root}: run `make run` in the repository's directory", file=sys.stderr)
+        return 2
+    os.chdir(root)
+    fresh = ensure_token(root / ".env")
+    try:
+        settings = load_settings()
+        listen_socket(settings.host, settings.port).close()  # a port in use is said before anything runs
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    processes = read_procfile(procfile)
     env = dict(os.environ)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     env.setdefault("PYTHONUNBUFFERED", "1")
+    if "LOG_FORMAT" not in env and sys.stdout.isatty():
+        env["LOG_FORMAT"] = "text"  # the processes write to our pipe; a person reads what we print
     if "release" in processes:
-        release_code = subprocess.call(shlex.split(processes["release"]), cwd=root, env=env)
-        if release_code != 0:
-            print(f"release failed with exit code {release_code}; not starting the service", file=sys.stderr)
-            return release_code
+        released = subprocess.call(shlex.split(processes["release"]), cwd=root, env=env)
+        if released != 0:
+            print(f"not starting the service: release exited with code {released}", file=sys.stderr)
+            return released
     names = [name for name in processes if name != "release"]
-    width = max(len(n) for n in names)
+    width = max([len(n) for n in names] or [1])
     children: dict[str, subprocess.Popen[str]] = {}
-    for name in names:
+    pumps: dict[str, threading.Thread] = {}
+    stopping = threading.Event()
+
+    def start(name: str) -> None:
         child = subprocess.Popen(
             shlex.split(processes[name]), cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         children[name] = child
-        threading.Thread(target=_pump, args=(name, child.stdout, width), daemon=True).start()
-
-    stopping = threading.Event()
+        pumps[name] = threading.Thread(target=_pump, args=(name, child.stdout, width), daemon=True)
+        pumps[name].start()
 
     def stop(signum: int, _frame: object) -> None:
         stopping.set()
@@ -89,6 +146,24 @@ def run(root: Path = ROOT) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    if "web" in names:
+        start("web")
+        url = f"http://{probe_host(settings.host)}:{settings.port}/healthz"
+        deadline = time.monotonic() + UP_WITHIN
+        while not healthy(url):
+            failed = children["web"].poll()
+            if failed is not None:
+                pumps["web"].join(timeout=5)  # web's own lines first
+                print(f"the service did not start: web exited with code {failed}", file=sys.stderr)
+                return failed or 1
+            if stopping.is_set() or time.monotonic() > deadline:
+                break
+            stopping.wait(0.2)
+    if not stopping.is_set():
+        for name in names:
+            if name not in children:
+                start(name)
+        print(banner(settings, root, fresh), flush=True)
     exit_code = 0
     while children:
         for name, child in list(children.items()):

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
 
 from service.core import times
 from service.core.ratelimit import parse_rate_headers
+from service.core.tallies import CALCOM_REQUESTS, Tally, calcom_outcome
 from service.errors import CalcomCredentialsBroken, CalcomError, CalcomRequestRejected, CalcomUnavailable
 
 logger = logging.getLogger("service.clients.calcom")
 
 API_VERSION = "2024-08-13"
-# Every status that can hold one of our bookings; the seed asked only `upcoming` and missed
-# bookings that had already started or still awaited confirmation.
+# Every status that can hold one of our bookings; asking only `upcoming` (as the first version
+# did) misses bookings that have already started or still await confirmation.
 STATUSES = "upcoming,unconfirmed,past,cancelled"
 PAGE_SIZE = 250  # Cal.com's maximum `take`
 MAX_PAGES = 100
@@ -38,11 +40,26 @@ class CalcomClient:
     """Reads bookings from Cal.com API v2 with a shared `httpx.AsyncClient`."""
 
     def __init__(
-        self, http: httpx.AsyncClient, *, timeout: float = 10.0, clock: Callable[[], datetime] | None = None
+        self,
+        http: httpx.AsyncClient,
+        *,
+        timeout: float = 10.0,
+        clock: Callable[[], datetime] | None = None,
+        tally: Tally | None = None,
     ) -> None:
         self._http = http
         self._timeout = httpx.Timeout(timeout)
         self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self.tally = tally if tally is not None else Tally()  # requests by outcome, for /metrics
+
+    async def check_key(self, *, api_base: str, api_key: str) -> None:
+        """One small bookings query: returns when Cal.com accepts the key, raises CalcomError otherwise."""
+        now = self._clock()
+        url = api_base.rstrip("/") + "/v2/bookings"
+        headers = {"Authorization": f"Bearer {api_key}", "cal-api-version": API_VERSION}
+        params = {"afterStart": times.iso_ms(now), "beforeEnd": times.iso_ms(now + timedelta(minutes=1)), "take": "1", "skip": "0"}
+        response = await self._get(url, headers, params)
+        _raise_for_status(response, parse_rate_headers(response.headers, self._clock())[1])
 
     async def list_bookings(
         self, *, api_base: str, api_key: str, after_start: datetime, before_end: datetime
@@ -82,14 +99,28 @@ class CalcomClient:
 
     async def _get(self, url: str, headers: dict[str, str], params: dict[str, str]) -> httpx.Response:
         try:
-            return await self._http.get(url, headers=headers, params=params, timeout=self._timeout)
+            response = await self._http.get(url, headers=headers, params=params, timeout=self._timeout)
         # `from None`: httpx's exception holds the request, and with it the Authorization header.
         except httpx.TimeoutException as exc:
+            self.tally.add(CALCOM_REQUESTS, "timeout")
             raise CalcomUnavailable(f"Cal.com did not answer in time ({type(exc).__name__})") from None
         except httpx.InvalidURL:
             raise CalcomRequestRejected("the Cal.com API base URL is not a usable URL") from None
         except httpx.HTTPError as exc:
+            self.tally.add(CALCOM_REQUESTS, "connection_error")
             raise CalcomUnavailable(f"Cal.com could not be reached ({type(exc).__name__})") from None
+        self.tally.add(CALCOM_REQUESTS, calcom_outcome(response.status_code))
+        return response
+
+
+@asynccontextmanager
+async def connected(
+    *, timeout_seconds: float, tally: Tally | None = None, clock: Callable[[], datetime] | None = None, transport: Any = None
+) -> AsyncIterator[CalcomClient]:
+    """A client with its own connection pool, closed on exit (`transport`: tests route it to a fake)."""
+    limits = httpx.Limits(max_connections=50, max_keepalive_connections=20)
+    async with httpx.AsyncClient(limits=limits, follow_redirects=False, transport=transport) as http:
+        yield CalcomClient(http, timeout=timeout_seconds, clock=clock, tally=tally)
 
 
 def _raise_for_status(response: httpx.Response, reset_at: datetime | None) -> None:

@@ -8,7 +8,7 @@ import hashlib
 import json
 import re
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -212,6 +213,18 @@ class AccountIn(_Strict):
         return self
 
 
+def _patch_of(model: type[_Strict]) -> type[_Strict]:
+    """Every field of `model`, optional and unset by default: a PATCH body. Its values are checked again
+    (limits, pairs) when merged with the stored ones and validated as `model`."""
+    fields: dict[str, Any] = {name: (Optional[info.annotation], None) for name, info in model.model_fields.items()}  # noqa: UP045
+    patch: type[_Strict] = create_model(f"{model.__name__.removesuffix('In')}Patch", __base__=_Strict, **fields)
+    return patch
+
+
+# PATCH /api/accounts/{account}: only the fields sent change (null clears an optional one).
+AccountPatch = _patch_of(AccountIn)
+
+
 class ResolveIn(_Strict):
     outcome: Literal["synced", "failed"]
     note: str | None = Field(default=None, max_length=2000)
@@ -223,16 +236,29 @@ def parse(model: type[_Strict], body: bytes) -> Any:
     try:
         return model.model_validate_json(body or b"")
     except ValidationError as exc:
-        details = []
-        for error in exc.errors(include_input=False, include_url=False):
-            field = ".".join(str(part) for part in error["loc"]) or "body"
-            message = error["msg"].removeprefix("Value error, ")
-            if error["type"] == "json_invalid":
-                field, message = "body", "the body is not valid JSON"
-            elif error["type"] == "timezone_aware":
-                message = "must carry a UTC offset, e.g. 2026-12-01T10:00:00+01:00"
-            elif error["type"] == "extra_forbidden":
-                message = "unknown field (check its spelling; unknown fields are refused, not ignored)"
-            details.append({"field": field, "message": message})
-        summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
-        raise ValidationFailed(f"invalid request: {summary}", details=details) from None
+        raise _failed(exc) from None
+
+
+def validate(model: type[_Strict], values: dict[str, Any]) -> Any:
+    """Validate values already read (e.g. stored fields merged with a PATCH); problems are a 422 like parse()'s."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise _failed(exc) from None
+
+
+def _failed(exc: ValidationError) -> ValidationFailed:
+    """The 422 for a validation error: each field named, no value echoed."""
+    details = []
+    for error in exc.errors(include_input=False, include_url=False):
+        field = ".".join(str(part) for part in error["loc"]) or "body"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "json_invalid":
+            field, message = "body", "the body is not valid JSON"
+        elif error["type"] == "timezone_aware":
+            message = "must carry a UTC offset, e.g. 2026-12-01T10:00:00+01:00"
+        elif error["type"] == "extra_forbidden":
+            message = "unknown field (check its spelling; unknown fields are refused, not ignored)"
+        details.append({"field": field, "message": message})
+    summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
+    return ValidationFailed(f"invalid request: {summary}", details=details)

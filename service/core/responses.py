@@ -89,7 +89,8 @@ class VerificationOut(TypedDict):
     resolved_at: Instant | None
     next_check_at: Annotated[Instant | None, Field(description="only while pending")]
     deadline_at: Annotated[Instant | None, Field(description="only while pending")]
-    checks: Annotated[int, Field(ge=0)]
+    checks: Annotated[int, Field(ge=0, description="Cal.com checks that got a complete answer")]
+    attempts: Annotated[int, Field(ge=0, description="every Cal.com check made, failed ones included")]
     sync_error: str | None
     missing_phases: Annotated[list[str], Field(description="keys of the missing or ambiguous phases")]
     phases: list[PhaseOut]
@@ -150,3 +151,10 @@ class ErrorOut(TypedDict):
 
 VERIFICATION: TypeAdapter[VerificationOut] = TypeAdapter(VerificationOut)
 ACCOUNT: TypeAdapter[AccountOut] = TypeAdapter(AccountOut)
+
+
+@with_config(_CLOSED)
+class AccountList(TypedDict):
+    """Every account, ordered by id."""
+
+    items: list[AccountOut]

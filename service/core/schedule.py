@@ -1,4 +1,4 @@
-"""When a verification is checked (SPEC §6). Pure: times in, times out."""
+"""When a verification is checked. Pure: times in, times out."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """What /status and /metrics report, from raw figures: pure (`now` passed in).
 
 `service.app.status.collect` reads the figures in one snapshot; `report` turns them into the
-document. Only ids and counts leave here: no secrets, no e-mail addresses, no payloads.
+document. Only counts leave here (and account ids when STATUS_SHOW_ACCOUNTS asks for them): no
+secrets, no e-mail addresses, no payloads.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from service.core.tallies import traffic
 from service.core.times import iso
 
 STATUSES = ("pending", "verified", "manual_review", "resolved")
@@ -31,16 +33,16 @@ CALLBACK_BACKLOG_WARN_SECONDS = 3600.0
 
 DEFINITIONS = {
     "auto_recovery_rate": "verified / (verified + manual_review + resolved): the share of final verdicts "
-    "the service reached without an operator; null when there are none (seed target: > 0.9)",
+    "the service reached without an operator; null when there are none (target: > 0.9)",
     "false_negatives_caught": "verified + resolved with resolution synced: failures Cal.com reported "
     "although the bookings existed",
     "false_negative_rate": "resolved-synced / false_negatives_caught: false negatives only an operator "
-    "recognised, the platform's remaining 'slot was just taken' cases; null when there are none (seed target: 0)",
+    "recognised, the platform's remaining 'slot was just taken' cases; null when there are none (target: 0)",
     "by_review_reason": "verifications in the review queue now, by reason",
     "resolved_via": "verifications in a final state by the path that reached it (webhook or poll "
     "evidence, operator, system for verdicts without a match and the kill switch)",
     "review_queue.entered_last_24h": "verifications that entered manual_review in the last 24 h, "
-    "whatever happened to them next (seed target: < 5 a day)",
+    "whatever happened to them next (target: < 5 a day)",
     "time_to_verdict_seconds": "created_at to the automatic verdict (verified, or manual_review reached "
     "by the system, also when an operator resolved it later; kill-switch records excluded), over the "
     f"most recent {VERDICT_SAMPLE} such verdicts; nearest-rank percentiles",
@@ -53,6 +55,13 @@ DEFINITIONS = {
     "a group of competing verifications was too large to decide, and deciding failed with an error; "
     "in each case nothing was guessed (the verifications wait for their deadline and then an operator)",
     "ages": "seconds from the event to generated_at; null when there is nothing waiting",
+    "accounts.calcom_failing": "accounts whose Cal.com checks have failed (no complete answer) for longer than "
+    "CALCOM_ALERT_SECONDS, with a failed attempt in the last hour: their outcomes are unknown, not negative",
+    "accounts.names": "the account ids behind the counts; only with STATUS_SHOW_ACCOUNTS=true",
+    "traffic": "events since the database was created, counted by every process: Cal.com requests by outcome, "
+    "webhooks refused by reason, /api answers 4xx by route, booking-guard requests by outcome",
+    "review_queue.outcome_unknown": "verifications in review as calcom_unavailable: Cal.com never answered, so nobody "
+    "knows whether the bookings exist; recheck them once Cal.com answers again",
 }
 
 
@@ -71,6 +80,7 @@ class Figures:
     pollers: list[dict[str, Any]]
     webhooks_24h: int
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
+    calcom_failing: list[dict[str, Any]] = field(default_factory=list)
 
 
 # -- pure helpers --------------------------------------------------------------------------------
@@ -155,7 +165,14 @@ def callbacks_view(rows: Iterable[dict[str, Any]], now: datetime) -> dict[str, A
     }
 
 
-def problems(report: dict[str, Any], *, alive_bound: float, failed_window_hours: float) -> list[str]:
+def _accounts(count: int, names: list[str] | None) -> str:
+    """`3 account(s)`, or the ids when they may be shown."""
+    return f"account(s) {', '.join(names)}" if names else f"{count} account(s)"
+
+
+def problems(
+    report: dict[str, Any], *, alive_bound: float, failed_window_hours: float, figures: Figures | None = None, now: datetime | None = None
+) -> list[str]:
     """What an operator should look at now, in words."""
     found: list[str] = []
     pending = report["verifications"]["by_status"]["pending"]
@@ -170,11 +187,21 @@ def problems(report: dict[str, Any], *, alive_bound: float, failed_window_hours:
             f"{report['pending_past_deadline']} pending verification(s) are past their deadline: "
             "the poller is not keeping up or not running"
         )
-    if report["accounts"]["broken_credentials"]:
+    accounts = report["accounts"]
+    names = accounts.get("names", {})
+    if accounts["broken_credentials"]:
         found.append(
-            "Cal.com rejects the API key (401/403) of account(s) "
-            + ", ".join(report["accounts"]["broken_credentials"])
-            + ": the poller cannot check them; replace the key with PUT /api/accounts/{account}"
+            f"Cal.com rejects the API key (401/403) of {_accounts(accounts['broken_credentials'], names.get('broken_credentials'))}: "
+            "the poller cannot check them; replace the key with PATCH /api/accounts/{account} {\"calcom_api_key\": …}"
+        )
+    if accounts["calcom_failing"] and figures is not None and now is not None:
+        oldest = min(row["calcom_failing_since_at"] for row in figures.calcom_failing)
+        latest = max(figures.calcom_failing, key=lambda row: row["calcom_failed_at"])
+        found.append(
+            f"Cal.com checks of {_accounts(accounts['calcom_failing'], names.get('calcom_failing'))} have failed for "
+            f"{age_seconds(now, oldest) or 0:.0f} s (last: {latest['calcom_failure'] or 'no complete answer'}): outcomes "
+            "are unknown until Cal.com answers; verifications reaching their deadline meanwhile go to review as "
+            "calcom_unavailable (recheck them afterwards)"
         )
     if callbacks["failed_recent"]:
         found.append(
@@ -190,8 +217,10 @@ def problems(report: dict[str, Any], *, alive_bound: float, failed_window_hours:
     return found
 
 
-def report(figures: Figures, now: datetime, *, poll_interval_seconds: float, callback_retry_hours: float) -> dict[str, Any]:
-    """The /status document from the raw figures."""
+def report(
+    figures: Figures, now: datetime, *, poll_interval_seconds: float, callback_retry_hours: float, show_accounts: bool = False
+) -> dict[str, Any]:
+    """The /status document from the raw figures (account ids only with `show_accounts`)."""
     alive_bound = alive_bound_seconds(poll_interval_seconds)
     by = counts(figures.tally)
     status = by["status"]
@@ -221,6 +250,7 @@ def report(figures: Figures, now: datetime, *, poll_interval_seconds: float, cal
         "false_negative_rate": false_negative_rate,
         "review_queue": {
             "size": int(figures.review_queue["n"]),
+            "outcome_unknown": by["review_reason"]["calcom_unavailable"],
             "entered_last_24h": entered,
             "oldest_waiting_age_seconds": age_seconds(now, figures.review_queue["oldest_at"]),
         },
@@ -232,18 +262,27 @@ def report(figures: Figures, now: datetime, *, poll_interval_seconds: float, cal
         "accounts": {
             "total": int(figures.accounts["total"]),
             "disabled": int(figures.accounts["disabled"]),
-            "broken_credentials": list(figures.broken_accounts),
+            "broken_credentials": len(figures.broken_accounts),
+            "calcom_failing": len(figures.calcom_failing),
         },
         "webhooks": {"received_last_24h": figures.webhooks_24h},
         "matching": {name: sum(figures.counters.get(name, {}).values()) for name in COUNTERS},
-        "targets": {  # the seed's success metrics
+        "traffic": traffic(figures.counters),
+        "targets": {  # the first version's success metrics
             "auto_recovery_rate": _target("> 0.9", auto_recovery, lambda v: v > 0.9),
             "false_negative_rate": _target("0", false_negative_rate, lambda v: v == 0),
             "review_queue_entered_last_24h": _target("< 5", entered, lambda v: v < 5),
         },
         "definitions": DEFINITIONS,
     }
-    found = problems(document, alive_bound=alive_bound, failed_window_hours=callback_retry_hours + 24)
+    if show_accounts:
+        document["accounts"]["names"] = {
+            "broken_credentials": list(figures.broken_accounts),
+            "calcom_failing": [row["id"] for row in figures.calcom_failing],
+        }
+    found = problems(
+        document, alive_bound=alive_bound, failed_window_hours=callback_retry_hours + 24, figures=figures, now=now
+    )
     document["ok"] = not found
     document["problems"] = found
     return document

@@ -31,7 +31,9 @@ def render(row: dict[str, Any], phases: list[dict[str, Any]], callback: dict[str
         "resolved_at": iso(row["resolved_at"]),
         "next_check_at": iso(row["next_check_at"]) if row["status"] == "pending" else None,
         "deadline_at": iso(row["deadline_at"]) if row["status"] == "pending" else None,
-        "checks": row["checks"],
+        # checks: Cal.com checks that got a complete answer; attempts: every check made, failed ones too.
+        "checks": row["complete_checks"],
+        "attempts": row["checks"],
         "sync_error": row["sync_error"],
         "missing_phases": missing,
         "phases": rendered,

@@ -1,4 +1,4 @@
-"""Cal.com webhook bodies → what they say about bookings (SPEC §4). Pure: bytes in, facts out.
+"""Cal.com webhook bodies → what they say about bookings. Pure: bytes in, facts out.
 
 The signature is checked before anything here runs (`signatures.py`).
 """

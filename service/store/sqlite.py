@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -28,6 +27,7 @@ import aiosqlite
 from service.errors import DatabaseUnavailable, UniqueViolation
 from service.store.checkpointer import Checkpointer
 from service.store.connector import Database, Query, Tx, to_the_end
+from service.store.files import prepare_sqlite_file
 
 log = logging.getLogger("service.store.sqlite")
 OPTIMIZE_EVERY = 3600.0  # seconds between PRAGMA optimize runs on a long-lived connection
@@ -136,7 +136,7 @@ class SqliteDatabase(Database):
         self._housekeeping: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)  # noqa: ASYNC240 (once, at start-up)
+        prepare_sqlite_file(self.path)  # owner-only directory and file: it holds every account's secrets
         try:
             self._writer = SqliteTx(await self._open())
             self._idle = asyncio.Queue()

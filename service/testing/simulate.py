@@ -1,4 +1,4 @@
-"""`calcom-verifier simulate`: the seed's three test scenarios end to end, offline, in a few seconds.
+"""`calcom-verifier simulate`: the first version's three test scenarios end to end, offline, in a few seconds.
 
 Everything runs in this process: a temporary SQLite database, the real web app (driven through
 `httpx.ASGITransport`), the fake Cal.com, the real poller ticked with a simulated clock (no real
@@ -251,7 +251,7 @@ async def dauerwelle(world: World) -> Outcome:
     if view["status"] == "verified":
         _verified_lines(world, view)
         world.say("  ✅ POST-SYNC VERIFICATION SUCCESS: All composite bookings verified")
-        world.say(f"     the caller hears \"booked\" while still on the line ({elapsed:.0f} ms; the seed slept 2 s and needed ≥ 2.6 s)")
+        world.say(f"     the caller hears \"booked\" while still on the line ({elapsed:.0f} ms; the first version slept 2 s and needed ≥ 2.6 s)")
     seen = len(world.platform.received)
     await world.tick()  # the poller's callback round
     world.report_callbacks(seen)
@@ -351,14 +351,14 @@ async def summary(world: World, outcomes: list[Outcome]) -> bool:
     matched = all(o.expected == o.got for o in outcomes)
     delivered = len(statuses) == len(outcomes)
     if matched and delivered:
-        world.say("  ✅ all three outcomes as expected (the seed's test plan)")
+        world.say("  ✅ all three outcomes as expected (the first version's test plan)")
     else:
         world.say("  ❌ " + ("an outcome differs from the expected one" if not matched else "a verdict callback is missing"))
     return matched and delivered
 
 
 async def status_line(world: World) -> str:
-    """The seed's success metrics as /status reports them for this run."""
+    """The first version's success metrics as /status reports them for this run."""
     try:
         from service.app.status import collect
     except ImportError:  # pragma: no cover - /status arrives with its own change
@@ -367,7 +367,7 @@ async def status_line(world: World) -> str:
     rate = "n/a" if figures["auto_recovery_rate"] is None else f"{figures['auto_recovery_rate']:.0%}"
     via = figures["resolved_via"]
     return (
-        f"  /status: auto-recovery rate {rate} (seed target > 90 %; the real failure counts against it), "
+        f"  /status: auto-recovery rate {rate} (target > 90 %; the real failure counts against it), "
         f"review queue {figures['review_queue']['size']}, resolved via webhook {via['webhook']} / poll {via['poll']} / system {via['system']}"
     )
 
@@ -406,7 +406,7 @@ async def simulate(out: Out = print, *, keys: SimulationSecrets | None = None) -
     """Run the three scenarios, narrate them with `out`; 0 when every outcome is the expected one."""
     keys = keys or SimulationSecrets.generate()
     began = time.perf_counter()
-    out("Simulating the seed's three test scenarios: the real web app and poller on a temporary SQLite database,")
+    out("Simulating the first version's three test scenarios: the real web app and poller on a temporary SQLite database,")
     out(f"a fake Cal.com and a stand-in platform, all in this process, with a simulated clock (starts {START:%Y-%m-%d %H:%M} UTC).")
     out(f"SETTLE_SECONDS={SETTLE:g}  CHECK_SCHEDULE={','.join(f'{s:g}' for s in SCHEDULE)}  MATCH_TOLERANCE_SECONDS=300; "
         f"appointments on {DAY:%Y-%m-%d}, salon time (CET)")

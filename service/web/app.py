@@ -6,42 +6,47 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount
+from starlette.types import Scope
 
 from service.app.runtime import serving
 from service.clock import Clock, system_clock
-from service.errors import DatabaseUnavailable, ServiceError
+from service.core.tallies import Tally
+from service.errors import DatabaseUnavailable, ServiceError, ValidationFailed
 from service.logs import secret_registry
 from service.settings import Settings
 from service.web.http import BearerAuth
-from service.web.routes import api as routes_api
+from service.web.observe import ClientErrors
 from service.web.routes import ops as routes_ops
 from service.web.routes import status as routes_status
 from service.web.routes import webhooks as routes_webhooks
+from service.web.routes.catalog import API
 
 log = logging.getLogger("service.web.app")
 
-def create_app(settings: Settings, *, clock: Clock = system_clock) -> Starlette:
-    """Build the web app; nothing connects until the lifespan starts."""
+def create_app(settings: Settings, *, clock: Clock = system_clock, calcom_transport: Any = None) -> Starlette:
+    """Build the web app; nothing connects until the lifespan starts (`calcom_transport`: tests route Cal.com to a fake)."""
     if settings.api_token:
         secret_registry.add(settings.api_token.get_secret_value())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with serving(settings, clock) as runtime:
+        async with serving(settings, clock, calcom_transport=calcom_transport) as runtime:
             app.state.services = runtime
             if not settings.api_token:
                 log.warning("API_TOKEN is not set: /api/* answers 503 until it is", extra={"event": "api_token_missing"})
             log.info("web started", extra={"event": "web_started", "database": runtime.db.dialect})
             yield
 
-    api = Mount("/api", routes=routes_api.routes)
-    api.app = BearerAuth(api.app, settings.api_token_value)
+    api_routes = API.routes()
+    api = Mount("/api", routes=api_routes)
+    api.app = ClientErrors(BearerAuth(api.app, settings.api_token_value), api_routes, "/api", _tally)
     app = Starlette(
         routes=[*routes_ops.routes, *routes_status.routes, *routes_webhooks.routes, api],
         lifespan=lifespan,
@@ -54,11 +59,23 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> Starlette:
     return app
 
 
+def _tally(scope: Scope) -> Tally | None:
+    services = getattr(scope["app"].state, "services", None)
+    return services.tally if services is not None else None
+
+
 _last_outage_log = [0.0]
 
 
 async def service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
+    if isinstance(exc, ValidationFailed) and request.url.path.startswith("/api/"):
+        # The fields at fault, never the values sent (they may be personal data or secrets).
+        log.warning(
+            "API request refused: invalid input",
+            extra={"event": "api_validation_failed", "method": request.method, "path": request.url.path[:200],
+                   "fields": [d["field"] for d in (exc.details or [])][:20]},
+        )
     if isinstance(exc, DatabaseUnavailable):
         # One line every few seconds while the database is away, not one per request.
         now = time.monotonic()

@@ -1,9 +1,11 @@
 """/metrics: the /status figures in Prometheus text format.
 
 Every scrape builds a fresh registry from the database figures, so any `web` process answers the
-same numbers: nothing is counted in process memory. Most figures are gauges (counts of rows in a
-state go down as well as up); ages are 0 when nothing waits; undefined ratios and quantiles are
-left out rather than reported as 0.
+same numbers: events are counted in each process only until they are added to the shared counters
+(every few seconds, and by the scraped process just before it answers). Most figures are gauges
+(counts of rows in a state go down as well as up); ages are 0 when nothing waits; undefined ratios
+and quantiles are left out rather than reported as 0. Accounts are named (an `account` label) only
+when STATUS_SHOW_ACCOUNTS is set.
 """
 
 from __future__ import annotations
@@ -69,13 +71,42 @@ def families(status: dict[str, Any]) -> Iterator[Metric]:
     accounts = status["accounts"]
     yield from _gauge("accounts", "Accounts", accounts["total"])
     yield from _gauge("accounts_disabled", "Accounts with verification switched off", accounts["disabled"])
-    yield _by(
-        "account", "account_credentials_broken", "1 for each account whose Cal.com API key was refused (401/403)",
-        dict.fromkeys(accounts["broken_credentials"], 1),
+    yield from _gauge("accounts_credentials_broken", "Accounts whose Cal.com API key was refused (401/403)", accounts["broken_credentials"])
+    yield from _gauge(
+        "accounts_calcom_failing", "Accounts whose Cal.com checks have failed for longer than CALCOM_ALERT_SECONDS", accounts["calcom_failing"]
     )
+    names = accounts.get("names")
+    if names is not None:
+        yield _by(
+            "account", "account_credentials_broken", "1 for each account whose Cal.com API key was refused (401/403)",
+            dict.fromkeys(names["broken_credentials"], 1),
+        )
+        yield _by(
+            "account", "account_calcom_failing", "1 for each account whose Cal.com checks have failed for longer than CALCOM_ALERT_SECONDS",
+            dict.fromkeys(names["calcom_failing"], 1),
+        )
     for name, value in status["matching"].items():
         yield CounterMetricFamily(PREFIX + name, f"Times {name.replace('_', ' ')} happened (nothing was guessed)", value=value)
     yield from _gauge("webhooks_received_24h", "Signed Cal.com webhooks stored in the last 24 h", status["webhooks"]["received_last_24h"])
+    yield from _traffic(status["traffic"])
+
+
+_TRAFFIC = {
+    "calcom_requests": ("Cal.com API requests (each page) by outcome", ["outcome"]),
+    "webhook_rejections": ("Cal.com webhooks refused, by reason", ["reason"]),
+    "api_client_errors": ("/api answers 4xx, by method, route and status", ["method", "route", "status"]),
+    "guard_requests": ("Booking-guard requests, by outcome", ["outcome"]),
+}
+
+
+def _traffic(traffic: dict[str, dict[str, int]]) -> Iterator[Metric]:
+    for name, (documentation, labels) in _TRAFFIC.items():
+        family = CounterMetricFamily(PREFIX + name, documentation, labels=labels)
+        for label, value in traffic.get(name, {}).items():
+            values = label.split(" ", len(labels) - 1)
+            if len(values) == len(labels):
+                family.add_metric(values, value)
+        yield family
 
 
 def _verdict_times(times: dict[str, Any]) -> Iterator[Metric]:

@@ -1,4 +1,4 @@
-"""Verdict callbacks: POST outbox events to the platform's callback URL, signed, with retries (SPEC §7).
+"""Verdict callbacks: POST outbox events to the platform's callback URL, signed, with retries.
 
 The poller calls `CallbackDeliverer.tick(now)` once per tick. Due outbox rows are claimed with a
 lease, so several pollers never POST one row at the same time; each claimed row is POSTed once and

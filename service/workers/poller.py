@@ -1,4 +1,4 @@
-"""The fallback poller (SPEC §6): what webhooks did not settle, asked of Cal.com in batches.
+"""The fallback poller: what webhooks did not settle, asked of Cal.com in batches.
 
 Each tick: claim accounts that have due verifications (an account lease, so one tick makes one
 Cal.com query per account however many pollers run), claim their due verifications (a lease per
@@ -21,15 +21,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from service.app.counting import flush
 from service.app.group import evidence_tags, load_group, merge_windows
 from service.app.settle import settle_guarded
 from service.clients.calcom import CalcomClient
-from service.core import ratelimit, schedule
+from service.core import ratelimit, schedule, times
 from service.core.api_bookings import observations_from_api
 from service.core.observations import Observation
+from service.core.tallies import Tally
 from service.errors import CalcomCredentialsBroken, CalcomError, CalcomUnavailable
 from service.settings import Settings
-from service.store.connector import Database, open_database
+from service.store.connector import Database
 from service.store.queries import accounts as account_store
 from service.store.queries import observations as observation_store
 from service.store.queries import pollers as poller_store
@@ -93,8 +95,11 @@ class Poller:
         owner: str | None = None,
         deliverer: Any = None,
         rng: random.Random | None = None,
+        tally: Tally | None = None,
     ) -> None:
         self.db = db
+        # Counts of this process (Cal.com requests by outcome among them), added to the shared counters each tick.
+        self.tally = tally if tally is not None else calcom.tally
         self.settings = settings
         self.calcom = calcom
         self.clock = clock
@@ -137,6 +142,10 @@ class Poller:
 
         await asyncio.gather(*(one(a) for a in account_ids))
         await self._prune(now, report)
+        try:
+            await flush(self.db, self.tally)
+        except Exception as exc:  # kept in the tally for the next tick
+            report.errors.append(f"counters: {type(exc).__name__}")
         if self.deliverer is not None:
             try:
                 await self.deliverer.tick(now)
@@ -175,13 +184,18 @@ class Poller:
         windows = [(row["window_start_at"] - tolerance, row["window_end_at"] + tolerance) for row in claimed]
         windows += group.windows(tolerance) if group is not None else []
         answers: dict[int, _Answer] = {}
+        failure: str | None = None
+        asked = False
         for lo, hi in query_windows(windows):
             answer = await self._ask(account, lo, hi, now, pace, streak=1 + max(row["failures"] for row in claimed))
             report.calls += answer.calls
+            asked = asked or answer.calls > 0
+            if answer.calls and not answer.complete:
+                failure = failure or answer.error
             for row in claimed:
                 if lo <= row["window_start_at"] - tolerance and row["window_end_at"] + tolerance <= hi:
                     answers[row["seq"]] = answer
-        await self._save_pace(account, pace, now)
+        await self._save_pace(account, pace, now, asked=asked, failure=failure)
         await self._record(account, claimed, answers, now, report, allowed_at=ratelimit.next_allowed(pace, now))
 
     async def _ask(
@@ -214,7 +228,7 @@ class Poller:
                 event, message = "calcom_backoff", "no complete answer from Cal.com; backing off this account"
             log.warning(
                 message,
-                extra={"event": event, "account": account.id, "error": type(exc).__name__, "streak": streak, "paused_until": pace.paused_until.isoformat()},
+                extra={"event": event, "account": account.id, "error": type(exc).__name__, "streak": streak, "paused_until": times.iso_ms(pace.paused_until)},
             )
             if isinstance(exc, CalcomCredentialsBroken):
                 await self._credentials(account, "broken", str(exc), now)
@@ -232,8 +246,13 @@ class Poller:
             level = logging.ERROR if state == "broken" else logging.INFO
             log.log(level, "Cal.com credentials %s", state, extra={"event": f"credentials_{state}", "account": account.id})
 
-    async def _save_pace(self, account: Account, pace: ratelimit.KeyPace, now: datetime) -> None:
+    async def _save_pace(
+        self, account: Account, pace: ratelimit.KeyPace, now: datetime, *, asked: bool = False, failure: str | None = None
+    ) -> None:
+        """Store the key's pace and, when Cal.com was `asked`, whether the account's check failed (`failure`)."""
         async with self.db.transaction() as tx:
+            if asked:
+                await account_store.calcom_health(tx, account.id, failure, now)
             await account_store.set_pace(
                 tx,
                 key_hash(account.calcom_api_key),
@@ -267,7 +286,10 @@ class Poller:
                 await observation_store.upsert(tx, account.id, observations.values(), now)
             for row in claimed:
                 answer = answers.get(row["seq"])
-                at_deadline = now >= row["deadline_at"]
+                # Back from review for a recheck (it was in review before): the first complete answer decides.
+                at_deadline = now >= row["deadline_at"] or (
+                    answer is not None and answer.complete and row["review_started_at"] is not None
+                )
                 scheduled = schedule.next_scheduled(row["created_at"], settings.settle_seconds, settings.check_schedule, row["deadline_at"], now)
                 if answer is None or (answer.calls == 0 and not answer.complete):
                     # Deferred by the rate limit: no request was made, so this is not a check.
@@ -351,26 +373,30 @@ class Poller:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval * self.rng.uniform(0.8, 1.2))
         with contextlib.suppress(Exception):
+            await flush(self.db, self.tally)
+        said_goodbye = False
+        with contextlib.suppress(Exception):  # a stopped poller leaves /status (a crashed one stays, not alive)
             async with self.db.transaction() as tx:
-                await poller_store.stopped(tx, self.owner, self.clock())
-        log.info("poller stopped", extra={"event": "poller_stopped", "poller": self.owner})
+                await poller_store.goodbye(tx, self.owner)
+            said_goodbye = True
+        log.info("poller stopped", extra={"event": "poller_stopped", "poller": self.owner, "said_goodbye": said_goodbye})
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """The poller process' life: connect, tick until stopped, disconnect."""
     import httpx
 
+    from service.app.runtime import connect_database
     from service.clock import system_clock
     from service.store.migrations import apply_pending_migrations
     from service.workers.callbacks import CallbackDeliverer
 
-    db = open_database(settings.database_url)
-    await db.connect()
+    db = await connect_database(settings)
     await apply_pending_migrations(db)
     limits = httpx.Limits(max_connections=50, max_keepalive_connections=20)
     async with httpx.AsyncClient(limits=limits, follow_redirects=False) as http:
         owner = default_owner()
-        calcom = CalcomClient(http, timeout=settings.calcom_timeout_seconds)
+        calcom = CalcomClient(http, timeout=settings.calcom_timeout_seconds, tally=Tally())
         deliverer = CallbackDeliverer(db, http, settings, owner=owner)
         poller = Poller(db, settings, calcom, clock=system_clock, owner=owner, deliverer=deliverer)
         try:

@@ -182,3 +182,52 @@ async def set_pace(
     tx: Tx, key_hash: str, *, paused_until: datetime | None, remaining: int | None, reset_at: datetime | None, now: datetime
 ) -> None:
     await tx.execute(SET_PACE, key_hash=key_hash, paused_until=paused_until, remaining=remaining, reset_at=reset_at, now=now)
+
+
+# Cal.com's health as the account's checks see it: a failure starts (or continues) a failing spell,
+# a complete answer ends it (written only when there is a spell to end).
+CALCOM_FAILED = sql(
+    """
+    UPDATE accounts SET calcom_failing_since_at = COALESCE(calcom_failing_since_at, :now),
+        calcom_failed_at = :now, calcom_failure = :failure
+    WHERE id = :id
+    """
+)
+CALCOM_ANSWERED = sql(
+    "UPDATE accounts SET calcom_failing_since_at = NULL, calcom_failure = NULL WHERE id = :id AND calcom_failing_since_at IS NOT NULL"
+)
+
+# Deleting an account that never recorded a verification (e.g. registered under a mistyped id):
+# its webhook bodies and booking observations go with it.
+HAS_VERIFICATIONS = sql("SELECT 1 AS found FROM verifications WHERE account = :id LIMIT 1")
+DELETE_EVENTS = sql("DELETE FROM webhook_events WHERE account = :id")
+DELETE_OBSERVATIONS = sql("DELETE FROM booking_observations WHERE account = :id")
+DELETE = sql("DELETE FROM accounts WHERE id = :id")
+
+
+async def calcom_health(tx: Tx, account_id: str, failure: str | None, now: datetime) -> None:
+    """Record the outcome of an account's Cal.com check: `failure` (a short reason) or None for a complete answer."""
+    if failure is None:
+        await tx.execute(CALCOM_ANSWERED, id=account_id)
+    else:
+        await tx.execute(CALCOM_FAILED, id=account_id, failure=failure[:200], now=now)
+
+
+async def has_verifications(tx: Tx, account_id: str) -> bool:
+    return await tx.fetch_one(HAS_VERIFICATIONS, id=account_id) is not None
+
+
+async def delete(tx: Tx, account_id: str) -> bool:
+    """Remove an account without verifications, with its stored webhooks and observations."""
+    await tx.execute(DELETE_EVENTS, id=account_id)
+    await tx.execute(DELETE_OBSERVATIONS, id=account_id)
+    return await tx.execute(DELETE, id=account_id) == 1
+
+
+# An operator's recheck lifts our own backoff of a key, never Cal.com's block: a pause reaching past
+# `beyond` (now + the longest block a 429 causes) can only be a backoff.
+LIFT_BACKOFF = sql("UPDATE calcom_keys SET paused_until_at = :now WHERE key_hash = :key_hash AND paused_until_at > :beyond")
+
+
+async def lift_backoff(tx: Tx, key_hash: str, now: datetime, beyond: datetime) -> bool:
+    return await tx.execute(LIFT_BACKOFF, key_hash=key_hash, now=now, beyond=beyond) == 1

@@ -15,6 +15,7 @@ HEARTBEAT = sql(
     """
 )
 STOPPED = sql("UPDATE pollers SET stopped_at = :now, heartbeat_at = :now WHERE id = :id")
+GOODBYE = sql("DELETE FROM pollers WHERE id = :id")
 LIST = sql("SELECT id, hostname, pid, started_at, heartbeat_at, stopped_at, ticks FROM pollers ORDER BY started_at DESC, id")
 PRUNE = sql("DELETE FROM pollers WHERE heartbeat_at < :before")
 
@@ -25,6 +26,11 @@ async def heartbeat(tx: Tx, poller_id: str, *, hostname: str, pid: int, ticks: i
 
 async def stopped(tx: Tx, poller_id: str, now: datetime) -> None:
     await tx.execute(STOPPED, id=poller_id, now=now)
+
+
+async def goodbye(tx: Tx, poller_id: str) -> None:
+    """A poller stopping cleanly leaves the list: /status then counts only pollers that may still run."""
+    await tx.execute(GOODBYE, id=poller_id)
 
 
 async def list_all(tx: Tx) -> list[dict[str, Any]]:

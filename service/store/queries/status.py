@@ -77,6 +77,15 @@ OUTBOX = sql(
 # Accounts: how many, and how many are switched off.
 ACCOUNTS = sql("SELECT COUNT(*) AS total, COUNT(CASE WHEN NOT enabled THEN 1 END) AS disabled FROM accounts")
 
+# Accounts whose Cal.com checks have failed since before `before`, with a failure after `recent`
+# (a spell nobody has tried to end for a long while is not reported as an outage going on).
+CALCOM_FAILING = sql(
+    """
+    SELECT id, calcom_failing_since_at, calcom_failed_at, calcom_failure FROM accounts
+    WHERE calcom_failing_since_at < :before AND calcom_failed_at >= :recent ORDER BY id
+    """
+)
+
 # Signed Cal.com webhooks stored since `since` (through the received_at index).
 WEBHOOKS_SINCE = sql("SELECT COUNT(*) AS n FROM webhook_events WHERE received_at >= :since")
 
@@ -117,3 +126,7 @@ async def accounts(tx: Tx) -> dict[str, Any]:
 
 async def webhooks_since(tx: Tx, since: datetime) -> int:
     return int(await tx.fetch_val(WEBHOOKS_SINCE, since=since) or 0)
+
+
+async def calcom_failing(tx: Tx, before: datetime, recent: datetime) -> list[dict[str, Any]]:
+    return await tx.fetch_all(CALCOM_FAILING, before=before, recent=recent)

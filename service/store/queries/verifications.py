@@ -350,3 +350,51 @@ async def resolve_many(
     if changed:
         await tx.execute(DEACTIVATE_MANY, seqs=sorted(changed))
     return changed
+
+
+# Rechecks. A pending verification is made due now (never past its deadline).
+DUE_NOW = sql(
+    """
+    UPDATE verifications SET next_check_at = CASE WHEN deadline_at < :now THEN deadline_at ELSE :now END, updated_at = :now
+    WHERE seq = :seq AND status = 'pending'
+    """
+)
+# A verification whose outcome is unknown (Cal.com never answered) is pending again: due now, with a
+# new deadline, its claims given back and its staff-required phases open to evidence again.
+# review_started_at is kept: it tells the poller that this one was in review before.
+REOPEN = sql(
+    """
+    UPDATE verifications SET status = 'pending', review_reason = NULL, resolved_via = NULL, resolution = NULL,
+        resolved_at = NULL, next_check_at = :now, deadline_at = :deadline, failures = 0,
+        lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
+    WHERE seq = :seq AND status = 'manual_review' AND review_reason = 'calcom_unavailable'
+    """
+)
+RELEASE_CLAIMS = sql("DELETE FROM booking_claims WHERE verification_seq = :seq")
+REOPEN_PHASES = sql(
+    """
+    UPDATE phases SET status = 'pending', active = TRUE, booking_uid = NULL, booking_seat = NULL, booking_id = NULL,
+        booking_start_at = NULL, booking_source = NULL, booking_identity = NULL
+    WHERE verification_seq = :seq AND staff_required
+    """
+)
+IN_REVIEW_AS = sql(
+    "SELECT id FROM verifications WHERE account = :account AND status = 'manual_review' AND review_reason = :reason ORDER BY seq"
+)
+
+
+async def due_now(tx: Tx, seq: int, now: datetime) -> bool:
+    return await tx.execute(DUE_NOW, seq=seq, now=now) == 1
+
+
+async def reopen(tx: Tx, seq: int, now: datetime, deadline: datetime) -> bool:
+    """Take a calcom_unavailable verification out of review, due now; False if it is not one (any more)."""
+    if await tx.execute(REOPEN, seq=seq, now=now, deadline=deadline) != 1:
+        return False
+    await tx.execute(RELEASE_CLAIMS, seq=seq)
+    await tx.execute(REOPEN_PHASES, seq=seq)
+    return True
+
+
+async def in_review_as(tx: Tx, account: str, reason: str) -> list[str]:
+    return [row["id"] for row in await tx.fetch_all(IN_REVIEW_AS, account=account, reason=reason)]

@@ -208,5 +208,3 @@ async def resolve_verification(request: Request) -> JSONResponse:
     view = await services.intake.resolve(request.path_params["id"], body, services.clock())
     return JSONResponse(view)
 
-
-routes = api.routes()

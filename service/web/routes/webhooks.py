@@ -1,4 +1,8 @@
-"""POST /webhooks/calcom/{account}: account (404), size (413), signature (401), shape (400), store (200)."""
+"""POST /webhooks/calcom/{account}: account (404), size (413), signature (401), shape (400), store (200).
+
+Every refusal is logged and counted by reason (/metrics), so a webhook Cal.com keeps failing to
+deliver shows up before anyone misses a verification.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,9 @@ from starlette.routing import Route
 from service.app.ingest import Submission
 from service.core.models import ACCOUNT_ID
 from service.core.signatures import calcom_signature_valid
+from service.core.tallies import WEBHOOK_REJECTIONS
 from service.core.webhooks import parse
-from service.errors import NotFound, Unauthorized
+from service.errors import BadRequest, DatabaseUnavailable, NotFound, PayloadTooLarge, ServiceError, Unauthorized
 from service.web.http import read_body
 
 log = logging.getLogger("service.core.webhooks")
@@ -21,14 +26,46 @@ log = logging.getLogger("service.core.webhooks")
 _STORED = Response(b'{"ok":true,"stored":true}', media_type="application/json")
 _DUPLICATE = Response(b'{"ok":true,"stored":false,"duplicate":true}', media_type="application/json")
 _IGNORED = Response(b'{"ok":true,"stored":true,"ignored":true}', media_type="application/json")
+_REASONS = {
+    NotFound: "unknown_account",
+    PayloadTooLarge: "too_large",
+    Unauthorized: "bad_signature",
+    BadRequest: "bad_payload",
+    DatabaseUnavailable: "database_unavailable",
+}
 
 
 async def calcom_webhook(request: Request) -> Response:
+    try:
+        return await _receive(request)
+    except ServiceError as exc:
+        reason = next((name for kind, name in _REASONS.items() if isinstance(exc, kind)), "other")
+        request.app.state.services.tally.add(WEBHOOK_REJECTIONS, reason)
+        if reason not in ("bad_signature", "database_unavailable"):  # those two log their own line
+            log.warning(
+                "webhook refused",
+                extra={"event": "webhook_rejected", "reason": reason, "status": exc.status_code,
+                       "account": request.path_params["account"][:64], "error": exc.message[:300]},
+            )
+        raise
+
+
+def _unknown_account(account: str) -> NotFound:
+    if ACCOUNT_ID.match(account.lower()) and account != account.lower():
+        return NotFound(
+            f"unknown account {account!r}: account ids are lower-case; the webhook URL would be /webhooks/calcom/{account.lower()}"
+        )
+    if not ACCOUNT_ID.match(account):
+        return NotFound(f"unknown account {account[:64]!r}: account ids match [a-z0-9][a-z0-9_-]{{0,62}}")
+    return NotFound(f"unknown account {account!r}: register it with PUT /api/accounts/{account} first")
+
+
+async def _receive(request: Request) -> Response:
     services = request.app.state.services
     account = request.path_params["account"]
     secret = await services.secrets.get(account) if ACCOUNT_ID.match(account) else None
     if secret is None:
-        raise NotFound(f"unknown account {account!r}: register it with PUT /api/accounts/{account} first")
+        raise _unknown_account(account)
     body = await read_body(request, services.settings.max_body_bytes)
     header = request.headers.get("x-cal-signature-256")
     if not calcom_signature_valid(secret, body, header):

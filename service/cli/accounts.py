@@ -1,0 +1,70 @@
+"""Operator commands that change an account: update (some fields, like PATCH), enable, disable, delete."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from service.app.runtime import Runtime
+from service.cli.commands import CommandError, read_secrets, run, valid_account
+from service.cli.commands import _fail as fail
+from service.cli.commands import _print_json as print_json
+from service.clock import system_clock
+from service.core.models import AccountPatch, parse
+from service.core.views import account_view
+from service.settings import Settings
+
+
+def accounts_update(args: argparse.Namespace, settings: Settings) -> int:
+    if problem := valid_account(args.account):
+        return fail(problem, 2)
+    try:
+        values = read_secrets(args, ("calcom_api_key", "webhook_secret", "callback_secret"))
+    except CommandError as exc:
+        return fail(str(exc), exc.code)
+    body: dict[str, Any] = {name: value for name, value in values.items() if value is not None}
+    if args.calcom_api_base is not None:
+        body["calcom_api_base"] = args.calcom_api_base or None
+    if args.callback_url is not None:
+        body["callback_url"] = args.callback_url or None
+    if args.tolerance is not None:
+        body["match_tolerance_seconds"] = args.tolerance
+    if not body:
+        return fail("nothing to change: give at least one option (see --help)", 2)
+    return _patch(settings, args.account, body, "updated")
+
+
+def accounts_switch(args: argparse.Namespace, settings: Settings) -> int:
+    if problem := valid_account(args.account):
+        return fail(problem, 2)
+    return _patch(settings, args.account, {"enabled": args.enabled}, "enabled" if args.enabled else "disabled")
+
+
+def _patch(settings: Settings, account: str, body: dict[str, Any], done: str) -> int:
+    async def command(runtime: Runtime) -> int:
+        request = parse(AccountPatch, json.dumps(body).encode())
+        saved = await runtime.accounts.patch(account, request, system_clock())
+        print(f"account {account} {done}; credentials: {saved.account.credentials}", file=sys.stderr)
+        print_json(account_view(saved.account))
+        return 0
+
+    return run(settings, command)
+
+
+def accounts_delete(args: argparse.Namespace, settings: Settings) -> int:
+    if problem := valid_account(args.account):
+        return fail(problem, 2)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            return fail("deleting an account needs --yes (or a terminal to confirm on)", 2)
+        if input(f"delete account {args.account} with its stored webhooks? type its id to confirm: ").strip() != args.account:
+            return fail("not confirmed; nothing deleted", 1)
+
+    async def command(runtime: Runtime) -> int:
+        await runtime.accounts.delete(args.account)
+        print(f"account {args.account} deleted")
+        return 0
+
+    return run(settings, command)
