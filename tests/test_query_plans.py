@@ -9,7 +9,8 @@ and after the service's own ANALYZE; PostgreSQL after ANALYZE (sequential scans 
 the parameters' values (custom plan) and as a prepared statement may settle on after a few
 executions (generic plan).
 
-To cover a new statement, add a `Case` to CASES.
+To cover a new statement, add a `Case` to CASES. At the end: the service keeps SQLite's statistics
+current (after migrating, and hourly).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -393,3 +395,39 @@ async def test_checks_reject_a_window_applied_as_a_filter(
         finally:
             await db.disconnect()
     assert verdict(case, reads), [r.text for r in reads]
+
+
+# --- keeping SQLite's statistics current -------------------------------------------------------------
+
+
+async def test_migrating_leaves_planner_statistics_behind(tmp_path: Path) -> None:
+    """New indexes must not wait an hour for statistics: migrate() analyzes (SQLite)."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'v.sqlite3'}")
+    await db.connect()
+    try:
+        await migrate(db)
+        async with db.read() as tx:
+            assert await tx.fetch_all(sql("SELECT tbl FROM sqlite_stat1"))
+    finally:
+        await db.disconnect()
+
+
+async def test_optimize_analyzes_the_tables_the_writer_has_been_using(tmp_path: Path) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'v.sqlite3'}")
+    await db.connect()
+    try:
+        await migrate(db)
+        async with db.transaction() as tx:
+            await tx.execute_many(_OBSERVE, [
+                {"account": BIG, "uid": f"u-{n}", "booking_id": n, "start_at": NOW + n * timedelta(minutes=10), "end_at": None,
+                 "state": "exists", "attendees": "[]", "tag": None, "ref": None} for n in range(2_000)
+            ])
+            await observation_store.available_between(tx, BIG, WINDOWS)
+        stats = sql("SELECT idx FROM sqlite_stat1 WHERE tbl = 'booking_observations'")
+        async with db.read() as tx:
+            assert not await tx.fetch_all(stats)
+        await db.optimize()  # what the hourly task runs
+        async with db.read() as tx:
+            assert {r["idx"] for r in await tx.fetch_all(stats)} >= {"booking_observations_start"}
+    finally:
+        await db.disconnect()
