@@ -304,3 +304,10 @@ async def test_status_and_metrics_are_served_without_a_token(client: httpx.Async
     metrics = await client.get("/metrics")
     assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
     assert "calcom_verifier_verifications" in metrics.text
+
+
+async def test_a_limit_in_other_digits_is_a_422_not_a_500(client: httpx.AsyncClient, account: None) -> None:
+    # "²" and "٣" are digits to str.isdigit() but not to int().
+    for value in ("²", "٣"):
+        response = await client.get("/api/verifications", params={"limit": value}, headers=AUTH)
+        assert response.status_code == 422

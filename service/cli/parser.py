@@ -111,7 +111,7 @@ def operator(command: Callable[[argparse.Namespace, Settings], int]) -> Callable
 
 
 def _limit(value: str) -> int:
-    if not value.isdigit() or not 1 <= int(value) <= 200:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 200:
         raise argparse.ArgumentTypeError("must be an integer from 1 to 200")
     return int(value)
 

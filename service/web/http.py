@@ -59,7 +59,7 @@ def parse_limit(request: Request, default: int = 50, maximum: int = 200) -> int:
     raw = request.query_params.get("limit")
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:
         raise ValidationFailed(
             f"limit: must be an integer from 1 to {maximum}",
             details=[{"field": "limit", "message": f"must be an integer from 1 to {maximum}"}],
