@@ -148,3 +148,12 @@ def append(title: str, body: str) -> None:
     print(f"appended to {BENCHMARKS_MD.relative_to(ROOT)}")
 
 
+def script(doc: str, title: str, measure: Any, **options: tuple[type, Any]) -> None:
+    """A benchmark's command line: `--db`, `--append` and its own `options` (name=(type, default)), then one report."""
+    p = parser(doc.splitlines()[0])
+    for name, (kind, default) in options.items():
+        p.add_argument(f"--{name}", type=kind, default=default)
+    args = p.parse_args()
+    m = machine()
+    body, summary = measure(databases(args.db), **{name: getattr(args, name) for name in options})
+    report(title, m, body, summary, args.append)

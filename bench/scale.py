@@ -66,13 +66,7 @@ def measure(dbs: list[str], *, repeat: int = 3, connections: int = 32, seconds: 
 
 
 def main() -> None:
-    p = c.parser(__doc__.splitlines()[0])
-    p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--seconds", type=float, default=10.0)
-    args = p.parse_args()
-    m = c.machine()
-    body, summary = measure(c.databases(args.db), repeat=args.repeat, seconds=args.seconds)
-    c.report("Scale and memory", m, body, summary, args.append)
+    c.script(__doc__, "Scale and memory", measure, repeat=(int, 3), seconds=(float, 10.0))
 
 
 if __name__ == "__main__":

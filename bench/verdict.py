@@ -127,13 +127,7 @@ def measure(dbs: list[str], *, n: int = 300, repeat: int = 3) -> tuple[str, list
 
 
 def main() -> None:
-    p = c.parser(__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=300)
-    p.add_argument("--repeat", type=int, default=3)
-    args = p.parse_args()
-    m = c.machine()
-    body, summary = measure(c.databases(args.db), n=args.n, repeat=args.repeat)
-    c.report("Time to verdict", m, body, summary, args.append)
+    c.script(__doc__, "Time to verdict", measure, n=(int, 300), repeat=(int, 3))
 
 
 if __name__ == "__main__":
