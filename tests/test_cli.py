@@ -25,7 +25,7 @@ from service.settings import Settings
 from service.store.connector import Database
 from service.store.queries import accounts as account_store
 from service.store.queries import observations as observation_store
-from service.testing.simulate import SimulationSecrets
+from service.testing.world import SimulationSecrets
 
 from .helpers import API_KEY, CALLBACK_SECRET, WEBHOOK_SECRET
 

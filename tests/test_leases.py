@@ -16,13 +16,14 @@ import httpx
 import pytest
 
 from service.clients.calcom import CalcomClient
+from service.core.ratelimit import key_name
 from service.settings import Settings
 from service.store.connector import Database
 from service.store.queries import accounts as account_store
 from service.testing.fakecalcom import FakeCalcom
 from service.workers import poller as poller_module
 from service.workers.callbacks import CallbackDeliverer
-from service.workers.poller import Poller, key_hash
+from service.workers.poller import Poller
 
 from .helpers import API_KEY, CALLBACK_SECRET, FakeClock, booking_event, create_account, failure, phase, post_webhook, record
 
@@ -161,13 +162,13 @@ async def test_a_429_pause_survives_another_pollers_older_pace_update(
     report = await first.tick(clock())
     assert (report.accounts, report.calls, other_calls, fake.calls) == (1, 1, [1], 2)
     async with db.read() as tx:
-        pace = await account_store.get_pace(tx, key_hash(API_KEY))
+        pace = await account_store.get_pace(tx, key_name(API_KEY))
     assert pace is not None and pace["paused_until_at"] is not None
     assert pace["paused_until_at"] >= blocked_at + timedelta(seconds=60)
 
 
 async def test_an_older_rate_limit_reading_never_replaces_a_newer_one(db: Database) -> None:
-    key = key_hash(API_KEY)
+    key = key_name(API_KEY)
     async with db.transaction() as tx:
         await account_store.set_pace(tx, key, paused_until=T + timedelta(seconds=60), remaining=0, reset_at=T + timedelta(seconds=60), now=T)
         # another poller's reading, taken a second before, stored after

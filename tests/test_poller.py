@@ -10,11 +10,12 @@ import httpx
 import pytest
 
 from service.clients.calcom import CalcomClient
+from service.core.checks import query_windows
 from service.settings import Settings
 from service.store.connector import Database, sql
 from service.store.queries import verifications as verification_store
 from service.testing.fakecalcom import FakeCalcom
-from service.workers.poller import Poller, query_windows
+from service.workers.poller import Poller
 
 from .helpers import API_KEY, AUTH, CUSTOMER, FakeClock, booking_event, create_account, failure, phase, post_webhook, record
 

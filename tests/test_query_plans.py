@@ -30,6 +30,8 @@ from service.settings import normalize_database_url
 from service.store.connector import Database, sql
 from service.store.migrations import migrate
 from service.store.queries import accounts as account_store
+from service.store.queries import claims as claim_store
+from service.store.queries import events as event_store
 from service.store.queries import observations as observation_store
 from service.store.queries import outbox as outbox_store
 from service.store.queries import verifications as verification_store
@@ -77,7 +79,7 @@ EVENT_ROW = {
 
 CASES = [
     # The webhook path (service/ingest.py).
-    Case("insert_events", lambda: observation_store._insert_events_query(1), EVENT_ROW),
+    Case("insert_events", lambda: event_store._insert_events_query(1), EVENT_ROW),
     Case("units_of", lambda: observation_store.UNITS_OF, {"account": BIG, "uids": ["u-1", "u-2"]},
          {"booking_observations": (Key(("account", "uid")),)}),
     Case("upsert_many", lambda: observation_store.UPSERT, OBSERVATION_ROW),
@@ -106,9 +108,9 @@ CASES = [
          {"booking_observations": (Key(("account", "verifier_ref")),), "booking_claims": UNCLAIMED, "verifications": (Key(("seq",)),)}),
     Case("by_ref", lambda: verification_store.BY_REF, {"account": BIG, "verifier_ref": "vr_1"},
          {"verifications": (Key(("account", "verifier_ref")),)}),
-    Case("claim", lambda: observation_store.CLAIM,
+    Case("claim", lambda: claim_store.CLAIM,
          {"account": BIG, "uid": "u-1", "seat": "", "verification_seq": 1, "phase_key": "A", "now": TS}),
-    Case("claim_owner", lambda: observation_store.CLAIM_OWNER, {"account": BIG, "uid": "u-1", "seat": ""}, {"booking_claims": UNCLAIMED}),
+    Case("claim_owner", lambda: claim_store.CLAIM_OWNER, {"account": BIG, "uid": "u-1", "seat": ""}, {"booking_claims": UNCLAIMED}),
     Case("by_seqs", lambda: verification_store.BY_SEQS, {"seqs": [5, 6, 7]}, {"verifications": (Key(("seq",)),)}),
     Case("phases_of", lambda: verification_store.PHASES_OF, {"seqs": [5, 6, 7]}, {"phases": (Key(("verification_seq",)),)}),
     Case("callbacks_of", lambda: verification_store.CALLBACKS_OF, {"seqs": [5, 6, 7]}, {"outbox": (Key(("verification_seq",)),)}),
@@ -124,13 +126,13 @@ CASES = [
     Case("outbox_add", lambda: outbox_store.INSERT,
          {"id": "e-new", "verification_seq": 5, "account": BIG, "event_type": "verification.resolved", "payload": "{}", "now": TS}),
     # A group's verdicts written together (service/apply.py) and the seat merge of the webhook path.
-    Case("claim_many", lambda: observation_store.CLAIM_MANY,
+    Case("claim_many", lambda: claim_store.CLAIM_MANY,
          {"account": BIG, "now": TS, "claims": [["u-1", "", 5, "A"], ["u-2", "", 6, "A"]], "uids": ["u-1", "u-2"], "seats": ["", ""],
           "seqs": [5, 6], "keys": ["A", "A"]}),
-    Case("owners_of", lambda: observation_store.OWNERS_OF, {"account": BIG, "uids": ["u-1", "u-2"]},
+    Case("owners_of", lambda: claim_store.OWNERS_OF, {"account": BIG, "uids": ["u-1", "u-2"]},
          {"booking_claims": (Key(("account", "booking_uid")),)}),
-    Case("claims_of", lambda: observation_store.CLAIMS_OF, {"verification_seq": 5}, {"booking_claims": (Key(("verification_seq",)),)}),
-    Case("release", lambda: observation_store.RELEASE, {"account": BIG, "verification_seq": 5, "phase_key": "A"},
+    Case("claims_of", lambda: claim_store.CLAIMS_OF, {"verification_seq": 5}, {"booking_claims": (Key(("verification_seq",)),)}),
+    Case("release", lambda: claim_store.RELEASE, {"account": BIG, "verification_seq": 5, "phase_key": "A"},
          {"booking_claims": (Key(("verification_seq",)),)}),
     Case("resolve_many", lambda: verification_store.RESOLVE_MANY,
          {"seqs": [5, 6], "expected": "pending", "status": "verified", "review_reason": None, "resolution": None, "resolved_via": "poll",
@@ -151,7 +153,7 @@ CASES = [
     Case("outbox_claim_due", lambda: outbox_store.CLAIM_DUE, {"owner": "p", "now": TS, "expires": TS, "limit": 50},
          {"outbox": (Range("next_attempt_at"), Key(("seq",)))}),
     # Hourly housekeeping: forgetting old webhook bodies reads only the old ones.
-    Case("prune_events", lambda: observation_store.PRUNE_EVENTS, {"before": NOW - timedelta(days=30), "limit": 5000},
+    Case("prune_events", lambda: event_store.PRUNE_EVENTS, {"before": NOW - timedelta(days=30), "limit": 5000},
          {"webhook_events": (Range("received_at"), Key(("seq",)))}),
 ]
 

@@ -12,15 +12,15 @@ import pytest
 
 from service.app.intake import Intake
 from service.app.notify import Notifier
-from service.app.recheck import key_hash as recheck_key_hash
 from service.clients.calcom import CalcomClient
 from service.core.models import VerificationIn, parse
+from service.core.ratelimit import key_name
 from service.settings import Settings
 from service.store.connector import Database, sql
 from service.store.queries import accounts as account_store
 from service.store.queries import verifications as verification_store
 from service.testing.fakecalcom import FakeCalcom
-from service.workers.poller import Poller, key_hash
+from service.workers.poller import Poller
 
 from .helpers import API_KEY, AUTH, CUSTOMER, WEBHOOK_SECRET, FakeClock, booking_event, create_account, failure, post_webhook, record
 
@@ -96,7 +96,7 @@ async def test_recheck_after_an_outage_verifies_a_booking_that_exists(client, ac
 async def set_pause(db: Database, until: datetime, now: datetime) -> None:
     """Replace whatever pause the outage left on the key (the store keeps the later of two pauses)."""
     async with db.transaction() as tx:
-        await account_store.set_pace(tx, key_hash(API_KEY), paused_until=None, remaining=None, reset_at=None, now=now)
+        await account_store.set_pace(tx, key_name(API_KEY), paused_until=None, remaining=None, reset_at=None, now=now)
         await tx.execute(sql("UPDATE calcom_keys SET paused_until_at = :until"), until=until)
 
 
@@ -104,7 +104,6 @@ async def set_pause(db: Database, until: datetime, now: datetime) -> None:
 async def test_a_recheck_lifts_our_backoff_but_not_calcoms_block(
     client, account, poller, fake: FakeCalcom, clock: FakeClock, db: Database, paused_for: int, first_call_after: int
 ) -> None:
-    assert recheck_key_hash(API_KEY) == key_hash(API_KEY)
     verification_id = await unknown_outcome(client, poller, fake, clock)
     # 200 s can only be our backoff; 30 s may be what is left of Cal.com's 60 s block after a 429.
     await set_pause(db, clock() + timedelta(seconds=paused_for), clock())

@@ -18,7 +18,7 @@ from service.core.plan import PhaseChange, Plan, Verdict
 from service.core.views import render
 from service.errors import Conflict
 from service.store.connector import Tx
-from service.store.queries import observations as observation_store
+from service.store.queries import claims as claim_store
 from service.store.queries import outbox as outbox_store
 from service.store.queries import verifications as verification_store
 from service.store.queries.accounts import Account
@@ -45,10 +45,10 @@ class StaleVerdict(Conflict):
 async def apply(tx: Tx, account: Account, plan: Plan, now: datetime) -> list[str]:
     """Write one plan; answer the ids of the verifications it brought to a final state."""
     for seq, key in plan.releases:
-        await observation_store.release(tx, account.id, seq, key)
+        await claim_store.release(tx, account.id, seq, key)
     if plan.claims:
         units = [(c.uid, c.seat, c.seq, c.key) for c in plan.claims]
-        owners = await observation_store.claim_many(tx, account.id, units, now)
+        owners = await claim_store.claim_many(tx, account.id, units, now)
         for claim in plan.claims:
             owner = owners.get((claim.uid, claim.seat))
             if owner != claim.seq:

@@ -17,6 +17,7 @@ from typing import Any
 
 from service.core.bookings import Booking
 from service.core.plan import closure, targets_of
+from service.core.times import merge_windows
 from service.store.connector import Tx
 from service.store.queries import observations as observation_store
 from service.store.queries import verifications as verification_store
@@ -43,16 +44,6 @@ class Group:
     def windows(self, tolerance: timedelta) -> list[tuple[datetime, datetime]]:
         """Where the members' bookings may start (what a check must ask Cal.com about)."""
         return merge_windows((row["window_start_at"] - tolerance, row["window_end_at"] + tolerance) for row in self.rows.values())
-
-
-def merge_windows(points: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
-    merged: list[tuple[datetime, datetime]] = []
-    for lo, hi in sorted(points):
-        if merged and lo <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
-        else:
-            merged.append((lo, hi))
-    return merged
 
 
 def _covered(window: tuple[datetime, datetime], loaded: list[tuple[datetime, datetime]]) -> bool:

@@ -17,14 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from service.app.group import evidence_tags, merge_windows
+from service.app.group import evidence_tags
 from service.app.notify import Notifier
 from service.app.settle import settle_guarded
 from service.core.observations import Observation
+from service.core.times import merge_windows
 from service.core.webhooks import GoneUid, WebhookEvent, gone_units
 from service.errors import DatabaseUnavailable
 from service.store.connector import Database, Tx
 from service.store.queries import accounts as account_store
+from service.store.queries import events as event_store
 from service.store.queries import observations as observation_store
 from service.store.queries import verifications as verification_store
 
@@ -111,7 +113,7 @@ class Ingestor:
             first.setdefault((item.account, item.body_sha256), item)
         async with self.db.transaction() as tx:
             await tx.lock_accounts(item.account for item in batch)
-            new_keys = await observation_store.insert_events(tx, [_event_row(i) for i in first.values()])
+            new_keys = await event_store.insert_events(tx, [_event_row(i) for i in first.values()])
             fresh = [item for key, item in first.items() if key in new_keys]
             changes: list[tuple[str, Observation]] = [(i.account, o) for i in fresh for o in i.event.changes]
             gone: dict[str, list[GoneUid]] = {}

@@ -23,6 +23,7 @@ from service.errors import Conflict, NotFound, ValidationFailed
 from service.settings import Settings
 from service.store.connector import Database, Tx
 from service.store.queries import accounts as account_store
+from service.store.queries import claims as claim_store
 from service.store.queries import observations as observation_store
 from service.store.queries import verifications as verification_store
 
@@ -226,7 +227,7 @@ class Intake:
                 raise NotFound(f"unknown account {row['account']!r}")
             phases = (await verification_store.phases_of(tx, [row["seq"]]))[row["seq"]]
             named = await self._named_bookings(tx, row, phases, request)
-            held = await observation_store.claims_of(tx, row["seq"])
+            held = await claim_store.claims_of(tx, row["seq"])
             decided = resolution.operator(row, phases, held, named, request.outcome, request.note)
             await apply(tx, account, decided, now)
             view = await load_view(tx, row["seq"])

@@ -12,13 +12,12 @@ made at the next tick.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from datetime import datetime, timedelta
 
 from service.app.intake import VERIFICATION_ID, load_view
 from service.app.notify import Notifier
-from service.core import schedule
+from service.core import ratelimit, schedule
 from service.core.ratelimit import BLOCK_JITTER_SECONDS, BLOCK_SECONDS
 from service.errors import Conflict, NotFound, UniqueViolation
 from service.settings import Settings
@@ -29,11 +28,6 @@ from service.store.queries import verifications as verification_store
 log = logging.getLogger("service.app.recheck")
 RECHECKABLE = "pending, or manual_review with review_reason calcom_unavailable"
 LONGEST_BLOCK = timedelta(seconds=BLOCK_SECONDS + BLOCK_JITTER_SECONDS)
-
-
-def key_hash(api_key: str) -> str:
-    """How the poller names an API key's pace (the same sha256 as `workers.poller.key_hash`)."""
-    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
 
 
 class Rechecks:
@@ -71,7 +65,7 @@ class Rechecks:
                 raise Conflict(f"verification {verification_id} is {state}; only {RECHECKABLE} can be rechecked")
             account = await account_store.get(tx, row["account"])
             if account is not None:
-                await account_store.lift_backoff(tx, key_hash(account.calcom_api_key), now, now + LONGEST_BLOCK)
+                await account_store.lift_backoff(tx, ratelimit.key_name(account.calcom_api_key), now, now + LONGEST_BLOCK)
             view = await load_view(tx, row["seq"])
         log.info(
             "post-sync verification: checking Cal.com again on request",

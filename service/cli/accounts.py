@@ -1,4 +1,4 @@
-"""Operator commands that change an account: update (some fields, like PATCH), enable, disable, delete."""
+"""Operator commands on accounts: add, list, update (some fields, like PATCH), enable, disable, delete."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ import sys
 from typing import Any
 
 from service.app.runtime import Runtime
-from service.cli.commands import CommandError, read_secrets, run, valid_account
-from service.cli.commands import _fail as fail
-from service.cli.commands import _print_json as print_json
+from service.cli.commands import CommandError, fail, print_json, prompt_missing, read_secrets, run, table, valid_account
 from service.clock import system_clock
-from service.core.models import AccountPatch, parse
+from service.core.models import ACCOUNT_ID, AccountIn, AccountPatch, parse
 from service.core.views import account_view
 from service.settings import Settings
 
@@ -68,3 +66,50 @@ def accounts_delete(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     return run(settings, command)
+
+
+def accounts_add(args: argparse.Namespace, settings: Settings) -> int:
+    if not ACCOUNT_ID.match(args.account):
+        return fail("account: must match [a-z0-9][a-z0-9_-]{0,62}", 2)
+    try:
+        values = read_secrets(args, ("calcom_api_key", "webhook_secret", "callback_secret"))
+        prompt_missing(values, ("calcom_api_key", "webhook_secret", *(("callback_secret",) if args.callback_url else ())))
+    except CommandError as exc:
+        return fail(str(exc), exc.code)
+    body = {
+        **values,
+        "calcom_api_base": args.calcom_api_base,
+        "callback_url": args.callback_url,
+        "match_tolerance_seconds": args.tolerance,
+        "enabled": not args.disabled,
+    }
+
+    async def command(runtime: Runtime) -> int:
+        request: AccountIn = parse(AccountIn, json.dumps(body).encode())
+        saved = await runtime.accounts.put(args.account, request, system_clock())
+        print(f"account {args.account} {'created' if saved.created else 'replaced'}", file=sys.stderr)
+        print_json(account_view(saved.account))
+        return 0
+
+    return run(settings, command)
+
+
+def accounts_list(args: argparse.Namespace, settings: Settings) -> int:
+    async def command(runtime: Runtime) -> int:
+        accounts = await runtime.accounts.list()
+        if args.json:
+            print_json([account_view(a) for a in accounts])
+            return 0
+        if not accounts:
+            print("no accounts yet: add one with `calcom-verifier accounts add <id> --api-key - --webhook-secret -`")
+            return 0
+        table(
+            ("ACCOUNT", "ENABLED", "CREDENTIALS", "TOLERANCE", "CALLBACK"),
+            [(a.id, "yes" if a.enabled else "no", a.credentials, f"{a.match_tolerance_seconds} s", "yes" if a.callback_url else "no") for a in accounts],
+        )
+        return 0
+
+    return run(settings, command)
+
+
+# -- verifications ---------------------------------------------------------------------------------

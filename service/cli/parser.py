@@ -12,6 +12,8 @@ from service import logs
 from service.app.runtime import check_database, release
 from service.cli import accounts as cli_accounts
 from service.cli import commands as cli_commands
+from service.cli import status as cli_status
+from service.cli import verifications as cli_verifications
 from service.core.models import REVIEW_REASONS, STATUSES
 from service.settings import ConfigError, Settings, load_settings
 
@@ -88,7 +90,7 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 @one_line
 def cmd_poll(args: argparse.Namespace) -> int:
-    from service.workers.poller import main as poll_main
+    from service.workers.poller_process import main as poll_main
 
     settings = _settings()
     logs.configure(settings.log_level, settings.log_format)
@@ -141,7 +143,7 @@ def _add_accounts(commands: Any) -> None:
     add.add_argument("--callback-url", help="where verdicts are POSTed (signed, Standard Webhooks)")
     add.add_argument("--tolerance", type=int, metavar="SECONDS", help="start-time tolerance (default: MATCH_TOLERANCE_SECONDS)")
     add.add_argument("--disabled", action="store_true", help="record failures straight into manual review")
-    add.set_defaults(func=operator(cli_commands.accounts_add))
+    add.set_defaults(func=operator(cli_accounts.accounts_add))
     update = sub.add_parser(
         "update",
         help="change some fields of an account, like PATCH /api/accounts/{id}",
@@ -159,7 +161,7 @@ def _add_accounts(commands: Any) -> None:
     update.set_defaults(func=operator(cli_accounts.accounts_update))
     listing = sub.add_parser("list", help="every account: enabled, credentials, tolerance, callback")
     listing.add_argument("--json", action="store_true", help="the accounts as the API shows them")
-    listing.set_defaults(func=operator(cli_commands.accounts_list))
+    listing.set_defaults(func=operator(cli_accounts.accounts_list))
     for name, text in (
         ("enable", "verify new failures of this account again"),
         ("disable", "record new failures of this account straight into review (webhooks are still stored)"),
@@ -189,16 +191,16 @@ def _add_verifications(commands: Any) -> None:
     listing.add_argument("--limit", type=_limit, default=50, help="1 to 200 (default 50)")
     listing.add_argument("--cursor", help="the next page, as printed by the previous one")
     listing.add_argument("--json", action="store_true", help="the page as the API returns it")
-    listing.set_defaults(func=operator(cli_commands.verifications_list))
+    listing.set_defaults(func=operator(cli_verifications.verifications_list))
     show = sub.add_parser("show", help="one verification as JSON, like GET /api/verifications/{id}")
     show.add_argument("id")
-    show.set_defaults(func=operator(cli_commands.verifications_show))
+    show.set_defaults(func=operator(cli_verifications.verifications_show))
     resolve = sub.add_parser("resolve", help="close a pending or manual_review verification by hand")
     resolve.add_argument("id")
     resolve.add_argument("--outcome", required=True, choices=("synced", "failed"))
     resolve.add_argument("--note")
     resolve.add_argument("--booking", action="append", metavar="PHASE=UID", help="the Cal.com booking of a phase (repeatable)")
-    resolve.set_defaults(func=operator(cli_commands.verifications_resolve))
+    resolve.set_defaults(func=operator(cli_verifications.verifications_resolve))
     recheck = sub.add_parser(
         "recheck",
         help="check Cal.com once more: one verification, or every calcom_unavailable one of an account",
@@ -209,7 +211,7 @@ def _add_verifications(commands: Any) -> None:
     target = recheck.add_mutually_exclusive_group(required=True)
     target.add_argument("id", nargs="?", help="the verification id")
     target.add_argument("--account", help="every verification of this account in review as calcom_unavailable")
-    recheck.set_defaults(func=operator(cli_commands.verifications_recheck))
+    recheck.set_defaults(func=operator(cli_verifications.verifications_recheck))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verifications(commands)
     status = commands.add_parser("status", help="the /status figures: counts, review queue, recovery rate, pollers, problems")
     status.add_argument("--json", action="store_true", help="the raw /status document")
-    status.set_defaults(func=operator(cli_commands.status))
+    status.set_defaults(func=operator(cli_status.status))
     simulate = commands.add_parser(
         "simulate",
         help="three salon scenarios end to end against a fake Cal.com (offline, a few seconds)",

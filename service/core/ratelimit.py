@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from collections.abc import Mapping
@@ -17,6 +18,11 @@ MAX_PLAUSIBLE_RESET_SECONDS = 3600
 
 _REMAINING = "x-ratelimit-remaining-"
 _RESET = "x-ratelimit-reset-"
+
+
+def key_name(api_key: str) -> str:
+    """How an API key's pace is stored: a sha256 of the key, never the key itself (pollers share it)."""
+    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
 
 
 @dataclass

@@ -5,6 +5,7 @@ Every instant the service handles is timezone-aware; it is written in UTC with a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -62,3 +63,14 @@ def sortable(value: datetime) -> str:
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def merge_windows(points: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """Overlapping or touching windows joined; the result is sorted."""
+    merged: list[tuple[datetime, datetime]] = []
+    for lo, hi in sorted(points):
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import random
@@ -22,10 +21,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from service.app.counting import flush
-from service.app.group import evidence_tags, load_group, merge_windows
+from service.app.group import evidence_tags, load_group
 from service.app.settle import settle_guarded
 from service.clients.calcom import CalcomClient
-from service.core import ratelimit, schedule, times
+from service.core import checks, ratelimit, times
 from service.core.api_bookings import observations_from_api
 from service.core.observations import Observation
 from service.core.tallies import Tally
@@ -33,13 +32,13 @@ from service.errors import CalcomCredentialsBroken, CalcomError, CalcomUnavailab
 from service.settings import Settings
 from service.store.connector import Database
 from service.store.queries import accounts as account_store
+from service.store.queries import events as event_store
 from service.store.queries import observations as observation_store
 from service.store.queries import pollers as poller_store
 from service.store.queries import verifications as verification_store
 from service.store.queries.accounts import Account
 
 log = logging.getLogger("service.workers.poller")
-MAX_QUERY_SPAN = timedelta(days=7)  # a wider union is split: one query per cluster of windows
 HEARTBEAT_EVERY = timedelta(seconds=5)
 PRUNE_EVERY = timedelta(hours=1)
 ACCOUNTS_AT_ONCE = 8
@@ -67,21 +66,6 @@ class _Answer:
 
 def default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-def key_hash(api_key: str) -> str:
-    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
-
-
-def query_windows(windows: list[tuple[datetime, datetime]], max_span: timedelta = MAX_QUERY_SPAN) -> list[tuple[datetime, datetime]]:
-    """The union of the due verifications' windows as few queries as possible, each at most `max_span` wide."""
-    clusters: list[tuple[datetime, datetime]] = []
-    for lo, hi in merge_windows(windows):
-        if clusters and max(hi, clusters[-1][1]) - clusters[-1][0] <= max_span:
-            clusters[-1] = (clusters[-1][0], max(hi, clusters[-1][1]))
-        else:
-            clusters.append((lo, hi))
-    return clusters
 
 
 class Poller:
@@ -164,7 +148,7 @@ class Poller:
             if not await account_store.renew_poll(tx, account_id, self.owner, lease_until):
                 return
             claimed = await verification_store.claim_due(tx, account_id, self.owner, now, lease_until, self.settings.poll_batch_size)
-            pace_row = await account_store.get_pace(tx, key_hash(account.calcom_api_key))
+            pace_row = await account_store.get_pace(tx, ratelimit.key_name(account.calcom_api_key))
             # The check decides whole groups, so it asks Cal.com about every member's window.
             group = await load_group(tx, account, {row["seq"] for row in claimed}) if claimed else None
         if not claimed:
@@ -186,7 +170,7 @@ class Poller:
         answers: dict[int, _Answer] = {}
         failure: str | None = None
         asked = False
-        for lo, hi in query_windows(windows):
+        for lo, hi in checks.query_windows(windows):
             answer = await self._ask(account, lo, hi, now, pace, streak=1 + max(row["failures"] for row in claimed))
             report.calls += answer.calls
             asked = asked or answer.calls > 0
@@ -255,7 +239,7 @@ class Poller:
                 await account_store.calcom_health(tx, account.id, failure, now)
             await account_store.set_pace(
                 tx,
-                key_hash(account.calcom_api_key),
+                ratelimit.key_name(account.calcom_api_key),
                 paused_until=pace.paused_until,
                 remaining=pace.remaining,
                 reset_at=pace.reset_at,
@@ -286,35 +270,28 @@ class Poller:
                 await observation_store.upsert(tx, account.id, observations.values(), now)
             for row in claimed:
                 answer = answers.get(row["seq"])
-                # Back from review for a recheck (it was in review before): the first complete answer decides.
-                at_deadline = now >= row["deadline_at"] or (
-                    answer is not None and answer.complete and row["review_started_at"] is not None
+                due = checks.Due(row["created_at"], row["deadline_at"], row["review_started_at"], row["failures"], row["last_check_error"])
+                asked = checks.Asked(answer.complete, answer.calls, answer.error) if answer is not None else None
+                check = checks.record_check(
+                    due, asked, now, settle_seconds=settings.settle_seconds, check_schedule=settings.check_schedule, allowed_at=allowed_at, rng=self.rng
                 )
-                scheduled = schedule.next_scheduled(row["created_at"], settings.settle_seconds, settings.check_schedule, row["deadline_at"], now)
-                if answer is None or (answer.calls == 0 and not answer.complete):
-                    # Deferred by the rate limit: no request was made, so this is not a check.
-                    report.deferred += 1 if answer is not None else 0
-                    failures, calls, complete, error = row["failures"], 0, False, row["last_check_error"]
-                    next_at = min(allowed_at or scheduled, row["deadline_at"])
-                    if at_deadline:
-                        next_at = None
-                elif answer.complete:
-                    failures, calls, complete, error = 0, 1, True, None
-                    next_at = None if at_deadline else scheduled
-                else:
-                    failures, calls, complete, error = row["failures"] + 1, 1, False, answer.error
-                    # Retried when the account's pause (429 block or backoff) ends, sooner than
-                    # the schedule if that is later; never after the deadline.
-                    retry_at = allowed_at or now + timedelta(seconds=ratelimit.backoff(failures, self.rng))
-                    next_at = None if at_deadline else min(max(retry_at, now), row["deadline_at"])
+                report.deferred += 1 if check.deferred else 0
                 if not await verification_store.record_check(
-                    tx, row["seq"], self.owner, now=now, calls=calls, complete=complete, failures=failures, error=error, next_check_at=next_at
+                    tx,
+                    row["seq"],
+                    self.owner,
+                    now=now,
+                    calls=check.calls,
+                    complete=check.complete,
+                    failures=check.failures,
+                    error=check.error,
+                    next_check_at=check.next_check_at,
                 ):
                     continue  # resolved meanwhile, or our lease ran out and another poller has it
                 ours.append(row["seq"])
-                if at_deadline:
+                if check.at_deadline:
                     finalize.append(row["seq"])
-                if complete:
+                if check.complete:
                     answered.append(row["seq"])
             # Guarded: a failure to decide keeps the checks recorded above (and still ends what is due).
             settled = await settle_guarded(
@@ -339,7 +316,7 @@ class Poller:
         self._last_prune = now
         try:
             async with self.db.transaction() as tx:
-                dropped = await observation_store.prune_events(tx, now - timedelta(days=self.settings.webhook_retention_days))
+                dropped = await event_store.prune_events(tx, now - timedelta(days=self.settings.webhook_retention_days))
         except Exception as exc:
             report.errors.append(f"prune: {type(exc).__name__}")
             return
@@ -380,41 +357,3 @@ class Poller:
                 await poller_store.goodbye(tx, self.owner)
             said_goodbye = True
         log.info("poller stopped", extra={"event": "poller_stopped", "poller": self.owner, "said_goodbye": said_goodbye})
-
-
-async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    """The poller process' life: connect, tick until stopped, disconnect."""
-    import httpx
-
-    from service.app.runtime import connect_database
-    from service.clock import system_clock
-    from service.store.migrations import apply_pending_migrations
-    from service.workers.callbacks import CallbackDeliverer
-
-    db = await connect_database(settings)
-    await apply_pending_migrations(db)
-    limits = httpx.Limits(max_connections=50, max_keepalive_connections=20)
-    async with httpx.AsyncClient(limits=limits, follow_redirects=False) as http:
-        owner = default_owner()
-        calcom = CalcomClient(http, timeout=settings.calcom_timeout_seconds, tally=Tally())
-        deliverer = CallbackDeliverer(db, http, settings, owner=owner)
-        poller = Poller(db, settings, calcom, clock=system_clock, owner=owner, deliverer=deliverer)
-        try:
-            await poller.run(stop)
-        finally:
-            await db.disconnect()
-
-
-def main(settings: Settings) -> int:
-    """`python -m service poll`: SIGTERM/SIGINT finish the current tick, then exit 0."""
-    import signal
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await serve(settings, stop)
-
-    asyncio.run(run())
-    return 0

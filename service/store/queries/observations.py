@@ -1,4 +1,4 @@
-"""Booking observations, their claims, and the raw webhook events they came from."""
+"""Booking observations: what Cal.com said about each booking unit, kept current."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from datetime import datetime
 from typing import Any
 
 from service.core.observations import Observation
-from service.store.connector import Query, Tx, sql
+from service.store.connector import Tx, sql
+from service.store.queries.claims import claim
 
 log = logging.getLogger("service.store")
 
@@ -101,18 +102,6 @@ UNITS_OF = sql(
     postgresql="SELECT uid, seat, attendees FROM booking_observations WHERE account = :account AND uid = ANY(:uids)",
 )
 
-CLAIM = sql(
-    """
-    INSERT INTO booking_claims (account, booking_uid, booking_seat, verification_seq, phase_key, claimed_at)
-    VALUES (:account, :uid, :seat, :verification_seq, :phase_key, :now)
-    ON CONFLICT (account, booking_uid, booking_seat) DO NOTHING
-    """
-)
-CLAIM_OWNER = sql(
-    "SELECT verification_seq FROM booking_claims WHERE account = :account AND booking_uid = :uid AND booking_seat = :seat"
-)
-RELEASE = sql("DELETE FROM booking_claims WHERE account = :account AND verification_seq = :verification_seq AND phase_key = :phase_key")
-CLAIMS_OF = sql("SELECT phase_key, booking_uid, booking_seat FROM booking_claims WHERE verification_seq = :verification_seq")
 OBSERVATION = sql(
     "SELECT uid, seat, booking_id, start_at, state, source, attendees FROM booking_observations "
     "WHERE account = :account AND uid = :uid ORDER BY seat"
@@ -152,33 +141,6 @@ MERGE_SEATLESS = sql(
     "UPDATE booking_observations SET state = 'merged', updated_at = :now "
     "WHERE account = :account AND uid = :uid AND seat = '' AND state = 'exists'"
 )
-
-_EVENT_COLUMNS = ("account", "body_sha256", "trigger_event", "booking_uid", "event_created_at", "received_at", "body")
-_INSERT_EVENTS: dict[int, Query] = {}
-
-
-def _insert_events_query(count: int) -> Query:
-    """Insert `count` events in one statement; RETURNING names the ones that were new."""
-    query = _INSERT_EVENTS.get(count)
-    if query is None:
-        rows = ", ".join("(" + ", ".join(f":{c}_{i}" for c in _EVENT_COLUMNS) + ")" for i in range(count))
-        query = sql(
-            f"INSERT INTO webhook_events ({', '.join(_EVENT_COLUMNS)}) VALUES {rows} "
-            "ON CONFLICT (account, body_sha256) DO NOTHING RETURNING account, body_sha256"
-        )
-        _INSERT_EVENTS[count] = query
-    return query
-
-# Raw webhook bodies are kept for audit and replay for a while, then dropped in slices (what they
-# taught us stays in booking_observations).
-PRUNE_EVENTS = sql(
-    "DELETE FROM webhook_events WHERE seq IN "
-    "(SELECT seq FROM webhook_events WHERE received_at < :before ORDER BY received_at LIMIT :limit)",
-    # ARRAY(): the slice is collected first and deleted by key, never joined against the whole table.
-    postgresql="DELETE FROM webhook_events WHERE seq = ANY(ARRAY("
-    "SELECT seq FROM webhook_events WHERE received_at < :before ORDER BY received_at LIMIT :limit))",
-)
-
 
 @dataclass(frozen=True)
 class Available:
@@ -309,92 +271,7 @@ async def units_of(tx: Tx, account: str, uids: Sequence[str]) -> dict[str, list[
     return found
 
 
-async def claim(tx: Tx, account: str, uid: str, seat: str, verification_seq: int, phase_key: str, now: datetime) -> bool:
-    """Claim a booking unit for a phase; False when another phase already holds it."""
-    inserted = await tx.execute(
-        CLAIM, account=account, uid=uid, seat=seat, verification_seq=verification_seq, phase_key=phase_key, now=now
-    )
-    if inserted:
-        return True
-    owner = await tx.fetch_val(CLAIM_OWNER, account=account, uid=uid, seat=seat)
-    return bool(owner == verification_seq)
-
-
-async def claim_owner(tx: Tx, account: str, uid: str, seat: str) -> int | None:
-    """The verification (seq) holding a booking unit, if any."""
-    owner = await tx.fetch_val(CLAIM_OWNER, account=account, uid=uid, seat=seat)
-    return int(owner) if owner is not None else None
-
-
-async def release(tx: Tx, account: str, verification_seq: int, phase_key: str) -> None:
-    """Give back the booking a phase holds (an operator picked another one)."""
-    await tx.execute(RELEASE, account=account, verification_seq=verification_seq, phase_key=phase_key)
-
-
-async def claims_of(tx: Tx, verification_seq: int) -> dict[str, tuple[str, str]]:
-    """The booking units a verification holds, by phase key."""
-    rows = await tx.fetch_all(CLAIMS_OF, verification_seq=verification_seq)
-    return {row["phase_key"]: (row["booking_uid"], row["booking_seat"]) for row in rows}
-
-
 async def find(tx: Tx, account: str, uid: str) -> list[dict[str, Any]]:
     """Every stored unit of one booking (its seats, for a seated one), attendees as a tuple."""
     rows = await tx.fetch_all(OBSERVATION, account=account, uid=uid)
     return [{**row, "attendees": tuple(json.loads(row["attendees"] or "[]"))} for row in rows]
-
-
-async def insert_events(tx: Tx, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    """Store raw webhook events once each; answer the (account, body hash) pairs that were new."""
-    new: set[tuple[str, str]] = set()
-    for start in range(0, len(rows), 200):
-        chunk = rows[start : start + 200]
-        params = {f"{c}_{i}": row[c] for i, row in enumerate(chunk) for c in _EVENT_COLUMNS}
-        new |= {(r["account"], r["body_sha256"]) for r in await tx.fetch_all(_insert_events_query(len(chunk)), **params)}
-    return new
-
-
-async def prune_events(tx: Tx, before: datetime, limit: int = 5000) -> int:
-    """Forget raw webhook bodies received before `before` (at most `limit` per call)."""
-    return await tx.execute(PRUNE_EVENTS, before=before, limit=limit)
-
-
-
-# Many claims in one statement (a verdict for a whole group); the owners are read back in one more.
-CLAIM_MANY = sql(
-    """
-    INSERT INTO booking_claims (account, booking_uid, booking_seat, verification_seq, phase_key, claimed_at)
-    SELECT :account, json_extract(c.value, '$[0]'), json_extract(c.value, '$[1]'), json_extract(c.value, '$[2]'),
-        json_extract(c.value, '$[3]'), :now
-    FROM json_each(:claims) c WHERE TRUE
-    ON CONFLICT (account, booking_uid, booking_seat) DO NOTHING
-    """,
-    postgresql="""
-    INSERT INTO booking_claims (account, booking_uid, booking_seat, verification_seq, phase_key, claimed_at)
-    SELECT :account, c.uid, c.seat, c.seq, c.key, :now
-    FROM unnest(CAST(:uids AS text[]), CAST(:seats AS text[]), CAST(:seqs AS bigint[]), CAST(:keys AS text[])) AS c(uid, seat, seq, key)
-    ON CONFLICT (account, booking_uid, booking_seat) DO NOTHING
-    """,
-)
-OWNERS_OF = sql(
-    "SELECT booking_uid, booking_seat, verification_seq FROM booking_claims "
-    "WHERE account = :account AND booking_uid IN (SELECT value FROM json_each(:uids))",
-    postgresql="SELECT booking_uid, booking_seat, verification_seq FROM booking_claims WHERE account = :account AND booking_uid = ANY(:uids)",
-)
-
-
-async def claim_many(tx: Tx, account: str, claims: Sequence[tuple[str, str, int, str]], now: datetime) -> dict[tuple[str, str], int]:
-    """Claim (uid, seat, verification_seq, phase_key) units at once; answer the owner of each unit afterwards."""
-    if not claims:
-        return {}
-    await tx.execute(
-        CLAIM_MANY,
-        account=account,
-        now=now,
-        claims=[list(c) for c in claims],
-        uids=[c[0] for c in claims],
-        seats=[c[1] for c in claims],
-        seqs=[c[2] for c in claims],
-        keys=[c[3] for c in claims],
-    )
-    rows = await tx.fetch_all(OWNERS_OF, account=account, uids=sorted({c[0] for c in claims}))
-    return {(row["booking_uid"], row["booking_seat"]): int(row["verification_seq"]) for row in rows}
