@@ -13,7 +13,7 @@ from service.clients.calcom import CalcomClient
 from service.core.checks import query_windows
 from service.settings import Settings
 from service.store.connector import Database, sql
-from service.store.queries import verifications as verification_store
+from service.store.queries import checks as check_store
 from service.testing.fakecalcom import FakeCalcom
 from service.workers.poller import Poller
 
@@ -354,7 +354,7 @@ async def test_killed_pollers_work_is_taken_over_after_its_lease(client, db, set
     now = clock()
     async with db.transaction() as tx:  # a poller "dead" right after claiming
         await account_store.claim_for_poll(tx, "dead", now, now + timedelta(seconds=settings.lease_seconds))
-        assert await verification_store.claim_due(tx, "salon-1", "dead", now, now + timedelta(seconds=settings.lease_seconds), 100)
+        assert await check_store.claim_due(tx, "salon-1", "dead", now, now + timedelta(seconds=settings.lease_seconds), 100)
     survivor = make_poller(db, settings, calcom_http, clock, "p2")
     clock.advance(settings.lease_seconds - 1)
     assert (await survivor.tick(clock())).due == 0

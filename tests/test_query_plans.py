@@ -30,6 +30,7 @@ from service.settings import normalize_database_url
 from service.store.connector import Database, sql
 from service.store.migrations import migrate
 from service.store.queries import accounts as account_store
+from service.store.queries import checks as check_store
 from service.store.queries import claims as claim_store
 from service.store.queries import events as event_store
 from service.store.queries import observations as observation_store
@@ -145,9 +146,9 @@ CASES = [
     # The poll path (service/poller.py, service/callbacks.py).
     Case("claim_for_poll", lambda: account_store.CLAIM_FOR_POLL, {"owner": "p", "now": TS, "expires": TS},
          {"verifications": (Range("next_check_at"),)}),
-    Case("claim_due", lambda: verification_store.CLAIM_DUE, {"account": BIG, "owner": "p", "now": TS, "expires": TS, "limit": 50},
+    Case("claim_due", lambda: check_store.CLAIM_DUE, {"account": BIG, "owner": "p", "now": TS, "expires": TS, "limit": 50},
          {"verifications": (Range("next_check_at"), Key(("seq",)))}),
-    Case("record_check", lambda: verification_store.RECORD_CHECK,
+    Case("record_check", lambda: check_store.RECORD_CHECK,
          {"seq": 5, "owner": "p", "now": TS, "calls": 1, "complete": 1, "failures": 0, "error": None, "next_check_at": TS},
          {"verifications": (Key(("seq",)),)}),
     Case("outbox_claim_due", lambda: outbox_store.CLAIM_DUE, {"owner": "p", "now": TS, "expires": TS, "limit": 50},

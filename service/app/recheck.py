@@ -23,6 +23,7 @@ from service.errors import Conflict, NotFound, UniqueViolation
 from service.settings import Settings
 from service.store.connector import Database
 from service.store.queries import accounts as account_store
+from service.store.queries import checks as check_store
 from service.store.queries import verifications as verification_store
 
 log = logging.getLogger("service.app.recheck")
@@ -48,12 +49,12 @@ class Rechecks:
             row = await verification_store.by_id(tx, verification_id)
             assert row is not None
             if row["status"] == "pending":
-                await verification_store.due_now(tx, row["seq"], now)
+                await check_store.due_now(tx, row["seq"], now)
             elif row["status"] == "manual_review" and row["review_reason"] == "calcom_unavailable":
                 deadline = schedule.deadline(now, 0, self.settings.check_schedule)
                 try:
                     async with tx.savepoint():
-                        reopened = await verification_store.reopen(tx, row["seq"], now, deadline)
+                        reopened = await check_store.reopen(tx, row["seq"], now, deadline)
                 except UniqueViolation:
                     raise Conflict(
                         f"appointment {row['appointment_id']} has a newer pending verification; recheck that one instead"
@@ -77,7 +78,7 @@ class Rechecks:
     async def recheck_unknown(self, account: str, now: datetime) -> list[str]:
         """Recheck every verification of `account` in review as calcom_unavailable; answer their ids."""
         async with self.db.read() as tx:
-            ids = await verification_store.in_review_as(tx, account, "calcom_unavailable")
+            ids = await check_store.in_review_as(tx, account, "calcom_unavailable")
         done = []
         for verification_id in ids:
             try:

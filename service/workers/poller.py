@@ -32,10 +32,10 @@ from service.errors import CalcomCredentialsBroken, CalcomError, CalcomUnavailab
 from service.settings import Settings
 from service.store.connector import Database
 from service.store.queries import accounts as account_store
+from service.store.queries import checks as check_store
 from service.store.queries import events as event_store
 from service.store.queries import observations as observation_store
 from service.store.queries import pollers as poller_store
-from service.store.queries import verifications as verification_store
 from service.store.queries.accounts import Account
 
 log = logging.getLogger("service.workers.poller")
@@ -147,7 +147,7 @@ class Poller:
             # Other accounts may have gone first: renew our account lease, unless another poller has it by now.
             if not await account_store.renew_poll(tx, account_id, self.owner, lease_until):
                 return
-            claimed = await verification_store.claim_due(tx, account_id, self.owner, now, lease_until, self.settings.poll_batch_size)
+            claimed = await check_store.claim_due(tx, account_id, self.owner, now, lease_until, self.settings.poll_batch_size)
             pace_row = await account_store.get_pace(tx, ratelimit.key_name(account.calcom_api_key))
             # The check decides whole groups, so it asks Cal.com about every member's window.
             group = await load_group(tx, account, {row["seq"] for row in claimed}) if claimed else None
@@ -276,7 +276,7 @@ class Poller:
                     due, asked, now, settle_seconds=settings.settle_seconds, check_schedule=settings.check_schedule, allowed_at=allowed_at, rng=self.rng
                 )
                 report.deferred += 1 if check.deferred else 0
-                if not await verification_store.record_check(
+                if not await check_store.record_check(
                     tx,
                     row["seq"],
                     self.owner,

@@ -19,7 +19,7 @@ def _sql_in(template: str, column: str, param: str) -> Query:
     return sql(template.replace("{in}", lite), postgresql=template.replace("{in}", pg))
 
 
-_VCOLS = """seq, id, account, appointment_id, service, sync_error, fingerprint, status, review_reason,
+COLUMNS = """seq, id, account, appointment_id, service, sync_error, fingerprint, status, review_reason,
     resolution, resolved_via, note, window_start_at, window_end_at, created_at, updated_at, resolved_at,
     review_started_at,
     next_check_at, deadline_at, checks, complete_checks, failures, last_checked_at, last_check_error,
@@ -48,12 +48,12 @@ INSERT_PHASE = sql(
 )
 LATEST_FOR_APPOINTMENT = sql(
     # The platform's own records only: the guard's are keyed by their verifier_ref.
-    f"SELECT {_VCOLS} FROM verifications WHERE account = :account AND appointment_id = :appointment_id AND verifier_ref IS NULL "
+    f"SELECT {COLUMNS} FROM verifications WHERE account = :account AND appointment_id = :appointment_id AND verifier_ref IS NULL "
     "ORDER BY seq DESC LIMIT 1"
 )
-BY_REF = sql(f"SELECT {_VCOLS} FROM verifications WHERE account = :account AND verifier_ref = :verifier_ref")
-BY_ID = sql(f"SELECT {_VCOLS} FROM verifications WHERE id = :id")
-BY_SEQS = _sql_in(f"SELECT {_VCOLS} FROM verifications WHERE {{in}} ORDER BY seq", "seq", "seqs")
+BY_REF = sql(f"SELECT {COLUMNS} FROM verifications WHERE account = :account AND verifier_ref = :verifier_ref")
+BY_ID = sql(f"SELECT {COLUMNS} FROM verifications WHERE id = :id")
+BY_SEQS = _sql_in(f"SELECT {COLUMNS} FROM verifications WHERE {{in}} ORDER BY seq", "seq", "seqs")
 PHASES_OF = _sql_in(f"SELECT {_PCOLS} FROM phases WHERE {{in}} ORDER BY verification_seq, position", "verification_seq", "seqs")
 CALLBACKS_OF = _sql_in(
     "SELECT verification_seq, state, attempts, last_error FROM outbox WHERE {in} ORDER BY seq", "verification_seq", "seqs"
@@ -116,27 +116,6 @@ SET_PHASE = sql(
 )
 DEACTIVATE_PHASES = sql("UPDATE phases SET active = FALSE WHERE verification_seq = :seq")
 
-_DUE = """
-    SELECT seq FROM verifications
-    WHERE account = :account AND status = 'pending' AND next_check_at <= :now
-    AND (lease_expires_at IS NULL OR lease_expires_at < :now)
-    ORDER BY next_check_at LIMIT :limit
-"""
-CLAIM_DUE = sql(
-    f"UPDATE verifications SET lease_owner = :owner, lease_expires_at = :expires WHERE seq IN ({_DUE}) RETURNING {_VCOLS}",
-    # ARRAY(): the claimed rows are updated by key, never by a join against the whole table.
-    postgresql=f"UPDATE verifications SET lease_owner = :owner, lease_expires_at = :expires "
-    f"WHERE seq = ANY(ARRAY({_DUE} FOR UPDATE SKIP LOCKED)) RETURNING {_VCOLS}",
-)
-RECORD_CHECK = sql(
-    """
-    UPDATE verifications SET checks = checks + :calls, complete_checks = complete_checks + :complete,
-        failures = :failures, last_checked_at = :now, last_check_error = :error, next_check_at = :next_check_at,
-        lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
-    WHERE seq = :seq AND status = 'pending' AND lease_owner = :owner
-    """
-)
-
 _LIST_FILTERS = {
     "account": "account = :account",
     "status": "status = :status",
@@ -151,7 +130,7 @@ def _list_query(filters: tuple[str, ...]) -> Query:
     query = _LIST_CACHE.get(filters)
     if query is None:
         where = " AND ".join(_LIST_FILTERS[name] for name in filters) or "TRUE"
-        query = sql(f"SELECT {_VCOLS} FROM verifications WHERE {where} ORDER BY seq DESC LIMIT :limit")
+        query = sql(f"SELECT {COLUMNS} FROM verifications WHERE {where} ORDER BY seq DESC LIMIT :limit")
         _LIST_CACHE[filters] = query
     return query
 
@@ -268,38 +247,6 @@ async def set_phases(tx: Tx, rows: list[dict[str, Any]]) -> None:
     await tx.execute_many(SET_PHASE, rows)
 
 
-async def claim_due(tx: Tx, account: str, owner: str, now: datetime, expires: datetime, limit: int) -> list[dict[str, Any]]:
-    return await tx.fetch_all(CLAIM_DUE, account=account, owner=owner, now=now, expires=expires, limit=limit)
-
-
-async def record_check(
-    tx: Tx,
-    seq: int,
-    owner: str,
-    *,
-    now: datetime,
-    calls: int,
-    complete: bool,
-    failures: int,
-    error: str | None,
-    next_check_at: datetime | None,
-) -> bool:
-    changed = await tx.execute(
-        RECORD_CHECK,
-        seq=seq,
-        owner=owner,
-        now=now,
-        calls=calls,
-        complete=int(complete),
-        failures=failures,
-        error=error,
-        next_check_at=next_check_at,
-    )
-    return changed == 1
-
-
-
-
 async def list_page(tx: Tx, *, limit: int, **filters: Any) -> list[dict[str, Any]]:
     given = tuple(name for name in _LIST_FILTERS if filters.get(name) is not None)
     return await tx.fetch_all(_list_query(given), limit=limit, **{name: filters[name] for name in given})
@@ -350,51 +297,3 @@ async def resolve_many(
     if changed:
         await tx.execute(DEACTIVATE_MANY, seqs=sorted(changed))
     return changed
-
-
-# Rechecks. A pending verification is made due now (never past its deadline).
-DUE_NOW = sql(
-    """
-    UPDATE verifications SET next_check_at = CASE WHEN deadline_at < :now THEN deadline_at ELSE :now END, updated_at = :now
-    WHERE seq = :seq AND status = 'pending'
-    """
-)
-# A verification whose outcome is unknown (Cal.com never answered) is pending again: due now, with a
-# new deadline, its claims given back and its staff-required phases open to evidence again.
-# review_started_at is kept: it tells the poller that this one was in review before.
-REOPEN = sql(
-    """
-    UPDATE verifications SET status = 'pending', review_reason = NULL, resolved_via = NULL, resolution = NULL,
-        resolved_at = NULL, next_check_at = :now, deadline_at = :deadline, failures = 0,
-        lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
-    WHERE seq = :seq AND status = 'manual_review' AND review_reason = 'calcom_unavailable'
-    """
-)
-RELEASE_CLAIMS = sql("DELETE FROM booking_claims WHERE verification_seq = :seq")
-REOPEN_PHASES = sql(
-    """
-    UPDATE phases SET status = 'pending', active = TRUE, booking_uid = NULL, booking_seat = NULL, booking_id = NULL,
-        booking_start_at = NULL, booking_source = NULL, booking_identity = NULL
-    WHERE verification_seq = :seq AND staff_required
-    """
-)
-IN_REVIEW_AS = sql(
-    "SELECT id FROM verifications WHERE account = :account AND status = 'manual_review' AND review_reason = :reason ORDER BY seq"
-)
-
-
-async def due_now(tx: Tx, seq: int, now: datetime) -> bool:
-    return await tx.execute(DUE_NOW, seq=seq, now=now) == 1
-
-
-async def reopen(tx: Tx, seq: int, now: datetime, deadline: datetime) -> bool:
-    """Take a calcom_unavailable verification out of review, due now; False if it is not one (any more)."""
-    if await tx.execute(REOPEN, seq=seq, now=now, deadline=deadline) != 1:
-        return False
-    await tx.execute(RELEASE_CLAIMS, seq=seq)
-    await tx.execute(REOPEN_PHASES, seq=seq)
-    return True
-
-
-async def in_review_as(tx: Tx, account: str, reason: str) -> list[str]:
-    return [row["id"] for row in await tx.fetch_all(IN_REVIEW_AS, account=account, reason=reason)]
