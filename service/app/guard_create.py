@@ -13,10 +13,10 @@ import asyncio
 import json
 import logging
 import secrets
-from urllib.parse import quote
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import ValidationError
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-# RFC 9110 §7.6.1 and the old RFC 2616 list; `host` and `content-length` are the forwarder's own.
+# RFC 9110 section 7.6.1 and the old RFC 2616 list; `host` and `content-length` are the forwarder's own.
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te", "trailer",
     "trailers", "transfer-encoding", "upgrade", "host", "content-length",
@@ -88,11 +88,11 @@ class Forwarder:
             request.headers["content-length"] = str(len(body))
         return request
 
-    async def open(self, method: str, url: str, headers: list[tuple[str, str]], body: bytes, timeout: float) -> Streamed:
+    async def open(self, method: str, url: str, headers: list[tuple[str, str]], body: bytes, within: float) -> Streamed:
         """The answer's status and headers, its body still to be read (raw) and closed by the caller."""
         request = self._request(method, url, headers, body)
         try:
-            response = await asyncio.wait_for(self._http.send(request, stream=True), timeout)
+            response = await asyncio.wait_for(self._http.send(request, stream=True), within)
         except (TimeoutError, httpx.TimeoutException):
             raise Unreachable("Cal.com did not answer in time", timeout=True) from None
         except httpx.HTTPError as exc:  # never the exception itself: it holds the Authorization header
@@ -100,9 +100,9 @@ class Forwarder:
         return Streamed(response)
 
     async def send(
-        self, method: str, url: str, headers: list[tuple[str, str]], body: bytes, timeout: float, *, params: dict[str, str] | None = None
+        self, method: str, url: str, headers: list[tuple[str, str]], body: bytes, within: float, *, params: dict[str, str] | None = None
     ) -> Answer:
-        """One request, its whole answer read within `timeout` seconds."""
+        """One request, its whole answer read within `within` seconds."""
         request = self._request(method, url, headers, body)
         if params:
             request.url = request.url.copy_merge_params(params)
@@ -114,7 +114,7 @@ class Forwarder:
             return Answer(response.status_code, headers, response.content)
 
         try:
-            return await asyncio.wait_for(exchange(), timeout)
+            return await asyncio.wait_for(exchange(), within)
         except (TimeoutError, httpx.TimeoutException):
             raise Unreachable("Cal.com did not answer in time", timeout=True) from None
         except httpx.HTTPError as exc:

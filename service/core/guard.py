@@ -175,7 +175,8 @@ def verification_request(account: str, ref: str, create: dict[str, Any], why: st
     start = requested_start(create)
     if start is None:
         return None
-    metadata = create.get("metadata") if isinstance(create.get("metadata"), dict) else {}
+    given = create.get("metadata")
+    metadata: dict[str, Any] = given if isinstance(given, dict) else {}
     appointment = metadata.get("appointment_id")
     appointment_id = str(appointment).strip() if isinstance(appointment, (str, int)) and str(appointment).strip() else f"guard:{ref}"
     phase_key = metadata.get("phase")
