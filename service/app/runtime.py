@@ -19,6 +19,7 @@ from typing import Any
 
 from service.app.accounts import Accounts, SecretCache
 from service.app.counting import Flusher, flush
+from service.app.duplicates import Duplicates
 from service.app.guard import Guard
 from service.app.guard_create import BookingCreates
 from service.app.ingest import Ingestor
@@ -61,6 +62,7 @@ class Runtime:
     ingestor: Ingestor | None = None
     guard: Guard | None = None  # the booking guard (web process only)
     bookings: BookingCreates | None = None
+    duplicates: Duplicates | None = None
     loop_time: Callable[[], float] = field(default=lambda: asyncio.get_running_loop().time())
 
     async def status(self, *, show_accounts: bool | None = None) -> dict[str, Any]:
@@ -129,6 +131,7 @@ async def serving(settings: Settings, clock: Clock = system_clock, *, calcom_tra
             forwarder = await stack.enter_async_context(forwarding(transport=calcom_transport))
             runtime.guard = Guard(db, settings, forwarder, clock)
             runtime.bookings = BookingCreates(runtime.guard, runtime.intake, tally)
+            runtime.duplicates = Duplicates(db)
             flusher = Flusher(db, tally)
             await notifier.start()
             await runtime.ingestor.start()
