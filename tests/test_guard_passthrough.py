@@ -103,3 +103,21 @@ async def test_a_body_over_the_limit_is_413_and_not_forwarded(client, fake: Fake
 async def test_the_api_token_is_not_the_guards_key(client, fake: FakeCalcom, salon) -> None:
     response = await client.get("/calcom/salon-1/v2/bookings", headers={**AUTH, "cal-api-version": "2024-08-13"})
     assert response.status_code == 401 and fake.calls == 0
+
+
+@pytest.mark.parametrize("guard_timeout", [60.0])
+async def test_a_create_held_by_a_slow_cal_com_blocks_no_other_request(client, fake: FakeCalcom, salon, guard_timeout: float) -> None:
+    from .guard_kit import book
+
+    fake.fail_next_create("slow_answer")
+    held = asyncio.create_task(book(client))
+    await fake.wait_until_held()
+
+    read = await client.get("/calcom/salon-1/v2/bookings", headers=PLATFORM)
+    api = await client.get("/api/verifications", headers=AUTH)
+    other = await book(client, start="2026-12-01T12:00:00Z")
+
+    assert (read.status_code, api.status_code, other.status_code) == (200, 200, 201)
+    assert not held.done()
+    fake.release_answers()
+    assert (await held).status_code == 201
