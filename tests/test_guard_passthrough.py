@@ -121,3 +121,24 @@ async def test_a_create_held_by_a_slow_cal_com_blocks_no_other_request(client, f
     assert not held.done()
     fake.release_answers()
     assert (await held).status_code == 201
+
+
+async def test_the_forwarded_request_names_cal_coms_host_and_carries_no_hop_by_hop_header() -> None:
+    from service.clients.forward import forwarding
+
+    seen: list[httpx.Request] = []
+
+    def calcom(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, headers={"X-RateLimit-Remaining-Default": "7", "Keep-Alive": "timeout=5"}, content=b"{}")
+
+    async with forwarding(transport=httpx.MockTransport(calcom)) as forwarder:
+        headers = [("Host", "verifier.example"), ("Connection", "keep-alive, x-private"), ("X-Private", "1"),
+                   ("Authorization", f"Bearer {API_KEY}"), ("cal-api-version", "2024-08-13"), ("Transfer-Encoding", "chunked")]
+        answer = await forwarder.send("POST", "https://api.cal.example/v2/bookings", headers, b'{"a":1}', 5)
+
+    sent = seen[0].headers
+    assert sent["host"] == "api.cal.example" and sent["authorization"] == f"Bearer {API_KEY}"
+    assert sent["cal-api-version"] == "2024-08-13" and sent["content-length"] == "7"
+    assert "x-private" not in sent and "connection" not in sent and "transfer-encoding" not in sent
+    assert answer.header("x-ratelimit-remaining-default") == "7" and answer.header("keep-alive") is None

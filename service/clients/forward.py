@@ -84,6 +84,7 @@ class Forwarder:
     def _request(self, method: str, url: str, headers: list[tuple[str, str]], body: bytes) -> httpx.Request:
         request = self._http.build_request(method, url, content=body if body else None)
         request.headers = httpx.Headers(end_to_end(headers))
+        request.headers["host"] = request.url.netloc.decode("ascii")  # Cal.com's host, never the verifier's
         if body:
             request.headers["content-length"] = str(len(body))
         return request
