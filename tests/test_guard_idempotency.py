@@ -19,6 +19,7 @@ from .guard_kit import (  # noqa: F401 (fixtures)
     salon,
     settings,
     unsubscribed,
+    verification,
 )
 from .helpers import FakeClock
 
@@ -72,6 +73,9 @@ async def test_a_retry_after_an_unknown_outcome_finds_the_earlier_booking_and_cr
     (held,) = bookings_in(fake)
     assert retry.json()["data"]["uid"] == held["uid"]
     assert fake.creates == 1
+    assert first.headers["x-verification-id"] == retry.headers["x-verification-id"]  # one create, one verification
+    view = await verification(client, retry.headers["x-verification-id"])
+    assert (view["status"], view["resolved_via"]) == ("verified", "guard")
     fake.release_answers()
 
 
