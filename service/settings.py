@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     calcom_alert_seconds: float = Field(default=300.0, gt=0, le=7 * 86400)
     # /status and /metrics name accounts only when asked to (they may be customers' names).
     status_show_accounts: bool = False
+    # Booking guard: how long a create may take at Cal.com, and how long finding its truth may take after that.
+    guard_calcom_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    guard_truth_seconds: float = Field(default=5.0, gt=0, le=60)
 
     @field_validator("database_url")
     @classmethod

@@ -142,7 +142,7 @@ EXPECTED: dict[str, Any] = {
         },
         "by_resolution": {"synced": 1, "failed": 1},
     },
-    "resolved_via": {"webhook": 3, "poll": 1, "operator": 2, "system": 3},
+    "resolved_via": {"webhook": 3, "poll": 1, "guard": 0, "operator": 2, "system": 3},
     "auto_recovery_rate": 0.4444,  # 4 / 9
     "false_negatives_caught": 5,  # 4 verified + 1 resolved synced
     "false_negative_rate": 0.2,  # 1 / 5
@@ -167,6 +167,7 @@ EXPECTED: dict[str, Any] = {
     "callbacks": {"backlog": 2, "oldest_pending_age_seconds": 5426.0, "delivered": 1, "failed": 1, "failed_recent": 1},
     "accounts": {"total": 3, "disabled": 1, "broken_credentials": 1, "calcom_failing": 0},  # counts only, by default
     "webhooks": {"received_last_24h": 3},
+    "duplicate_bookings": {"open": 0},
     "matching": {"matcher_gave_up": 0, "group_too_large": 0, "settle_failed": 0},
     "traffic": {
         "calcom_requests": {"ok": 0, "4xx": 0, "429": 0, "5xx": 0, "timeout": 0, "connection_error": 0},
@@ -362,5 +363,5 @@ def test_counts_fill_every_key_and_count_reasons_of_the_queue_only() -> None:
     by = counts(tally)
     assert by["status"] == {"pending": 5, "verified": 0, "manual_review": 2, "resolved": 1}
     assert by["review_reason"]["ambiguous_match"] == 2 and by["review_reason"]["no_booking_found"] == 0
-    assert by["resolved_via"] == {"webhook": 0, "poll": 0, "operator": 1, "system": 2}
+    assert by["resolved_via"] == {"webhook": 0, "poll": 0, "guard": 0, "operator": 1, "system": 2}
     assert by["resolution"] == {"synced": 1, "failed": 0}

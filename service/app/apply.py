@@ -19,6 +19,7 @@ from service.core.views import render
 from service.errors import Conflict
 from service.store.connector import Tx
 from service.store.queries import claims as claim_store
+from service.store.queries import duplicates as duplicate_store
 from service.store.queries import outbox as outbox_store
 from service.store.queries import verifications as verification_store
 from service.store.queries.accounts import Account
@@ -105,7 +106,8 @@ async def _announce(tx: Tx, account: Account, verdicts: list[Verdict], now: date
 
 async def write_event(tx: Tx, account_id: str, row: dict[str, Any], phases: list[dict[str, Any]], now: datetime) -> None:
     """Write a verdict event for the callback URL, in the verdict's own transaction."""
-    payload = json.dumps({"type": EVENT_TYPE, "verification": render(row, phases, _PENDING_CALLBACK)}, separators=(",", ":"))
+    duplicates = (await duplicate_store.of_verifications(tx, [row["seq"]]))[row["seq"]]
+    payload = json.dumps({"type": EVENT_TYPE, "verification": render(row, phases, _PENDING_CALLBACK, duplicates)}, separators=(",", ":"))
     await outbox_store.add(
         tx,
         event_id=f"msg_{uuid.uuid4().hex}",

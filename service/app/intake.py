@@ -24,6 +24,7 @@ from service.settings import Settings
 from service.store.connector import Database, Tx
 from service.store.queries import accounts as account_store
 from service.store.queries import claims as claim_store
+from service.store.queries import duplicates as duplicate_store
 from service.store.queries import observations as observation_store
 from service.store.queries import verifications as verification_store
 
@@ -42,14 +43,16 @@ async def load_view(tx: Tx, seq: int) -> dict[str, Any]:
     rows = await verification_store.by_seqs(tx, [seq])
     phases = await verification_store.phases_of(tx, [seq])
     callbacks = await verification_store.callbacks_of(tx, [seq])
-    return render(rows[0], phases[seq], callbacks.get(seq))
+    duplicates = await duplicate_store.of_verifications(tx, [seq])
+    return render(rows[0], phases[seq], callbacks.get(seq), duplicates[seq])
 
 
 async def load_views(tx: Tx, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     seqs = [row["seq"] for row in rows]
     phases = await verification_store.phases_of(tx, seqs)
     callbacks = await verification_store.callbacks_of(tx, seqs)
-    return [render(row, phases[row["seq"]], callbacks.get(row["seq"])) for row in rows]
+    duplicates = await duplicate_store.of_verifications(tx, seqs)
+    return [render(row, phases[row["seq"]], callbacks.get(row["seq"]), duplicates[row["seq"]]) for row in rows]
 
 
 class Intake:

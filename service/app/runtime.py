@@ -19,12 +19,16 @@ from typing import Any
 
 from service.app.accounts import Accounts, SecretCache
 from service.app.counting import Flusher, flush
+from service.app.duplicates import Duplicates
+from service.app.guard import Guard
+from service.app.guard_create import BookingCreates
 from service.app.ingest import Ingestor
 from service.app.intake import Intake
 from service.app.notify import Notifier
 from service.app.recheck import Rechecks
 from service.app.status import collect
 from service.clients.calcom import CalcomClient, connected
+from service.clients.forward import forwarding
 from service.clock import Clock, system_clock
 from service.core.tallies import Tally
 from service.errors import ServiceError
@@ -56,6 +60,9 @@ class Runtime:
     rechecks: Rechecks
     tally: Tally = field(default_factory=Tally)
     ingestor: Ingestor | None = None
+    guard: Guard | None = None  # the booking guard (web process only)
+    bookings: BookingCreates | None = None
+    duplicates: Duplicates | None = None
     loop_time: Callable[[], float] = field(default=lambda: asyncio.get_running_loop().time())
 
     async def status(self, *, show_accounts: bool | None = None) -> dict[str, Any]:
@@ -115,9 +122,16 @@ async def serving(settings: Settings, clock: Clock = system_clock, *, calcom_tra
     try:
         await migrations.apply_pending_migrations(db)
         notifier = Notifier(db)
-        async with connected(timeout_seconds=settings.calcom_timeout_seconds, tally=tally, clock=clock, transport=calcom_transport) as calcom:
+        async with (
+            connected(timeout_seconds=settings.calcom_timeout_seconds, tally=tally, clock=clock, transport=calcom_transport) as calcom,
+            contextlib.AsyncExitStack() as stack,
+        ):
             runtime = _runtime(settings, clock, db, notifier, calcom, tally)
             runtime.ingestor = Ingestor(db, notifier, clock, settle_seconds=settings.settle_seconds)
+            forwarder = await stack.enter_async_context(forwarding(transport=calcom_transport))
+            runtime.guard = Guard(db, settings, forwarder, clock)
+            runtime.bookings = BookingCreates(runtime.guard, runtime.intake, tally)
+            runtime.duplicates = Duplicates(db)
             flusher = Flusher(db, tally)
             await notifier.start()
             await runtime.ingestor.start()

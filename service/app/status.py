@@ -10,6 +10,7 @@ from service.settings import Settings
 from service.store.connector import Database
 from service.store.queries import accounts as account_store
 from service.store.queries import counters as counter_store
+from service.store.queries import duplicates as duplicate_store
 from service.store.queries import pollers as poller_store
 from service.store.queries import status as status_store
 
@@ -40,10 +41,14 @@ async def collect(db: Database, now: datetime, settings: Settings, *, show_accou
                 recent=now - max(STALE_FAILURE, timedelta(seconds=settings.calcom_alert_seconds)),
             ),
         )
-    return report(
+        open_duplicates = await duplicate_store.open_count(tx)
+    document = report(
         figures,
         now,
         poll_interval_seconds=settings.poll_interval_seconds,
         callback_retry_hours=settings.callback_retry_hours,
         show_accounts=show_accounts,
     )
+    # Bookings Cal.com made twice for one create (GET /api/duplicates): they block staff time until cancelled.
+    document["duplicate_bookings"] = {"open": open_duplicates}
+    return document

@@ -73,6 +73,16 @@ class CallbackOut(TypedDict):
 
 
 @with_config(_CLOSED)
+class DuplicateRef(TypedDict):
+    """A duplicate booking, as a verification lists it."""
+
+    uid: str
+    seat_uid: NotRequired[str]
+    start: Instant
+    dismissed: bool
+
+
+@with_config(_CLOSED)
 class VerificationOut(TypedDict):
     """A recorded failed sync and what is known about its bookings."""
 
@@ -95,6 +105,7 @@ class VerificationOut(TypedDict):
     missing_phases: Annotated[list[str], Field(description="keys of the missing or ambiguous phases")]
     phases: list[PhaseOut]
     callback: CallbackOut
+    duplicates: NotRequired[Annotated[list[DuplicateRef], Field(description="bookings tagged like this verification's own: a retry Cal.com accepted twice")]]
 
 
 @with_config(_CLOSED)
@@ -147,6 +158,32 @@ class ErrorOut(TypedDict):
     """Every error answer of the API."""
 
     error: ErrorInfo
+
+
+@with_config(_CLOSED)
+class DuplicateOut(TypedDict):
+    """An open duplicate booking: cancel it in Cal.com, then dismiss it here."""
+
+    account: str
+    uid: str
+    seat_uid: NotRequired[str]
+    start: Instant
+    duplicate_of: Annotated[str, Field(description="uid of the booking the verification holds")]
+    verification_id: str
+    found_at: Instant
+
+
+@with_config(_CLOSED)
+class DuplicateList(TypedDict):
+    """Open duplicate bookings, oldest finding first."""
+
+    items: list[DuplicateOut]
+
+
+@with_config(_CLOSED)
+class DismissedOut(TypedDict):
+    uid: str
+    dismissed: Annotated[int, Field(ge=0, description="booking units marked handled by this call")]
 
 
 VERIFICATION: TypeAdapter[VerificationOut] = TypeAdapter(VerificationOut)

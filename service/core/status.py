@@ -22,7 +22,7 @@ REVIEW_REASONS = (
 )
 # Events counted by every process (store/counters.py); reported as totals, 0 until the first one.
 COUNTERS = ("matcher_gave_up", "group_too_large", "settle_failed")
-RESOLVED_VIA = ("webhook", "poll", "operator", "system")
+RESOLVED_VIA = ("webhook", "poll", "guard", "operator", "system")
 RESOLUTIONS = ("synced", "failed")
 CALLBACK_STATES = ("pending", "delivered", "failed")
 QUANTILES = (50, 95, 99)

@@ -9,12 +9,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from service.core.responses import ACCOUNT, VERIFICATION, AccountOut, BookingOut, CallbackOut, PhaseOut, VerificationOut
+from service.core.responses import (
+    ACCOUNT,
+    VERIFICATION,
+    AccountOut,
+    BookingOut,
+    CallbackOut,
+    DuplicateOut,
+    DuplicateRef,
+    PhaseOut,
+    VerificationOut,
+)
 from service.core.times import iso
 
 
-def render(row: dict[str, Any], phases: list[dict[str, Any]], callback: dict[str, Any] | None) -> dict[str, Any]:
-    """The verification as GET returns it."""
+def render(
+    row: dict[str, Any], phases: list[dict[str, Any]], callback: dict[str, Any] | None, duplicates: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The verification as GET returns it (`duplicates`: its duplicate bookings, listed when given)."""
     rendered = [_phase(p) for p in phases]
     missing = [p["key"] for p in rendered if p["status"] in ("missing", "ambiguous")]
     view: VerificationOut = {
@@ -39,7 +51,27 @@ def render(row: dict[str, Any], phases: list[dict[str, Any]], callback: dict[str
         "phases": rendered,
         "callback": _callback(callback),
     }
+    if duplicates is not None:
+        view["duplicates"] = [_duplicate(d) for d in duplicates]
     return cast(dict[str, Any], VERIFICATION.validate_python(view))
+
+
+def _duplicate(row: dict[str, Any]) -> DuplicateRef:
+    found: DuplicateRef = {"uid": row["uid"], "start": _at(row["start_at"]), "dismissed": row["dismissed_at"] is not None}
+    if row["seat"]:
+        found["seat_uid"] = row["seat"]
+    return found
+
+
+def duplicate_view(row: dict[str, Any]) -> DuplicateOut:
+    """One open duplicate booking as GET /api/duplicates lists it."""
+    found: DuplicateOut = {
+        "account": row["account"], "uid": row["uid"], "start": _at(row["start_at"]), "duplicate_of": row["of_uid"],
+        "verification_id": row["verification_id"], "found_at": _at(row["found_at"]),
+    }
+    if row["seat"]:
+        found["seat_uid"] = row["seat"]
+    return found
 
 
 def _phase(row: dict[str, Any]) -> PhaseOut:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from service.app.status import collect
 from service.testing.scenarios import Outcome, dauerwelle, herrenhaarschnitt, real_failure
+from service.testing.simulate_guard import guard_story
 from service.testing.world import (
     ACCOUNT,
     CALCOM,
@@ -77,6 +78,9 @@ async def simulate(out: Out = print, *, keys: SimulationSecrets | None = None) -
                 outcomes.append(await scenario(w))
                 w.say()
             ok = await summary(w, outcomes)
+            w.say()
+            w.fake.add_webhook(keys.calcom_api_key, f"http://verifier.sim/webhooks/calcom/{ACCOUNT}", keys.webhook_secret)
+            ok = await guard_story(w) and ok
             simulated = (w.clock() - START).total_seconds()
     out(f"  finished in {time.perf_counter() - began:.1f} s of real time ({simulated / 60:.1f} simulated minutes)")
     return 0 if ok else 1

@@ -48,6 +48,7 @@ PLATFORM = "http://platform.sim/hooks/verification"
 CALCOM_ANSWER = "HTTP 400 \"User either already has booking at this time or is not available\""
 SYNC_ERROR = "Cal.com " + CALCOM_ANSWER
 SETTLE, SCHEDULE = 2.0, (10.0, 30.0, 120.0, 600.0)
+GUARD_TIMEOUT = 0.5  # real seconds: the one create Cal.com holds back ends this soon
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,8 @@ async def world(directory: Path, keys: SimulationSecrets, out: Out) -> AsyncIter
         await migrate(db)
     finally:
         await db.disconnect()
-    settings = _Settings(database_url=database_url, api_token=SecretStr(keys.api_token), settle_seconds=SETTLE, check_schedule=SCHEDULE)
+    settings = _Settings(database_url=database_url, api_token=SecretStr(keys.api_token), settle_seconds=SETTLE, check_schedule=SCHEDULE,
+                         guard_calcom_timeout_seconds=GUARD_TIMEOUT)
     clock = SimClock(START)
     fake = FakeCalcom(clock=clock)
     fake.add_api_key(keys.calcom_api_key)
@@ -179,9 +181,10 @@ async def world(directory: Path, keys: SimulationSecrets, out: Out) -> AsyncIter
         raise httpx.ConnectError("the simulation is offline", request=request)
 
     mounts = {CALCOM: httpx.ASGITransport(app=fake.app), "http://platform.sim": httpx.ASGITransport(app=platform.app)}
-    app = create_app(settings, clock=clock)
+    app = create_app(settings, clock=clock, calcom_transport=httpx.ASGITransport(app=fake.app))
     async with app.router.lifespan_context(app), httpx.AsyncClient(transport=httpx.MockTransport(offline), mounts=mounts) as outbound:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://verifier.sim") as verifier:
+            fake.webhook_client = verifier  # the guard's creates: Cal.com's webhooks go out inside them
             services_db = app.state.services.db
             rng = random.Random(762)
             deliverer = CallbackDeliverer(services_db, outbound, settings, owner="simulate", rng=rng, clock=clock)

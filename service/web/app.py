@@ -23,6 +23,7 @@ from service.logs import secret_registry
 from service.settings import Settings
 from service.web.http import BearerAuth
 from service.web.observe import ClientErrors
+from service.web.routes import guard as routes_guard
 from service.web.routes import ops as routes_ops
 from service.web.routes import status as routes_status
 from service.web.routes import webhooks as routes_webhooks
@@ -48,7 +49,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock, calcom_transp
     api = Mount("/api", routes=api_routes)
     api.app = ClientErrors(BearerAuth(api.app, settings.api_token_value), api_routes, "/api", _tally)
     app = Starlette(
-        routes=[*routes_ops.routes, *routes_status.routes, *routes_webhooks.routes, api],
+        routes=[*routes_ops.routes, *routes_status.routes, *routes_webhooks.routes, *routes_guard.routes, api],
         lifespan=lifespan,
         exception_handlers={
             ServiceError: service_error,
