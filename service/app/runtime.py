@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.app.accounts import Accounts, SecretCache
+from service.app.console import Console
 from service.app.counting import Flusher, flush
 from service.app.ingest import Ingestor
 from service.app.intake import Intake
 from service.app.notify import Notifier
+from service.app.operators import Operators
 from service.app.recheck import Rechecks
 from service.app.status import collect
 from service.clients.calcom import CalcomClient, connected
@@ -54,6 +56,8 @@ class Runtime:
     accounts: Accounts
     secrets: SecretCache
     rechecks: Rechecks
+    operators: Operators
+    console: Console
     tally: Tally = field(default_factory=Tally)
     ingestor: Ingestor | None = None
     loop_time: Callable[[], float] = field(default=lambda: asyncio.get_running_loop().time())
@@ -76,15 +80,20 @@ class NoDatabase(ConfigError):
 
 
 def _runtime(settings: Settings, clock: Clock, db: Database, notifier: Notifier, calcom: CalcomClient, tally: Tally) -> Runtime:
+    intake = Intake(db, settings, notifier)
+    accounts = Accounts(db, settings, calcom=calcom, clock=clock)
+    operators = Operators(db)
     return Runtime(
         settings=settings,
         clock=clock,
         db=db,
         notifier=notifier,
-        intake=Intake(db, settings, notifier),
-        accounts=Accounts(db, settings, calcom=calcom, clock=clock),
+        intake=intake,
+        accounts=accounts,
         secrets=SecretCache(db),
         rechecks=Rechecks(db, settings, notifier),
+        operators=operators,
+        console=Console(db, intake, accounts, operators, settings.match_tolerance_seconds),
         tally=tally,
     )
 
