@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import logging
 import re
@@ -91,8 +92,8 @@ class Operators:
                 raise NotFound(f"no operator {name[:64]!r}")
             await record(tx, now, "cli", "operator_removed", name, {})
 
-    async def sign_in(self, name: str, password: str, now: datetime, *, address: str) -> bool:
-        """Check a name and password; a failure is logged (never the password) and answered slowly."""
+    async def sign_in(self, name: str, password: str, now: datetime, *, address: str) -> int | None:
+        """Check a name and password: the operator's session epoch, or None (logged, never the password, and slowly)."""
         row = None
         if not valid_name(name) and 0 < len(password) <= MAX_PASSWORD:
             async with self.db.read() as tx:
@@ -105,24 +106,33 @@ class Operators:
             async with self.db.transaction() as tx:
                 await record(tx, now, name, "signed_in", None, {})
             log.info("console sign-in", extra={"event": "console_signed_in", "operator": name})
-            return True
+            assert row is not None
+            return int(row["session_epoch"])
         wait = self.throttle.delay(*keys)
         log.warning(
             "console sign-in refused",
             extra={"event": "console_sign_in_failed", "operator": name[:64], "known": row is not None, "address": address, "delay": wait},
         )
         await asyncio.sleep(wait)
-        return False
+        return None
 
-    async def exists(self, name: str) -> bool:
+    async def session_epoch(self, name: str) -> int | None:
+        """The operator's current session epoch; None when there is no such operator (any more)."""
         async with self.db.read() as tx:
-            return await console_store.operator(tx, name) is not None
+            row = await console_store.operator(tx, name)
+        return int(row["session_epoch"]) if row else None
+
+    async def sign_out(self, name: str, now: datetime) -> None:
+        """End every session of this operator."""
+        async with self.db.transaction() as tx:
+            await console_store.end_sessions(tx, name)
+            await record(tx, now, name, "signed_out", None, {})
 
     async def audit(self, now: datetime, actor: str, action: str, subject: str | None, detail: dict[str, Any]) -> None:
         async with self.db.transaction() as tx:
             await record(tx, now, actor, action, subject, detail)
 
-    async def audit_log(self, *, limit: int = 100, before: int | None = None) -> list[dict[str, Any]]:
+    async def audit_log(self, *, limit: int = 100, before: int | None = None) -> builtins.list[dict[str, Any]]:
         async with self.db.read() as tx:
             rows = await console_store.audit_page(tx, limit=limit, before=before)
         for row in rows:

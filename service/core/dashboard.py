@@ -15,15 +15,16 @@ OUTCOMES = ("verified", "manual_review", "resolved", "pending")
 class Day:
     day: date
     created: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
-    caught: int = 0  # failed syncs whose bookings existed after all (false negatives caught)
-    decided: int = 0  # automatic verdicts reached on verifications created this day
+    caught: int = 0  # failed syncs whose bookings existed after all: verified, or resolved as synced
+    verified: int = 0
+    final: int = 0  # verified, in review, or resolved (the auto-recovery rate's denominator)
     review_entries: int = 0
     queue_size: int = 0  # in review at the end of the day
     verdict_seconds: list[float] = field(default_factory=list)
 
     @property
     def recovery_rate(self) -> float | None:
-        return self.caught / self.decided if self.decided else None
+        return self.verified / self.final if self.final else None
 
     def percentile(self, q: float) -> float | None:
         values = sorted(self.verdict_seconds)
@@ -46,10 +47,12 @@ def days(rows: Sequence[Mapping[str, Any]], now: datetime, count: int = DAYS) ->
         automatic = status == "verified" or (row["review_started_at"] is not None and row["review_reason"] != "verification_disabled")
         if bucket is not None:
             bucket.created[status if status in bucket.created else "pending"] += 1
-            if status == "verified":
+            if status == "verified" or (status == "resolved" and row["resolution"] == "synced"):
                 bucket.caught += 1
+            if status != "pending":
+                bucket.final += 1
+                bucket.verified += status == "verified"
             if automatic and verdict_at is not None:
-                bucket.decided += 1
                 bucket.verdict_seconds.append(max((verdict_at - created).total_seconds(), 0.0))
         started = row["review_started_at"]
         if started is not None and status in ("manual_review", "resolved"):

@@ -11,10 +11,11 @@ from service.store.connector import Tx, sql
 ADD_OPERATOR = sql(
     "INSERT INTO operators (name, password_hash, created_at) VALUES (:name, :password_hash, :now) ON CONFLICT (name) DO NOTHING"
 )
-OPERATOR = sql("SELECT name, password_hash, created_at FROM operators WHERE name = :name")
+OPERATOR = sql("SELECT name, password_hash, session_epoch, created_at FROM operators WHERE name = :name")
 OPERATORS = sql("SELECT name, created_at FROM operators ORDER BY name")
 REMOVE_OPERATOR = sql("DELETE FROM operators WHERE name = :name")
-SET_HASH = sql("UPDATE operators SET password_hash = :password_hash WHERE name = :name")
+SET_HASH = sql("UPDATE operators SET password_hash = :password_hash, session_epoch = session_epoch + 1 WHERE name = :name")
+END_SESSIONS = sql("UPDATE operators SET session_epoch = session_epoch + 1 WHERE name = :name")
 
 AUDIT = sql("INSERT INTO audit_log (at, actor, action, subject, detail) VALUES (:at, :actor, :action, :subject, :detail)")
 # Newest first; `before` pages back by seq.
@@ -46,6 +47,11 @@ async def remove_operator(tx: Tx, name: str) -> bool:
 
 async def set_hash(tx: Tx, name: str, password_hash: str) -> None:
     await tx.execute(SET_HASH, name=name, password_hash=password_hash)
+
+
+async def end_sessions(tx: Tx, name: str) -> None:
+    """Every session of this operator stops working."""
+    await tx.execute(END_SESSIONS, name=name)
 
 
 async def audit(tx: Tx, *, at: datetime, actor: str, action: str, subject: str | None, detail: str) -> None:

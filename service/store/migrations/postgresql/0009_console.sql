@@ -5,6 +5,8 @@
 CREATE TABLE operators (
     name              TEXT PRIMARY KEY,
     password_hash     TEXT NOT NULL,
+    -- Raised by signing out (or a new password): every session cookie of an older epoch stops working.
+    session_epoch     INTEGER NOT NULL DEFAULT 0,
     created_at        TIMESTAMPTZ NOT NULL
 );
 
