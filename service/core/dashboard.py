@@ -85,6 +85,7 @@ class Chart:
     height: int
     bars: tuple[Bar, ...] = ()
     lines: tuple[tuple[str, str], ...] = ()  # (series, "x,y x,y …")
+    dots: tuple[tuple[str, float, float, str], ...] = ()  # (series, x, y, label): each value of a line
     x_labels: tuple[tuple[float, str], ...] = ()
     y_max_label: str = ""
     empty: bool = False
@@ -111,17 +112,20 @@ def stacked(title: str, labels: Sequence[str], series: Mapping[str, Sequence[flo
                  empty=not any(totals), legend=tuple(series))  # fmt: skip
 
 
-def line(title: str, labels: Sequence[str], series: Mapping[str, Sequence[float | None]], unit: str = "") -> Chart:
-    """One polyline per series; days without a value are skipped."""
+def line(
+    title: str, labels: Sequence[str], series: Mapping[str, Sequence[float | None]], unit: str = "", top: float | None = None
+) -> Chart:
+    """One polyline per series, with a dot per value; days without a value are skipped."""
     known = [v for values in series.values() for v in values if v is not None]
-    top = max(known, default=0) or 1
+    top = top or max(known, default=0) or 1
     slot = (_W - _PAD) / max(len(labels), 1)
-    lines = []
+    lines, dots = [], []
     for name, values in series.items():
-        points = [f"{_PAD + i * slot + slot / 2:.1f},{_H - _PAD - (v / top) * (_H - _PAD):.1f}" for i, v in enumerate(values) if v is not None]
-        lines.append((name, " ".join(points)))
-    return Chart(title, _W, _H, lines=tuple(lines), x_labels=_x_labels(labels, slot), y_max_label=f"{top:.3g}{unit}",
-                 empty=not known, legend=tuple(series))  # fmt: skip
+        points = [(i, _PAD + i * slot + slot / 2, _H - _PAD - (v / top) * (_H - _PAD), v) for i, v in enumerate(values) if v is not None]
+        lines.append((name, " ".join(f"{x:.1f},{y:.1f}" for _, x, y, _ in points)))
+        dots += [(name, x, y, f"{labels[i]}: {name} {v:.3g}{unit}") for i, x, y, v in points]
+    return Chart(title, _W, _H, lines=tuple(lines), dots=tuple(dots), x_labels=_x_labels(labels, slot),
+                 y_max_label=f"{top:.3g}{unit}", empty=not known, legend=tuple(series))  # fmt: skip
 
 
 def _x_labels(labels: Sequence[str], slot: float) -> tuple[tuple[float, str], ...]:
@@ -136,7 +140,7 @@ def charts(history: Sequence[Day]) -> list[Chart]:
     return [
         stacked("Verifications per day by outcome", labels, {o: [d.created[o] for d in history] for o in OUTCOMES}),
         stacked("False negatives caught (bookings found after a failed sync)", labels, {"caught": [d.caught for d in history]}),
-        line("Auto-recovery rate", labels, {"rate": [None if d.recovery_rate is None else d.recovery_rate * 100 for d in history]}, "%"),
+        line("Auto-recovery rate", labels, {"rate": [None if d.recovery_rate is None else d.recovery_rate * 100 for d in history]}, "%", top=100),
         stacked("Review queue: entries per day", labels, {"entries": [d.review_entries for d in history]}),
         line("Review queue size at the end of the day", labels, {"size": [float(d.queue_size) for d in history]}),
         line("Time to verdict (seconds)", labels, {"p50": p50, "p99": p99}, " s"),
