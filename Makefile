@@ -43,6 +43,11 @@ drills: $(DEV_STAMP)
 bench: $(DEV_STAMP)
 	$(BIN)/python bench/run_all.py
 
+# The README's console screenshots (docs/console-*.png), taken by the browser tests in a real
+# Chromium (Debian: apt-get install chromium chromium-driver) on SQLite.
+screenshots: $(DEV_STAMP)
+	REQUIRE_BROWSER=1 SCREENSHOTS_DIR=docs $(BIN)/python -m pytest tests/browser -k sqlite -p no:cacheprovider -q
+
 # Removes the virtualenv and caches. The database (var/, with every account and secret) is kept:
 # delete it yourself, knowingly, with `rm -rf var/`.
 clean:

@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from service.core.models import validate_http_url
 
 DEFAULT_SQLITE_PATH = os.path.join("var", "verifier.sqlite3")
-SECRET_FIELDS = {"api_token"}
+SECRET_FIELDS = {"api_token", "console_session_key"}
 # Fields whose value may hold a password: echoed only without it.
 URL_FIELDS = {"database_url"}
 
@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     # Booking guard: how long a create may take at Cal.com, and how long finding its truth may take after that.
     guard_calcom_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
     guard_truth_seconds: float = Field(default=5.0, gt=0, le=60)
+    # The operator console: the key that signs its session cookies (`make run` generates one into
+    # .env), and how long a sign-in lasts.
+    console_session_key: SecretStr | None = None
+    console_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
 
     @field_validator("database_url")
     @classmethod
@@ -119,6 +123,13 @@ class Settings(BaseSettings):
     def _api_token(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value().strip()) < 16:
             raise ValueError("must be at least 16 characters (or unset it and let `make run` generate one)")
+        return value
+
+    @field_validator("console_session_key")
+    @classmethod
+    def _console_session_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < 32:
+            raise ValueError("must be at least 32 characters (or unset it and let `make run` generate one)")
         return value
 
     @field_validator("calcom_api_base")

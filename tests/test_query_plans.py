@@ -137,7 +137,7 @@ CASES = [
          {"booking_claims": (Key(("verification_seq",)),)}),
     Case("resolve_many", lambda: verification_store.RESOLVE_MANY,
          {"seqs": [5, 6], "expected": "pending", "status": "verified", "review_reason": None, "resolution": None, "resolved_via": "poll",
-          "note": None, "now": TS},
+          "note": None, "resolved_by": None, "now": TS},
          {"verifications": (Key(("seq",)),)}),
     Case("deactivate_many", lambda: verification_store.DEACTIVATE_MANY, {"seqs": [5, 6]}, {"phases": (Key(("verification_seq",)),)}),
     Case("seatless_of_seated", lambda: observation_store.SEATLESS_OF_SEATED,

@@ -59,12 +59,14 @@ async def apply(tx: Tx, account: Account, plan: Plan, now: datetime) -> list[str
                 raise ClaimTaken(claim.uid, both[owner]["id"] if owner in both else None)
     alike: dict[tuple[Any, ...], list[Verdict]] = {}
     for verdict in plan.verdicts:
-        same_update = (verdict.expected, verdict.status, verdict.resolved_via, verdict.review_reason, verdict.resolution, verdict.note)
+        same_update = (
+            verdict.expected, verdict.status, verdict.resolved_via, verdict.review_reason, verdict.resolution, verdict.note, verdict.resolved_by,
+        )
         alike.setdefault(same_update, []).append(verdict)
-    for (expected, status, via, reason, resolution, note), same in alike.items():
+    for (expected, status, via, reason, resolution, note, by), same in alike.items():
         moved = await verification_store.resolve_many(
             tx, [v.seq for v in same], expected=expected, status=status, now=now, resolved_via=via,
-            review_reason=reason, resolution=resolution, note=note,
+            review_reason=reason, resolution=resolution, note=note, resolved_by=by,
         )
         stale = [v.id for v in same if v.seq not in moved]
         if stale:

@@ -211,7 +211,7 @@ class Intake:
         next_cursor = encode_cursor(rows[limit - 1]["seq"]) if len(rows) > limit else None
         return {"items": items, "next_cursor": next_cursor}
 
-    async def resolve(self, verification_id: str, request: ResolveIn, now: datetime) -> dict[str, Any]:
+    async def resolve(self, verification_id: str, request: ResolveIn, now: datetime, *, resolved_by: str | None = None) -> dict[str, Any]:
         """An operator closes a pending or manual-review verification (status `resolved`)."""
         if not VERIFICATION_ID.match(verification_id):
             raise NotFound(f"no verification {verification_id[:80]!r}")
@@ -231,7 +231,7 @@ class Intake:
             phases = (await verification_store.phases_of(tx, [row["seq"]]))[row["seq"]]
             named = await self._named_bookings(tx, row, phases, request)
             held = await claim_store.claims_of(tx, row["seq"])
-            decided = resolution.operator(row, phases, held, named, request.outcome, request.note)
+            decided = resolution.operator(row, phases, held, named, request.outcome, request.note, resolved_by)
             await apply(tx, account, decided, now)
             view = await load_view(tx, row["seq"])
         self.notifier.resolved([verification_id])

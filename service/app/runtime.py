@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.app.accounts import Accounts, SecretCache
+from service.app.console import Console
 from service.app.counting import Flusher, flush
 from service.app.duplicates import Duplicates
 from service.app.guard import Guard
@@ -25,6 +26,7 @@ from service.app.guard_create import BookingCreates
 from service.app.ingest import Ingestor
 from service.app.intake import Intake
 from service.app.notify import Notifier
+from service.app.operators import Operators
 from service.app.recheck import Rechecks
 from service.app.status import collect
 from service.clients.calcom import CalcomClient, connected
@@ -58,6 +60,8 @@ class Runtime:
     accounts: Accounts
     secrets: SecretCache
     rechecks: Rechecks
+    operators: Operators
+    console: Console
     tally: Tally = field(default_factory=Tally)
     ingestor: Ingestor | None = None
     guard: Guard | None = None  # the booking guard (web process only)
@@ -83,15 +87,20 @@ class NoDatabase(ConfigError):
 
 
 def _runtime(settings: Settings, clock: Clock, db: Database, notifier: Notifier, calcom: CalcomClient, tally: Tally) -> Runtime:
+    intake = Intake(db, settings, notifier)
+    accounts = Accounts(db, settings, calcom=calcom, clock=clock)
+    operators = Operators(db)
     return Runtime(
         settings=settings,
         clock=clock,
         db=db,
         notifier=notifier,
-        intake=Intake(db, settings, notifier),
-        accounts=Accounts(db, settings, calcom=calcom, clock=clock),
+        intake=intake,
+        accounts=accounts,
         secrets=SecretCache(db),
         rechecks=Rechecks(db, settings, notifier),
+        operators=operators,
+        console=Console(db, intake, accounts, operators, settings.match_tolerance_seconds),
         tally=tally,
     )
 

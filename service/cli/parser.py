@@ -12,6 +12,7 @@ from service import logs
 from service.app.runtime import check_database, release
 from service.cli import accounts as cli_accounts
 from service.cli import commands as cli_commands
+from service.cli import operators as cli_operators
 from service.cli import status as cli_status
 from service.cli import verifications as cli_verifications
 from service.core.models import REVIEW_REASONS, STATUSES
@@ -225,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("run", help="what `make run` does: release, then web (until it answers), then the other Procfile processes").set_defaults(func=cmd_run)
     _add_accounts(commands)
     _add_verifications(commands)
+    cli_operators.add_parser(commands)
     status = commands.add_parser("status", help="the /status figures: counts, review queue, recovery rate, pollers, problems")
     status.add_argument("--json", action="store_true", help="the raw /status document")
     status.set_defaults(func=operator(cli_status.status))

@@ -35,17 +35,17 @@ def read_procfile(path: Path) -> dict[str, str]:
     return processes
 
 
-def ensure_token(env_file: Path) -> str | None:
-    """Generate API_TOKEN into .env when neither the environment nor .env has one; answer a fresh one."""
-    if os.environ.get("API_TOKEN"):
+def ensure_token(env_file: Path, name: str = "API_TOKEN") -> str | None:
+    """Generate `name` into .env when neither the environment nor .env has one; answer a fresh one."""
+    if os.environ.get(name):
         return None
     if env_file.exists():
         for line in env_file.read_text(encoding="utf-8").splitlines():
-            if line.strip().startswith("API_TOKEN=") and line.split("=", 1)[1].strip():
+            if line.strip().startswith(f"{name}=") and line.split("=", 1)[1].strip():
                 return None
     token = secrets.token_urlsafe(32)
     with env_file.open("a", encoding="utf-8") as handle:
-        handle.write(f"API_TOKEN={token}\n")
+        handle.write(f"{name}={token}\n")
     env_file.chmod(0o600)
     return token
 
@@ -107,6 +107,7 @@ def run(root: Path | None = None) -> int:
         return 2
     os.chdir(root)
     fresh = ensure_token(root / ".env")
+    ensure_token(root / ".env", "CONSOLE_SESSION_KEY")  # signs the console's session cookies; never shown
     try:
         settings = load_settings()
         listen_socket(settings.host, settings.port).close()  # a port in use is said before anything runs

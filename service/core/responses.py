@@ -94,6 +94,7 @@ class VerificationOut(TypedDict):
     review_reason: ReviewReason | None
     resolution: Literal["synced", "failed"] | None
     resolved_via: Annotated[ResolvedVia | None, Field(description="the source of the evidence that completed the match; null while pending")]
+    resolved_by: Annotated[str | None, Field(description="the operator who resolved it in the console; null otherwise")]
     note: str | None
     created_at: Instant
     resolved_at: Instant | None
@@ -195,3 +196,57 @@ class AccountList(TypedDict):
     """Every account, ordered by id."""
 
     items: list[AccountOut]
+
+
+EvidenceReason = Literal[
+    "matched", "cancelled", "claimed", "tagged_elsewhere", "outside_tolerance", "constraint_mismatch", "ambiguous", "time_only", "eligible"
+]
+
+
+@with_config(_CLOSED)
+class CandidateOut(TypedDict):
+    """One stored booking observation near a phase, and why it did or did not match it."""
+
+    uid: str
+    seat_uid: str | None
+    unit: Annotated[str, Field(description="uid, or uid/seat uid for a seat: what to name when resolving")]
+    booking_id: int | None
+    start: Instant
+    distance_seconds: Annotated[int, Field(description="booking start minus phase start")]
+    source: str
+    state: Literal["exists", "gone"]
+    calcom_status: str | None
+    hosts: list[str]
+    attendees: list[str]
+    appointment_tag: str | None
+    phase_tag: str | None
+    claimed_by: Annotated[str | None, Field(description="the verification holding this booking, if any")]
+    reason: EvidenceReason
+    explanation: str
+    ambiguous_with: list[str]
+
+
+@with_config(_CLOSED)
+class PhaseEvidenceOut(TypedDict):
+    key: str
+    start: Instant
+    status: PhaseStatus
+    booking_uid: str | None
+    window_start: Instant
+    window_end: Instant
+    candidates: list[CandidateOut]
+
+
+@with_config(_CLOSED)
+class EvidenceOut(TypedDict):
+    """Per staff-required phase, the booking observations near it and why each did or did not match."""
+
+    verification_id: str
+    account: str
+    status: Status
+    review_reason: ReviewReason | None
+    tolerance_seconds: int
+    phases: list[PhaseEvidenceOut]
+
+
+EVIDENCE: TypeAdapter[EvidenceOut] = TypeAdapter(EvidenceOut)

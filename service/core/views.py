@@ -38,6 +38,7 @@ def render(
         "review_reason": row["review_reason"],
         "resolution": row["resolution"],
         "resolved_via": row["resolved_via"],
+        "resolved_by": row.get("resolved_by"),
         "note": row["note"],
         "created_at": _at(row["created_at"]),
         "resolved_at": iso(row["resolved_at"]),

@@ -10,9 +10,11 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from service.app.runtime import serving
@@ -23,11 +25,14 @@ from service.logs import secret_registry
 from service.settings import Settings
 from service.web.http import BearerAuth
 from service.web.observe import ClientErrors
+from service.web.routes import console as routes_console
+from service.web.routes import console_admin as routes_console_admin
 from service.web.routes import guard as routes_guard
 from service.web.routes import ops as routes_ops
 from service.web.routes import status as routes_status
 from service.web.routes import webhooks as routes_webhooks
 from service.web.routes.catalog import API
+from service.web.session import SecurityHeaders, Sessions
 
 log = logging.getLogger("service.web.app")
 
@@ -35,6 +40,8 @@ def create_app(settings: Settings, *, clock: Clock = system_clock, calcom_transp
     """Build the web app; nothing connects until the lifespan starts (`calcom_transport`: tests route Cal.com to a fake)."""
     if settings.api_token:
         secret_registry.add(settings.api_token.get_secret_value())
+    if settings.console_session_key:
+        secret_registry.add(settings.console_session_key.get_secret_value())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -48,8 +55,15 @@ def create_app(settings: Settings, *, clock: Clock = system_clock, calcom_transp
     api_routes = API.routes()
     api = Mount("/api", routes=api_routes)
     api.app = ClientErrors(BearerAuth(api.app, settings.api_token_value), api_routes, "/api", _tally)
+    console_key = settings.console_session_key.get_secret_value() if settings.console_session_key else None
+    console = [
+        *routes_console.routes,
+        *routes_console_admin.routes,
+        Mount("/console/static", StaticFiles(packages=[("service.web", "static")]), name="console_static"),
+    ]
     app = Starlette(
-        routes=[*routes_ops.routes, *routes_status.routes, *routes_webhooks.routes, *routes_guard.routes, api],
+        routes=[*routes_ops.routes, *routes_status.routes, *routes_webhooks.routes, *routes_guard.routes, api, *console],
+        middleware=[Middleware(SecurityHeaders)],
         lifespan=lifespan,
         exception_handlers={
             ServiceError: service_error,
@@ -57,6 +71,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock, calcom_transp
             Exception: unexpected_error,
         },
     )
+    app.state.console_sessions = Sessions(console_key, settings.console_session_hours)
     return app
 
 

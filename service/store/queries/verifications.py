@@ -20,7 +20,7 @@ def _sql_in(template: str, column: str, param: str) -> Query:
 
 
 COLUMNS = """seq, id, account, appointment_id, service, sync_error, fingerprint, status, review_reason,
-    resolution, resolved_via, note, window_start_at, window_end_at, created_at, updated_at, resolved_at,
+    resolution, resolved_via, resolved_by, note, window_start_at, window_end_at, created_at, updated_at, resolved_at,
     review_started_at,
     next_check_at, deadline_at, checks, complete_checks, failures, last_checked_at, last_check_error,
     lease_owner, lease_expires_at, verifier_ref"""
@@ -255,7 +255,7 @@ async def list_page(tx: Tx, *, limit: int, **filters: Any) -> list[dict[str, Any
 RESOLVE_MANY = _sql_in(
     """
     UPDATE verifications SET status = :status, review_reason = COALESCE(:review_reason, review_reason), resolution = :resolution,
-        resolved_via = :resolved_via, note = :note, resolved_at = :now, updated_at = :now,
+        resolved_via = :resolved_via, resolved_by = :resolved_by, note = :note, resolved_at = :now, updated_at = :now,
         review_started_at = CASE WHEN :status = 'manual_review' THEN :now ELSE review_started_at END,
         next_check_at = NULL, lease_owner = NULL, lease_expires_at = NULL
     WHERE {in} AND status = :expected
@@ -278,6 +278,7 @@ async def resolve_many(
     review_reason: str | None = None,
     resolution: str | None = None,
     note: str | None = None,
+    resolved_by: str | None = None,
 ) -> set[int]:
     """`resolve` for several verifications that reach the same state; answer the ones that moved."""
     if not seqs:
@@ -290,6 +291,7 @@ async def resolve_many(
         review_reason=review_reason,
         resolution=resolution,
         resolved_via=resolved_via,
+        resolved_by=resolved_by,
         note=note,
         now=now,
     )

@@ -1,0 +1,23 @@
+-- The operator console: operators (named people, Argon2 hashes), the audit log of what they and
+-- the API changed, and who resolved a verification.
+-- Keep in step with ../sqlite/0009_console.sql.
+
+CREATE TABLE operators (
+    name              TEXT PRIMARY KEY,
+    password_hash     TEXT NOT NULL,
+    -- Raised by signing out (or a new password): every session cookie of an older epoch stops working.
+    session_epoch     INTEGER NOT NULL DEFAULT 0,
+    created_at        TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE audit_log (
+    seq               BIGSERIAL PRIMARY KEY,
+    at                TIMESTAMPTZ NOT NULL,
+    actor             TEXT NOT NULL,
+    action            TEXT NOT NULL,
+    subject           TEXT,
+    detail            TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX audit_log_at ON audit_log (at);
+
+ALTER TABLE verifications ADD COLUMN resolved_by TEXT;
