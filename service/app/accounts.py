@@ -139,28 +139,39 @@ class SecretCache:
     """Webhook secrets by account, kept for a second so the hot path rarely reads the database.
 
     A signature that fails against a cached secret is checked once more against a fresh read, so
-    a rotated secret works at once; a removed account disappears within `ttl`.
+    a rotated secret works at once; a removed account disappears within `ttl`. While a rotation
+    runs, `get` answers the previous secret too, until its time (`clock`).
     """
 
-    def __init__(self, db: Database, *, ttl: float = 1.0, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, db: Database, *, ttl: float = 1.0, monotonic: Callable[[], float] = time.monotonic, clock: Clock = system_clock
+    ) -> None:
         self.db = db
         self.ttl = ttl
         self.monotonic = monotonic
-        self._cache: dict[str, tuple[float, str | None]] = {}
+        self.clock = clock
+        self._cache: dict[str, tuple[float, tuple[str, str | None, datetime | None] | None]] = {}
 
-    async def get(self, account: str, *, fresh: bool = False) -> str | None:
+    async def get(self, account: str, *, fresh: bool = False) -> list[str] | None:
+        """The secrets a webhook of `account` may be signed with now (current first), or None for an unknown account."""
         now = self.monotonic()
         hit = self._cache.get(account)
         if hit is not None and not fresh and now - hit[0] < self.ttl:
-            return hit[1]
-        async with self.db.read() as tx:
-            secret = await account_store.webhook_secret(tx, account)
-        secret_registry.add(secret)
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[account] = (now, secret)
-        return secret
-
+            found = hit[1]
+        else:
+            async with self.db.read() as tx:
+                found = await account_store.webhook_secrets(tx, account)
+            if found is not None:
+                secret_registry.add(found[0], found[1])
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[account] = (now, found)
+        if found is None:
+            return None
+        current, previous, until = found
+        if previous and until is not None and self.clock() < until:
+            return [current, previous]
+        return [current]
     def age(self, account: str) -> float:
         hit = self._cache.get(account)
         return self.monotonic() - hit[0] if hit else float("inf")

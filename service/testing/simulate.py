@@ -29,9 +29,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from service.app.runtime import install_secret_keys
 from service.clients.calcom import CalcomClient
 from service.core.signatures import calcom_signature, standard_webhooks_signature
 from service.settings import Settings
+from service.store import secretbox
 from service.store.connector import open_database
 from service.store.migrations import migrate
 from service.testing.fakecalcom import FakeCalcom
@@ -59,6 +61,7 @@ class SimulationSecrets:
     calcom_api_key: str
     webhook_secret: str
     callback_secret: str
+    secret_key: str = ""
 
     @classmethod
     def generate(cls) -> SimulationSecrets:
@@ -67,6 +70,7 @@ class SimulationSecrets:
             calcom_api_key="cal_live_" + secrets.token_hex(16),
             webhook_secret=secrets.token_urlsafe(24),
             callback_secret="whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
+            secret_key=base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         )
 
 
@@ -376,13 +380,18 @@ async def status_line(world: World) -> str:
 async def world(directory: Path, keys: SimulationSecrets, out: Out) -> AsyncIterator[World]:
     """The service, the fake Cal.com and the platform, wired together in this process."""
     database_url = f"sqlite+aiosqlite:///{directory / 'simulate.sqlite3'}"
+    # The fakes answer on made-up hosts over plain HTTP: private targets allowed, as in development.
+    settings = _Settings(
+        database_url=database_url, api_token=SecretStr(keys.api_token), settle_seconds=SETTLE, check_schedule=SCHEDULE,
+        secret_keys=SecretStr(keys.secret_key or base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()), allow_private_targets=True,
+    )
+    install_secret_keys(settings)
     db = open_database(database_url)
     await db.connect()
     try:
         await migrate(db)
     finally:
         await db.disconnect()
-    settings = _Settings(database_url=database_url, api_token=SecretStr(keys.api_token), settle_seconds=SETTLE, check_schedule=SCHEDULE)
     clock = SimClock(START)
     fake = FakeCalcom(clock=clock)
     fake.add_api_key(keys.calcom_api_key)
@@ -410,6 +419,14 @@ async def simulate(out: Out = print, *, keys: SimulationSecrets | None = None) -
     out(f"a fake Cal.com and a stand-in platform, all in this process, with a simulated clock (starts {START:%Y-%m-%d %H:%M} UTC).")
     out(f"SETTLE_SECONDS={SETTLE:g}  CHECK_SCHEDULE={','.join(f'{s:g}' for s in SCHEDULE)}  MATCH_TOLERANCE_SECONDS=300; "
         f"appointments on {DAY:%Y-%m-%d}, salon time (CET)")
+    outer_keys = secretbox.install(None)  # the run's own key; the process' keys come back afterwards
+    try:
+        return await _simulate(out, keys, began)
+    finally:
+        secretbox.install(outer_keys)
+
+
+async def _simulate(out: Out, keys: SimulationSecrets, began: float) -> int:
     with tempfile.TemporaryDirectory(prefix="calcom-verifier-simulate-") as directory:
         async with world(Path(directory), keys, out) as w:
             account = {"calcom_api_key": keys.calcom_api_key, "webhook_secret": keys.webhook_secret, "calcom_api_base": CALCOM,

@@ -386,13 +386,18 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """The poller process' life: connect, tick until stopped, disconnect."""
     import httpx
 
-    from service.app.runtime import connect_database
+    from service.app.runtime import check_secret_keys, connect_database
     from service.clock import system_clock
     from service.store.migrations import apply_pending_migrations
     from service.workers.callbacks import CallbackDeliverer
 
     db = await connect_database(settings)
-    await apply_pending_migrations(db)
+    try:
+        await apply_pending_migrations(db)
+        await check_secret_keys(db)
+    except BaseException:
+        await db.disconnect()
+        raise
     limits = httpx.Limits(max_connections=50, max_keepalive_connections=20)
     async with httpx.AsyncClient(limits=limits, follow_redirects=False) as http:
         owner = default_owner()
