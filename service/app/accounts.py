@@ -15,9 +15,10 @@ from datetime import datetime
 from typing import Any
 
 from service.clients.calcom import CalcomClient
+from service.clients.targets import check_target
 from service.clock import Clock, system_clock
 from service.core.models import AccountIn, validate
-from service.errors import CalcomCredentialsBroken, CalcomError, Conflict, NotFound
+from service.errors import CalcomCredentialsBroken, CalcomError, Conflict, NotFound, ValidationFailed
 from service.logs import secret_registry
 from service.settings import Settings
 from service.store.connector import Database
@@ -43,9 +44,25 @@ class Accounts:
         self.calcom = calcom
         self.clock = clock
 
+    async def check_targets(self, fields: dict[str, Any]) -> None:
+        """A 422 naming the field when callback_url or calcom_api_base is not a public https host (no SSRF).
+
+        Checked before any transaction: a DNS lookup must not hold the database's writer."""
+        details = []
+        for name in ("callback_url", "calcom_api_base"):
+            value = fields.get(name)
+            problem = await check_target(value if isinstance(value, str) else None, allow_private=self.settings.allow_private_targets)
+            if problem:
+                details.append({"field": name, "message": problem + " (ALLOW_PRIVATE_TARGETS=true allows it in development)"})
+        if details:
+            raise ValidationFailed(
+                "invalid request: " + "; ".join(f"{d['field']}: {d['message']}" for d in details), details=details
+            )
+
     async def put(self, account_id: str, request: AccountIn, now: datetime) -> Saved:
         """Create or replace an account (every field, like PUT); a new account gets the default tolerance."""
         values: dict[str, Any] = request.model_dump()
+        await self.check_targets(values)
         if values["match_tolerance_seconds"] is None:
             values["match_tolerance_seconds"] = self.settings.match_tolerance_seconds
         async with self.db.transaction() as tx:
@@ -61,6 +78,7 @@ class Accounts:
     async def patch(self, account_id: str, request: Any, now: datetime) -> Saved:
         """Change only the fields sent (an AccountPatch); the result is validated as a whole account."""
         changes: dict[str, Any] = request.model_dump(include=request.model_fields_set)
+        await self.check_targets(changes)
         async with self.db.transaction() as tx:
             await tx.lock_account(account_id)
             before = await account_store.get(tx, account_id)

@@ -146,7 +146,10 @@ async def serving(settings: Settings, clock: Clock = system_clock, *, calcom_tra
         await migrations.apply_pending_migrations(db)
         await check_secret_keys(db)
         notifier = Notifier(db)
-        async with connected(timeout_seconds=settings.calcom_timeout_seconds, tally=tally, clock=clock, transport=calcom_transport) as calcom:
+        async with connected(
+            timeout_seconds=settings.calcom_timeout_seconds, tally=tally, clock=clock, transport=calcom_transport,
+            allow_private=settings.allow_private_targets,
+        ) as calcom:
             runtime = _runtime(settings, clock, db, notifier, calcom, tally)
             runtime.ingestor = Ingestor(db, notifier, clock, settle_seconds=settings.settle_seconds)
             flusher = Flusher(db, tally)
@@ -183,7 +186,10 @@ async def operating(settings: Settings, clock: Clock = system_clock, *, calcom_t
             )
         await check_secret_keys(db)
         # The notifier is never started: no long-polls wait in this process, `resolved()` wakes no one.
-        async with connected(timeout_seconds=settings.calcom_timeout_seconds, tally=tally, clock=clock, transport=calcom_transport) as calcom:
+        async with connected(
+            timeout_seconds=settings.calcom_timeout_seconds, tally=tally, clock=clock, transport=calcom_transport,
+            allow_private=settings.allow_private_targets,
+        ) as calcom:
             yield _runtime(settings, clock, db, Notifier(db), calcom, tally)
         with contextlib.suppress(Exception):
             await flush(db, tally)

@@ -398,8 +398,12 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     except BaseException:
         await db.disconnect()
         raise
+    from service.clients.targets import GuardedTransport
+
     limits = httpx.Limits(max_connections=50, max_keepalive_connections=20)
-    async with httpx.AsyncClient(limits=limits, follow_redirects=False) as http:
+    # Cal.com and the callback receivers: public https hosts only, checked at each connection (no SSRF).
+    transport = GuardedTransport(allow_private=settings.allow_private_targets, limits=limits)
+    async with httpx.AsyncClient(transport=transport, follow_redirects=False) as http:
         owner = default_owner()
         calcom = CalcomClient(http, timeout=settings.calcom_timeout_seconds, tally=Tally())
         deliverer = CallbackDeliverer(db, http, settings, owner=owner)
