@@ -33,7 +33,12 @@ def restore_box() -> Iterator[None]:
 
 
 async def raw_rows(url: str) -> str:
-    """Everything the accounts table holds, read past the service (sqlite3 / asyncpg), as text."""
+    """Everything the accounts table holds (SQLite: the whole database), read past the service, as text."""
+    return await raw_table(url, "accounts")
+
+
+async def raw_table(url: str, table: str) -> str:
+    """A table's rows read past the service (sqlite3 / asyncpg), as text; SQLite: a dump of the whole database."""
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[1]
         with sqlite3.connect(path) as connection:
@@ -41,7 +46,7 @@ async def raw_rows(url: str) -> str:
         return dump
     connection = await asyncpg.connect(_plain(url))
     try:
-        rows = await connection.fetch("SELECT * FROM accounts")
+        rows = await connection.fetch(f"SELECT * FROM {table}")
     finally:
         await connection.close()
     return repr([dict(row) for row in rows])

@@ -24,6 +24,7 @@ from service.app.intake import Intake
 from service.app.notify import Notifier
 from service.app.recheck import Rechecks
 from service.app.status import collect
+from service.app.tokens import Tokens
 from service.clients.calcom import CalcomClient, connected
 from service.clock import Clock, system_clock
 from service.core.tallies import Tally
@@ -55,6 +56,7 @@ class Runtime:
     accounts: Accounts
     secrets: SecretCache
     rechecks: Rechecks
+    tokens: Tokens
     tally: Tally = field(default_factory=Tally)
     ingestor: Ingestor | None = None
     loop_time: Callable[[], float] = field(default=lambda: asyncio.get_running_loop().time())
@@ -86,6 +88,7 @@ def _runtime(settings: Settings, clock: Clock, db: Database, notifier: Notifier,
         accounts=Accounts(db, settings, calcom=calcom, clock=clock),
         secrets=SecretCache(db, clock=clock),
         rechecks=Rechecks(db, settings, notifier),
+        tokens=Tokens(db),
         tally=tally,
     )
 

@@ -158,3 +158,21 @@ class AccountList(TypedDict):
     """Every account, ordered by id."""
 
     items: list[AccountOut]
+
+
+@with_config(_CLOSED)
+class TokenOut(TypedDict):
+    """A platform token, issued: the token itself is shown this once (only its hash is kept)."""
+
+    id: Annotated[str, Field(description="names the token for DELETE /api/accounts/{account}/tokens/{id}")]
+    account: str
+    token: Annotated[str, Field(description="Authorization: Bearer <token>; record, read and resolve this account's verifications")]
+
+
+@with_config(_CLOSED)
+class TokenRevokedOut(TypedDict):
+    """A platform token, revoked: it answers 401 from now on."""
+
+    id: str
+    account: str
+    revoked: Literal[True]
