@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from service.clients.calcom import CalcomClient
@@ -35,6 +35,42 @@ class Saved:
 
 
 CHECK_SECONDS = 5.0  # a credentials check answers within this, or tells nothing
+
+
+CALLBACK_ROTATION = timedelta(hours=24)  # callbacks carry the old secret's signature too, this long after a change
+
+
+def rotation(before: Account | None, values: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The previous secrets an account keeps after a save.
+
+    A new webhook secret sent with `webhook_secret_previous_until` keeps the old one accepted until
+    then; sent without it, the old one is dropped at once. A new callback secret keeps the old one
+    signing beside it for 24 h. An unchanged secret keeps its rotation as it is (a later
+    `webhook_secret_previous_until` moves the end of a running one).
+    """
+    until = values.pop("webhook_secret_previous_until", None)
+    out: dict[str, Any] = {
+        "webhook_secret_previous": None, "webhook_secret_previous_until_at": None,
+        "callback_secret_previous": None, "callback_secret_previous_until_at": None,
+    }
+    if before is None:
+        return out
+    if before.webhook_secret != values["webhook_secret"]:
+        if until is not None and until > now:
+            out.update(webhook_secret_previous=before.webhook_secret, webhook_secret_previous_until_at=until)
+    elif before.webhook_secret_previous and before.webhook_secret_previous != values["webhook_secret"]:
+        out.update(
+            webhook_secret_previous=before.webhook_secret_previous,
+            webhook_secret_previous_until_at=until if until is not None else before.webhook_secret_previous_until_at,
+        )
+    if before.callback_secret and values.get("callback_secret") and before.callback_secret != values["callback_secret"]:
+        out.update(callback_secret_previous=before.callback_secret, callback_secret_previous_until_at=now + CALLBACK_ROTATION)
+    elif before.callback_secret_previous and values.get("callback_secret") == before.callback_secret:
+        out.update(
+            callback_secret_previous=before.callback_secret_previous,
+            callback_secret_previous_until_at=before.callback_secret_previous_until_at,
+        )
+    return out
 
 
 class Accounts:
@@ -67,6 +103,7 @@ class Accounts:
             values["match_tolerance_seconds"] = self.settings.match_tolerance_seconds
         async with self.db.transaction() as tx:
             before = await account_store.get(tx, account_id)
+            values.update(rotation(before, values, now))
             created = await account_store.upsert(tx, account_id, values, now)
             account = await account_store.get(tx, account_id)
         assert account is not None
@@ -89,6 +126,7 @@ class Accounts:
             values = merged.model_dump()
             if values["match_tolerance_seconds"] is None:
                 values["match_tolerance_seconds"] = self.settings.match_tolerance_seconds
+            values.update(rotation(before, values, now))
             await account_store.upsert(tx, account_id, values, now)
             account = await account_store.get(tx, account_id)
         assert account is not None

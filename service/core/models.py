@@ -187,6 +187,10 @@ class AccountIn(_Strict):
     enabled: bool = True
     time_only_matching: bool = False
     guard: bool = True
+    # With a new webhook_secret: the old one stays accepted until then (rotation without refusals).
+    webhook_secret_previous_until: AwareDatetime | None = None
+
+    _previous_until = field_validator("webhook_secret_previous_until")(sane_time)
 
     @field_validator("calcom_api_base", "callback_url")
     @classmethod

@@ -127,6 +127,12 @@ class AccountOut(TypedDict):
     webhook_path: Annotated[str, Field(description="where to point this account's Cal.com webhook subscription")]
     created_at: Instant
     updated_at: Instant
+    webhook_secret_previous_until: Annotated[
+        Instant | None, Field(description="the previous webhook secret is accepted until then (a rotation); null: none kept")
+    ]
+    callback_secret_previous_until: Annotated[
+        Instant | None, Field(description="callbacks are signed with the previous callback secret too until then (24 h after a change)")
+    ]
 
 
 @with_config(_CLOSED)
