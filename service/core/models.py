@@ -192,6 +192,14 @@ class AccountIn(_Strict):
 
     _previous_until = field_validator("webhook_secret_previous_until")(sane_time)
 
+    @field_validator("calcom_api_key")
+    @classmethod
+    def _api_key(cls, value: str) -> str:
+        # It travels in an HTTP header: visible ASCII only (Cal.com's keys are cal_live_… / cal_…).
+        if not all("!" <= char <= "~" for char in value):
+            raise ValueError("must be visible ASCII characters without spaces, as Cal.com's API keys are (cal_live_…)")
+        return value
+
     @field_validator("calcom_api_base", "callback_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
