@@ -41,6 +41,16 @@ TARGETS = {
 
 sys.path.insert(0, str(ROOT))
 
+# The accounts' secrets are stored encrypted under SECRET_KEYS: one fixed bench key, for the seeding
+# done in this process and for every process the benchmarks start. The fakes listen on localhost,
+# which only ALLOW_PRIVATE_TARGETS lets an account (or CALCOM_API_BASE) point at.
+BENCH_SECRET_KEY = "YmVuY2gtc2VjcmV0LWtleS1vZi10aGUtYmVuY2gtMDE="
+os.environ.setdefault("SECRET_KEYS", BENCH_SECRET_KEY)
+os.environ.setdefault("ALLOW_PRIVATE_TARGETS", "true")
+from service.store import secretbox
+
+secretbox.install(secretbox.SecretBox(os.environ["SECRET_KEYS"].split(",")))
+
 # The moment every benchmark's calendar hangs off: the first pending phase of every account.
 T0 = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30)).replace(hour=6, minute=0, second=0, microsecond=0)
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -12,7 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from service.core.models import validate_http_url
 
 DEFAULT_SQLITE_PATH = os.path.join("var", "verifier.sqlite3")
-SECRET_FIELDS = {"api_token", "console_session_key"}
+SECRET_FIELDS = {"api_token", "console_session_key", "secret_keys"}
 # Fields whose value may hold a password: echoed only without it.
 URL_FIELDS = {"database_url"}
 
@@ -112,6 +115,10 @@ class Settings(BaseSettings):
     # .env), and how long a sign-in lasts.
     console_session_key: SecretStr | None = None
     console_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    # The keys the accounts' secrets are encrypted under (comma-separated; the first encrypts).
+    secret_keys: SecretStr | None = None
+    # Let callback_url and calcom_api_base point at loopback and private addresses (development, tests).
+    allow_private_targets: bool = False
 
     @field_validator("database_url")
     @classmethod
@@ -131,6 +138,20 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value().strip()) < 32:
             raise ValueError("must be at least 32 characters (or unset it and let `make run` generate one)")
         return value
+
+    @field_validator("secret_keys")
+    @classmethod
+    def _secret_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        keys = [key.strip() for key in value.get_secret_value().split(",")]
+        for number, key in enumerate(keys, 1):
+            if not valid_fernet_key(key):
+                raise ValueError(
+                    f"key {number} is not 32 random bytes in url-safe base64; generate one with "
+                    "python -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())'"
+                )
+        return SecretStr(",".join(keys))
 
     @field_validator("calcom_api_base")
     @classmethod
@@ -172,13 +193,56 @@ class Settings(BaseSettings):
     def api_token_value(self) -> str | None:
         return self.api_token.get_secret_value() if self.api_token else None
 
+    @property
+    def secret_key_list(self) -> list[str]:
+        return self.secret_keys.get_secret_value().split(",") if self.secret_keys else []
+
+
+def valid_fernet_key(key: str) -> bool:
+    """32 bytes in url-safe base64 (44 characters): the format of a Fernet key."""
+    try:
+        return len(key) == 44 and len(base64.urlsafe_b64decode(key.encode("ascii"))) == 32
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        return False
+
+
+def new_secret_key() -> str:
+    return base64.urlsafe_b64encode(os.urandom(32)).decode("ascii")
+
+
+def ensure_env_value(env_file: str, name: str, make: Callable[[], str]) -> str | None:
+    """Append NAME=<make()> to the .env file unless the environment or the file has a value; answer a fresh value."""
+    if os.environ.get(name):
+        return None
+    if os.path.exists(env_file):
+        with open(env_file, encoding="utf-8") as handle:
+            for line in handle.read().splitlines():
+                if line.strip().startswith(f"{name}=") and line.split("=", 1)[1].strip():
+                    return None
+    value = make()
+    with open(env_file, "a", encoding="utf-8") as handle:
+        handle.write(f"{name}={value}\n")
+    os.chmod(env_file, 0o600)
+    return value
+
+
+def require_secret_keys(settings: Settings) -> None:
+    """PostgreSQL never runs without SECRET_KEYS (a generated key would be one process' secret)."""
+    if not settings.is_sqlite and not settings.secret_keys:
+        raise ConfigError(
+            "configuration error: SECRET_KEYS: required with PostgreSQL (the accounts' secrets are stored encrypted); "
+            "generate one with python -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())'"
+        )
+
 
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings from the environment; raise ConfigError with one line naming the variable."""
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(describe_error(exc)) from None
+    require_secret_keys(settings)
+    return settings
 
 
 def describe_error(exc: ValidationError) -> str:

@@ -22,13 +22,21 @@ import pytest
 
 from service.logs import JsonFormatter, quiet_libraries, secret_registry
 from service.settings import Settings, normalize_database_url
+from service.store import secretbox
 from service.store.connector import Database
 from service.store.migrations import migrate
 from service.web.app import create_app
 
-from .helpers import API_TOKEN, FakeClock
+from .helpers import API_TOKEN, TEST_SECRET_KEY, FakeClock
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
+
+# The accounts' secrets are stored encrypted under SECRET_KEYS; the suite (and every process it
+# starts) uses one fixed test key. Its fakes listen on localhost, which only ALLOW_PRIVATE_TARGETS
+# lets an account point at.
+os.environ.setdefault("SECRET_KEYS", TEST_SECRET_KEY)
+os.environ.setdefault("ALLOW_PRIVATE_TARGETS", "true")
+secretbox.install(secretbox.SecretBox(os.environ["SECRET_KEYS"].split(",")))
 PG_SKIP_REASON = (
     "PostgreSQL tests skipped: set TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test "
     "to run them (CI does, see .ci/run)"

@@ -18,6 +18,8 @@ API_KEY = "cal_live_test_key_0a1b2c3d4e5f"
 WEBHOOK_SECRET = "whk-secret-9d8c7b6a5f4e"
 CALLBACK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OTHER_WEBHOOK_SECRET = "other-secret-1234567890"
+# The suite's SECRET_KEYS (a Fernet key: 32 bytes in url-safe base64).
+TEST_SECRET_KEY = "dGVzdC1zZWNyZXQta2V5LW9mLXRoZS1zdWl0ZS0wMDE="
 ALL_SECRETS = [API_TOKEN, API_KEY, WEBHOOK_SECRET, CALLBACK_SECRET, OTHER_WEBHOOK_SECRET, "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
 CUSTOMER = "kunde@example.com"  # the attendee booking_event() puts on its bookings and phase() names
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import httpx
 
+from .helpers import TEST_SECRET_KEY
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -73,6 +75,8 @@ class Process:
 def service_env(database_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "API_TOKEN", "PORT")}
     env.update({"DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO"})
+    # The suite's key for the stored secrets; the fake Cal.com and platforms listen on localhost.
+    env.update({"SECRET_KEYS": TEST_SECRET_KEY, "ALLOW_PRIVATE_TARGETS": "true"})
     env.update(extra)
     return env
 

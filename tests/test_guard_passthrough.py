@@ -132,7 +132,8 @@ async def test_the_forwarded_request_names_cal_coms_host_and_carries_no_hop_by_h
         seen.append(request)
         return httpx.Response(200, headers={"X-RateLimit-Remaining-Default": "7", "Keep-Alive": "timeout=5"}, content=b"{}")
 
-    async with forwarding(transport=httpx.MockTransport(calcom)) as forwarder:
+    # Private targets allowed: the made-up host resolves nowhere (the connection check is tested below).
+    async with forwarding(transport=httpx.MockTransport(calcom), allow_private=True) as forwarder:
         headers = [("Host", "verifier.example"), ("Connection", "keep-alive, x-private"), ("X-Private", "1"),
                    ("Authorization", f"Bearer {API_KEY}"), ("cal-api-version", "2024-08-13"), ("Transfer-Encoding", "chunked")]
         answer = await forwarder.send("POST", "https://api.cal.example/v2/bookings", headers, b'{"a":1}', 5)
@@ -142,3 +143,20 @@ async def test_the_forwarded_request_names_cal_coms_host_and_carries_no_hop_by_h
     assert sent["cal-api-version"] == "2024-08-13" and sent["content-length"] == "7"
     assert "x-private" not in sent and "connection" not in sent and "transfer-encoding" not in sent
     assert answer.header("x-ratelimit-remaining-default") == "7" and answer.header("keep-alive") is None
+
+
+async def test_the_forwarder_connects_to_public_https_hosts_only() -> None:
+    """An account's base is checked when saved; the forwarder checks again at each connection (DNS rebinding)."""
+    from service.clients.forward import Unreachable, forwarding
+
+    seen: list[httpx.Request] = []
+
+    def calcom(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=b"{}")
+
+    async with forwarding(transport=httpx.MockTransport(calcom)) as forwarder:
+        for target in ("https://127.0.0.1/v2/bookings", "http://api.cal.com/v2/bookings", "https://169.254.169.254/v2/bookings"):
+            with pytest.raises(Unreachable):
+                await forwarder.send("GET", target, [("Authorization", f"Bearer {API_KEY}")], b"", 5)
+    assert seen == []

@@ -95,10 +95,20 @@ def test_every_api_route_is_described_with_every_method() -> None:
 def test_every_operation_needs_the_bearer_token() -> None:
     doc = document()
     assert doc["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer", "description": "API_TOKEN"}
-    for item in doc["paths"].values():
-        for operation in item.values():
-            assert operation["security"] == [{"bearer": []}]
+    assert doc["components"]["securitySchemes"]["platformToken"]["scheme"] == "bearer"
+    scoped = set()
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            assert operation["security"] in ([{"bearer": []}], [{"bearer": []}, {"platformToken": []}])
             assert {"401", "503"} <= set(operation["responses"])
+            if len(operation["security"]) == 2:
+                scoped.add((method.upper(), path))
+            else:  # the administrator's only: a platform token is refused
+                assert "403" in operation["responses"]
+    assert scoped == {
+        ("POST", "/api/verifications"), ("GET", "/api/verifications"), ("GET", "/api/verifications/{id}"),
+        ("POST", "/api/verifications/{id}/resolve"),
+    }
 
 
 def _object_schemas(doc: dict[str, Any], schema: Any, seen: set[str]) -> list[dict[str, Any]]:

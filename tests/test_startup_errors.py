@@ -16,14 +16,17 @@ from service.cli.startup import _bind_problem
 from service.settings import Settings, describe_database, without_password
 
 from .conftest import PG_URL
+from .helpers import TEST_SECRET_KEY
 from .processes import free_port
 
 PASSWORD = "pw-never-printed-7f1e"
 
 
-def start(tmp_path: Path, *argv: str, **variables: str) -> subprocess.CompletedProcess[str]:
+def start(tmp_path: Path, *argv: str, **variables: str | None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k.upper() not in {f.upper() for f in Settings.model_fields}}
+    env["SECRET_KEYS"] = TEST_SECRET_KEY
     env.update(variables)
+    env = {k: v for k, v in env.items() if v is not None}
     return subprocess.run([sys.executable, "-m", "service", *argv], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -106,3 +109,17 @@ def test_database_names_in_messages_carry_no_password() -> None:
 def test_tolerance_default_beyond_what_an_account_may_have_is_refused(tmp_path: Path) -> None:
     # A new account would otherwise inherit 7200 s, which the API refuses to set (0 to 3600).
     assert_one_line(start(tmp_path, "migrate", MATCH_TOLERANCE_SECONDS="7200"), "MATCH_TOLERANCE_SECONDS:", "3600")
+
+
+@pytest.mark.parametrize("argv", [("migrate",), ("poll",), ("web",), ("accounts", "list")])
+def test_postgresql_without_secret_keys_is_one_line(tmp_path: Path, argv: tuple[str, ...]) -> None:
+    url = f"postgresql://verifier:{PASSWORD}@127.0.0.1:{free_port()}/verifier"
+    result = start(tmp_path, *argv, DATABASE_URL=url, PORT=str(free_port()), SECRET_KEYS=None)
+    assert_one_line(result, "SECRET_KEYS:", "required with PostgreSQL")
+
+
+def test_a_malformed_secret_key_is_one_line_and_not_echoed(tmp_path: Path) -> None:
+    bad = "not-a-fernet-key-but-secret-looking-7f1e"
+    result = start(tmp_path, "migrate", DATABASE_URL=f"sqlite:///{tmp_path / 'v.sqlite3'}", SECRET_KEYS=bad)
+    assert_one_line(result, "SECRET_KEYS:", "url-safe base64")
+    assert bad not in result.stderr

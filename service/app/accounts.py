@@ -11,13 +11,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from service.clients.calcom import CalcomClient
+from service.clients.targets import check_target
 from service.clock import Clock, system_clock
 from service.core.models import AccountIn, validate
-from service.errors import CalcomCredentialsBroken, CalcomError, Conflict, NotFound
+from service.errors import CalcomCredentialsBroken, CalcomError, Conflict, NotFound, ValidationFailed
 from service.logs import secret_registry
 from service.settings import Settings
 from service.store.connector import Database
@@ -36,6 +37,42 @@ class Saved:
 CHECK_SECONDS = 5.0  # a credentials check answers within this, or tells nothing
 
 
+CALLBACK_ROTATION = timedelta(hours=24)  # callbacks carry the old secret's signature too, this long after a change
+
+
+def rotation(before: Account | None, values: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The previous secrets an account keeps after a save.
+
+    A new webhook secret sent with `webhook_secret_previous_until` keeps the old one accepted until
+    then; sent without it, the old one is dropped at once. A new callback secret keeps the old one
+    signing beside it for 24 h. An unchanged secret keeps its rotation as it is (a later
+    `webhook_secret_previous_until` moves the end of a running one).
+    """
+    until = values.pop("webhook_secret_previous_until", None)
+    out: dict[str, Any] = {
+        "webhook_secret_previous": None, "webhook_secret_previous_until_at": None,
+        "callback_secret_previous": None, "callback_secret_previous_until_at": None,
+    }
+    if before is None:
+        return out
+    if before.webhook_secret != values["webhook_secret"]:
+        if until is not None and until > now:
+            out.update(webhook_secret_previous=before.webhook_secret, webhook_secret_previous_until_at=until)
+    elif before.webhook_secret_previous and before.webhook_secret_previous != values["webhook_secret"]:
+        out.update(
+            webhook_secret_previous=before.webhook_secret_previous,
+            webhook_secret_previous_until_at=until if until is not None else before.webhook_secret_previous_until_at,
+        )
+    if before.callback_secret and values.get("callback_secret") and before.callback_secret != values["callback_secret"]:
+        out.update(callback_secret_previous=before.callback_secret, callback_secret_previous_until_at=now + CALLBACK_ROTATION)
+    elif before.callback_secret_previous and values.get("callback_secret") == before.callback_secret:
+        out.update(
+            callback_secret_previous=before.callback_secret_previous,
+            callback_secret_previous_until_at=before.callback_secret_previous_until_at,
+        )
+    return out
+
+
 class Accounts:
     def __init__(self, db: Database, settings: Settings, *, calcom: CalcomClient | None = None, clock: Clock = system_clock) -> None:
         self.db = db
@@ -43,13 +80,30 @@ class Accounts:
         self.calcom = calcom
         self.clock = clock
 
+    async def check_targets(self, fields: dict[str, Any]) -> None:
+        """A 422 naming the field when callback_url or calcom_api_base is not a public https host (no SSRF).
+
+        Checked before any transaction: a DNS lookup must not hold the database's writer."""
+        details = []
+        for name in ("callback_url", "calcom_api_base"):
+            value = fields.get(name)
+            problem = await check_target(value if isinstance(value, str) else None, allow_private=self.settings.allow_private_targets)
+            if problem:
+                details.append({"field": name, "message": problem + " (ALLOW_PRIVATE_TARGETS=true allows it in development)"})
+        if details:
+            raise ValidationFailed(
+                "invalid request: " + "; ".join(f"{d['field']}: {d['message']}" for d in details), details=details
+            )
+
     async def put(self, account_id: str, request: AccountIn, now: datetime) -> Saved:
         """Create or replace an account (every field, like PUT); a new account gets the default tolerance."""
         values: dict[str, Any] = request.model_dump()
+        await self.check_targets(values)
         if values["match_tolerance_seconds"] is None:
             values["match_tolerance_seconds"] = self.settings.match_tolerance_seconds
         async with self.db.transaction() as tx:
             before = await account_store.get(tx, account_id)
+            values.update(rotation(before, values, now))
             created = await account_store.upsert(tx, account_id, values, now)
             account = await account_store.get(tx, account_id)
         assert account is not None
@@ -61,6 +115,7 @@ class Accounts:
     async def patch(self, account_id: str, request: Any, now: datetime) -> Saved:
         """Change only the fields sent (an AccountPatch); the result is validated as a whole account."""
         changes: dict[str, Any] = request.model_dump(include=request.model_fields_set)
+        await self.check_targets(changes)
         async with self.db.transaction() as tx:
             await tx.lock_account(account_id)
             before = await account_store.get(tx, account_id)
@@ -71,6 +126,7 @@ class Accounts:
             values = merged.model_dump()
             if values["match_tolerance_seconds"] is None:
                 values["match_tolerance_seconds"] = self.settings.match_tolerance_seconds
+            values.update(rotation(before, values, now))
             await account_store.upsert(tx, account_id, values, now)
             account = await account_store.get(tx, account_id)
         assert account is not None
@@ -139,28 +195,39 @@ class SecretCache:
     """Webhook secrets by account, kept for a second so the hot path rarely reads the database.
 
     A signature that fails against a cached secret is checked once more against a fresh read, so
-    a rotated secret works at once; a removed account disappears within `ttl`.
+    a rotated secret works at once; a removed account disappears within `ttl`. While a rotation
+    runs, `get` answers the previous secret too, until its time (`clock`).
     """
 
-    def __init__(self, db: Database, *, ttl: float = 1.0, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, db: Database, *, ttl: float = 1.0, monotonic: Callable[[], float] = time.monotonic, clock: Clock = system_clock
+    ) -> None:
         self.db = db
         self.ttl = ttl
         self.monotonic = monotonic
-        self._cache: dict[str, tuple[float, str | None]] = {}
+        self.clock = clock
+        self._cache: dict[str, tuple[float, tuple[str, str | None, datetime | None] | None]] = {}
 
-    async def get(self, account: str, *, fresh: bool = False) -> str | None:
+    async def get(self, account: str, *, fresh: bool = False) -> list[str] | None:
+        """The secrets a webhook of `account` may be signed with now (current first), or None for an unknown account."""
         now = self.monotonic()
         hit = self._cache.get(account)
         if hit is not None and not fresh and now - hit[0] < self.ttl:
-            return hit[1]
-        async with self.db.read() as tx:
-            secret = await account_store.webhook_secret(tx, account)
-        secret_registry.add(secret)
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[account] = (now, secret)
-        return secret
-
+            found = hit[1]
+        else:
+            async with self.db.read() as tx:
+                found = await account_store.webhook_secrets(tx, account)
+            if found is not None:
+                secret_registry.add(found[0], found[1])
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[account] = (now, found)
+        if found is None:
+            return None
+        current, previous, until = found
+        if previous and until is not None and self.clock() < until:
+            return [current, previous]
+        return [current]
     def age(self, account: str) -> float:
         hit = self._cache.get(account)
         return self.monotonic() - hit[0] if hit else float("inf")

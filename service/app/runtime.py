@@ -29,16 +29,18 @@ from service.app.notify import Notifier
 from service.app.operators import Operators
 from service.app.recheck import Rechecks
 from service.app.status import collect
+from service.app.tokens import Tokens
 from service.clients.calcom import CalcomClient, connected
 from service.clients.forward import forwarding
 from service.clock import Clock, system_clock
 from service.core.tallies import Tally
 from service.errors import ServiceError
-from service.settings import ConfigError, Settings, describe_database
-from service.store import migrations
+from service.settings import ConfigError, Settings, describe_database, ensure_env_value, new_secret_key, require_secret_keys
+from service.store import migrations, secretbox
 from service.store.connector import Database, open_database
 from service.store.diagnose import connect_problem
 from service.store.files import sqlite_file_exists
+from service.store.queries import accounts as account_store
 
 log = logging.getLogger("service.app.runtime")
 
@@ -62,6 +64,7 @@ class Runtime:
     rechecks: Rechecks
     operators: Operators
     console: Console
+    tokens: Tokens
     tally: Tally = field(default_factory=Tally)
     ingestor: Ingestor | None = None
     guard: Guard | None = None  # the booking guard (web process only)
@@ -97,16 +100,43 @@ def _runtime(settings: Settings, clock: Clock, db: Database, notifier: Notifier,
         notifier=notifier,
         intake=intake,
         accounts=accounts,
-        secrets=SecretCache(db),
+        secrets=SecretCache(db, clock=clock),
         rechecks=Rechecks(db, settings, notifier),
         operators=operators,
         console=Console(db, intake, accounts, operators, settings.match_tolerance_seconds),
+        tokens=Tokens(db),
         tally=tally,
     )
 
 
+def install_secret_keys(settings: Settings) -> None:
+    """Install SECRET_KEYS for the store's secrets. PostgreSQL refuses to run without them; SQLite in
+    development generates one into .env (as `make run` does), so the next start finds it."""
+    require_secret_keys(settings)
+    keys = settings.secret_key_list
+    if not keys:
+        fresh = ensure_env_value(".env", "SECRET_KEYS", new_secret_key)
+        if fresh is None:  # .env has one that these settings did not read (e.g. settings built without it)
+            raise ConfigError("configuration error: SECRET_KEYS: not set (see .env); the accounts' secrets are stored encrypted under it")
+        log.warning("generated SECRET_KEYS into .env", extra={"event": "secret_key_generated"})
+        keys = [fresh]
+    secretbox.install(secretbox.SecretBox(keys))
+
+
+async def check_secret_keys(db: Database) -> None:
+    """A ConfigError (one line, no secret) when the stored secrets do not open with SECRET_KEYS."""
+    async with db.read() as tx:
+        if not await migrations.applied(tx):
+            return
+    try:
+        await account_store.check_keys(db)
+    except secretbox.SecretKeyError as exc:
+        raise ConfigError(f"configuration error: {exc}") from None
+
+
 async def connect_database(settings: Settings) -> Database:
     """Connect to DATABASE_URL; a database that cannot be opened is a ConfigError (one line, no password)."""
+    install_secret_keys(settings)
     db = open_database(settings.database_url)
     try:
         await db.connect()
@@ -120,7 +150,10 @@ async def connect_database(settings: Settings) -> Database:
 async def check_database(settings: Settings) -> None:
     """Open and close the database once: a process refuses to start (in one line) when it cannot."""
     db = await connect_database(settings)
-    await db.disconnect()
+    try:
+        await check_secret_keys(db)
+    finally:
+        await db.disconnect()
 
 
 @asynccontextmanager
@@ -130,14 +163,18 @@ async def serving(settings: Settings, clock: Clock = system_clock, *, calcom_tra
     tally = Tally()
     try:
         await migrations.apply_pending_migrations(db)
+        await check_secret_keys(db)
         notifier = Notifier(db)
         async with (
-            connected(timeout_seconds=settings.calcom_timeout_seconds, tally=tally, clock=clock, transport=calcom_transport) as calcom,
+            connected(
+                timeout_seconds=settings.calcom_timeout_seconds, tally=tally, clock=clock, transport=calcom_transport,
+                allow_private=settings.allow_private_targets,
+            ) as calcom,
             contextlib.AsyncExitStack() as stack,
         ):
             runtime = _runtime(settings, clock, db, notifier, calcom, tally)
             runtime.ingestor = Ingestor(db, notifier, clock, settle_seconds=settings.settle_seconds)
-            forwarder = await stack.enter_async_context(forwarding(transport=calcom_transport))
+            forwarder = await stack.enter_async_context(forwarding(transport=calcom_transport, allow_private=settings.allow_private_targets))
             runtime.guard = Guard(db, settings, forwarder, clock)
             runtime.bookings = BookingCreates(runtime.guard, runtime.intake, tally)
             runtime.duplicates = Duplicates(db)
@@ -173,8 +210,12 @@ async def operating(settings: Settings, clock: Clock = system_clock, *, calcom_t
                 f"{where} has {len(missing)} pending migration(s): if that is the service's database, "
                 "run `python -m service migrate` first (otherwise set DATABASE_URL)"
             )
+        await check_secret_keys(db)
         # The notifier is never started: no long-polls wait in this process, `resolved()` wakes no one.
-        async with connected(timeout_seconds=settings.calcom_timeout_seconds, tally=tally, clock=clock, transport=calcom_transport) as calcom:
+        async with connected(
+            timeout_seconds=settings.calcom_timeout_seconds, tally=tally, clock=clock, transport=calcom_transport,
+            allow_private=settings.allow_private_targets,
+        ) as calcom:
             yield _runtime(settings, clock, db, Notifier(db), calcom, tally)
         with contextlib.suppress(Exception):
             await flush(db, tally)
@@ -186,6 +227,24 @@ async def release(settings: Settings) -> list[str]:
     """The release process: apply pending migrations; answer the versions applied."""
     db = await connect_database(settings)
     try:
-        return await migrations.migrate(db)
+        applied = await migrations.migrate(db)
+        await check_secret_keys(db)
+        return applied
+    finally:
+        await db.disconnect()
+
+
+async def rotate_secrets(settings: Settings) -> int:
+    """`secrets rotate`: every stored secret re-encrypted under the first of SECRET_KEYS; answer the accounts rewritten."""
+    db = await connect_database(settings)
+    try:
+        missing = await migrations.pending(db)
+        if missing:
+            raise NotMigrated(f"{len(missing)} pending migration(s): run `python -m service migrate` first")
+        await check_secret_keys(db)
+        try:
+            return await account_store.reseal_all(db, rotate=True)
+        except secretbox.SecretKeyError as exc:
+            raise ConfigError(f"configuration error: {exc}") from None
     finally:
         await db.disconnect()

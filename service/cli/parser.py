@@ -104,6 +104,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run()
 
 
+@one_line
+def cmd_secrets_rotate(args: argparse.Namespace) -> int:
+    from service.app.runtime import rotate_secrets
+    from service.errors import ServiceError
+
+    settings = _settings()
+    try:
+        rewritten = asyncio.run(rotate_secrets(settings))
+    except ServiceError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"secrets of {rewritten} account(s) re-encrypted under the first of SECRET_KEYS; older keys may now be removed")
+    return 0
+
+
 def operator(command: Callable[[argparse.Namespace, Settings], int]) -> Callable[[argparse.Namespace], int]:
     """An operator command: it reads DATABASE_URL (bad configuration exits 2), not API_TOKEN."""
 
@@ -227,6 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_accounts(commands)
     _add_verifications(commands)
     cli_operators.add_parser(commands)
+    secrets = commands.add_parser("secrets", help="the accounts' stored secrets: rotate the key they are encrypted under")
+    secrets_sub = secrets.add_subparsers(dest="secrets_command", required=True)
+    secrets_sub.add_parser(
+        "rotate",
+        help="re-encrypt every stored secret under the first key of SECRET_KEYS",
+        description="Put the new key first in SECRET_KEYS (SECRET_KEYS=new,old), run this, then drop the old key.",
+    ).set_defaults(func=cmd_secrets_rotate)
     status = commands.add_parser("status", help="the /status figures: counts, review queue, recovery rate, pollers, problems")
     status.add_argument("--json", action="store_true", help="the raw /status document")
     status.set_defaults(func=operator(cli_status.status))

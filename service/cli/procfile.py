@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from service.cli.startup import listen_socket
-from service.settings import ConfigError, Settings, load_settings
+from service.settings import ConfigError, Settings, ensure_env_value, load_settings, new_secret_key
 
 UP_WITHIN = 60.0  # seconds the web process has to answer /healthz
 
@@ -108,6 +108,8 @@ def run(root: Path | None = None) -> int:
     os.chdir(root)
     fresh = ensure_token(root / ".env")
     ensure_token(root / ".env", "CONSOLE_SESSION_KEY")  # signs the console's session cookies; never shown
+    # The key the accounts' secrets are encrypted under, beside the token (keep .env out of backups of var/).
+    ensure_env_value(str(root / ".env"), "SECRET_KEYS", new_secret_key)
     try:
         settings = load_settings()
         listen_socket(settings.host, settings.port).close()  # a port in use is said before anything runs

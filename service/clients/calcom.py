@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from service.clients.targets import GuardedTransport
 from service.core import times
 from service.core.ratelimit import parse_rate_headers
 from service.core.tallies import CALCOM_REQUESTS, Tally, calcom_outcome
@@ -115,11 +116,15 @@ class CalcomClient:
 
 @asynccontextmanager
 async def connected(
-    *, timeout_seconds: float, tally: Tally | None = None, clock: Callable[[], datetime] | None = None, transport: Any = None
+    *, timeout_seconds: float, tally: Tally | None = None, clock: Callable[[], datetime] | None = None, transport: Any = None,
+    allow_private: bool = False,
 ) -> AsyncIterator[CalcomClient]:
-    """A client with its own connection pool, closed on exit (`transport`: tests route it to a fake)."""
+    """A client with its own connection pool, closed on exit (`transport`: tests route it to a fake).
+
+    It connects to public https hosts only, unless `allow_private` (ALLOW_PRIVATE_TARGETS)."""
     limits = httpx.Limits(max_connections=50, max_keepalive_connections=20)
-    async with httpx.AsyncClient(limits=limits, follow_redirects=False, transport=transport) as http:
+    guarded = GuardedTransport(transport, allow_private=allow_private, limits=limits)
+    async with httpx.AsyncClient(follow_redirects=False, transport=guarded) as http:
         yield CalcomClient(http, timeout=timeout_seconds, clock=clock, tally=tally)
 
 

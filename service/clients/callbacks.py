@@ -37,16 +37,22 @@ class CallbackSender:
         self._http = http
         self._timeout = timeout
 
-    async def post(self, url: str, secret: str, event_id: str, body: bytes, signed_at: datetime) -> Attempt:
-        """POST one signed event to the account's callback URL, once; never raises for the receiver's sake."""
+    async def post(
+        self, url: str, secret: str, event_id: str, body: bytes, signed_at: datetime, *, previous: str | None = None
+    ) -> Attempt:
+        """POST one signed event to the account's callback URL, once; never raises for the receiver's sake.
+
+        `previous`: a callback secret being replaced also signs (space-separated signatures, which
+        Standard Webhooks verifiers accept when any one matches)."""
         # Receivers refuse timestamps more than 5 minutes off: sign with the time of sending.
         timestamp = int(signed_at.timestamp())
+        signatures = [standard_webhooks_signature(key, event_id, timestamp, body) for key in (secret, previous) if key]
         headers = {
             "content-type": "application/json",
             "user-agent": USER_AGENT,
             "webhook-id": event_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": standard_webhooks_signature(secret, event_id, timestamp, body),
+            "webhook-signature": " ".join(signatures),
         }
         try:
             # httpx's timeout is per operation (connect, write, read); this caps the whole attempt.
@@ -60,12 +66,12 @@ class CallbackSender:
         except (httpx.TimeoutException, TimeoutError):
             return Attempt(None, f"timed out after {self._timeout:g} s")
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            return Attempt(None, _clean(_describe(exc, url), url, secret))
+            return Attempt(None, _clean(_describe(exc, url), url, secret, previous))
         text = f"HTTP {response.status_code}"
         if 300 <= response.status_code < 400:
             text += " (redirects are not followed)"
         # Cleaned before it is cut, so a secret at the cut cannot survive as a fragment.
-        snippet = _clean(snippet, url, secret)
+        snippet = _clean(snippet, url, secret, previous)
         if snippet:
             text += ": " + snippet[:BODY_SNIPPET_CHARS] + ("…" if len(snippet) > BODY_SNIPPET_CHARS else "")
         return Attempt(response.status_code, text)
@@ -97,11 +103,12 @@ def _describe(exc: BaseException, url: str) -> str:
     return f"{name}: {detail}"
 
 
-def _clean(text: str, url: str, secret: str) -> str:
-    """Short, without the callback URL's path, query or credentials, the callback secret or any other known secret."""
+def _clean(text: str, url: str, secret: str, previous: str | None = None) -> str:
+    """Short, without the callback URL's path, query or credentials, the callback secrets or any other known secret."""
     parts = urlsplit(url)
     text = text.replace(url, f"{parts.scheme}://{parts.hostname}/…")
-    for value in (secret, secret.removeprefix("whsec_"), parts.query, parts.path, parts.username, parts.password):
+    old = (previous, previous.removeprefix("whsec_")) if previous else ()
+    for value in (secret, secret.removeprefix("whsec_"), *old, parts.query, parts.path, parts.username, parts.password):
         if value and len(value) >= 2:
             text = text.replace(value, REDACTED)
     return secret_registry.scrub(text)[:ERROR_CHARS]

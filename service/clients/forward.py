@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from service.clients.targets import GuardedTransport
+
 # RFC 9110 section 7.6.1 and the old RFC 2616 list; `host` and `content-length` are the forwarder's own.
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te", "trailer",
@@ -123,10 +125,14 @@ class Forwarder:
 
 
 @asynccontextmanager
-async def forwarding(*, transport: Any = None) -> AsyncIterator[Forwarder]:
-    """A forwarder with its own pool, closed on exit (`transport`: tests route it to a fake)."""
+async def forwarding(*, transport: Any = None, allow_private: bool = False) -> AsyncIterator[Forwarder]:
+    """A forwarder with its own pool, closed on exit (`transport`: tests route it to a fake).
+
+    Like every client of ours it connects to public https hosts only, checked at each connection,
+    unless `allow_private` (ALLOW_PRIVATE_TARGETS)."""
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+    guarded = GuardedTransport(transport, allow_private=allow_private, limits=limits)
     # Timeouts are the caller's (asyncio.wait_for over the whole exchange); httpx's own stay generous.
-    async with httpx.AsyncClient(limits=limits, follow_redirects=False, transport=transport, timeout=httpx.Timeout(300.0)) as http:
+    async with httpx.AsyncClient(follow_redirects=False, transport=guarded, timeout=httpx.Timeout(300.0)) as http:
         http.headers.clear()
         yield Forwarder(http)

@@ -187,6 +187,18 @@ class AccountIn(_Strict):
     enabled: bool = True
     time_only_matching: bool = False
     guard: bool = True
+    # With a new webhook_secret: the old one stays accepted until then (rotation without refusals).
+    webhook_secret_previous_until: AwareDatetime | None = None
+
+    _previous_until = field_validator("webhook_secret_previous_until")(sane_time)
+
+    @field_validator("calcom_api_key")
+    @classmethod
+    def _api_key(cls, value: str) -> str:
+        # It travels in an HTTP header: visible ASCII only (Cal.com's keys are cal_live_… / cal_…).
+        if not all("!" <= char <= "~" for char in value):
+            raise ValueError("must be visible ASCII characters without spaces, as Cal.com's API keys are (cal_live_…)")
+        return value
 
     @field_validator("calcom_api_base", "callback_url")
     @classmethod

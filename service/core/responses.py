@@ -139,6 +139,12 @@ class AccountOut(TypedDict):
     webhook_path: Annotated[str, Field(description="where to point this account's Cal.com webhook subscription")]
     created_at: Instant
     updated_at: Instant
+    webhook_secret_previous_until: Annotated[
+        Instant | None, Field(description="the previous webhook secret is accepted until then (a rotation); null: none kept")
+    ]
+    callback_secret_previous_until: Annotated[
+        Instant | None, Field(description="callbacks are signed with the previous callback secret too until then (24 h after a change)")
+    ]
 
 
 @with_config(_CLOSED)
@@ -250,3 +256,21 @@ class EvidenceOut(TypedDict):
 
 
 EVIDENCE: TypeAdapter[EvidenceOut] = TypeAdapter(EvidenceOut)
+
+
+@with_config(_CLOSED)
+class TokenOut(TypedDict):
+    """A platform token, issued: the token itself is shown this once (only its hash is kept)."""
+
+    id: Annotated[str, Field(description="names the token for DELETE /api/accounts/{account}/tokens/{id}")]
+    account: str
+    token: Annotated[str, Field(description="Authorization: Bearer <token>; record, read and resolve this account's verifications")]
+
+
+@with_config(_CLOSED)
+class TokenRevokedOut(TypedDict):
+    """A platform token, revoked: it answers 401 from now on."""
+
+    id: str
+    account: str
+    revoked: Literal[True]

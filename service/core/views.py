@@ -137,5 +137,11 @@ def account_view(account: Any) -> dict[str, Any]:
         "webhook_path": f"/webhooks/calcom/{account.id}",
         "created_at": _at(account.created_at),
         "updated_at": _at(account.updated_at),
+        "webhook_secret_previous_until": _rotation_end(account.webhook_secret_previous, account.webhook_secret_previous_until_at),
+        "callback_secret_previous_until": _rotation_end(account.callback_secret_previous, account.callback_secret_previous_until_at),
     }
     return cast(dict[str, Any], ACCOUNT.validate_python(view))
+
+
+def _rotation_end(previous: str | None, until: Any) -> str | None:
+    return _at(until) if previous and until is not None else None

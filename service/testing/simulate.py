@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from service.app.status import collect
+from service.store import secretbox
 from service.testing.scenarios import Outcome, dauerwelle, herrenhaarschnitt, real_failure
 from service.testing.simulate_guard import guard_story
 from service.testing.world import (
@@ -66,6 +67,14 @@ async def simulate(out: Out = print, *, keys: SimulationSecrets | None = None) -
     out(f"a fake Cal.com and a stand-in platform, all in this process, with a simulated clock (starts {START:%Y-%m-%d %H:%M} UTC).")
     out(f"SETTLE_SECONDS={SETTLE:g}  CHECK_SCHEDULE={','.join(f'{s:g}' for s in SCHEDULE)}  MATCH_TOLERANCE_SECONDS=300; "
         f"appointments on {DAY:%Y-%m-%d}, salon time (CET)")
+    outer_keys = secretbox.install(None)  # the run's own key; the process' keys come back afterwards
+    try:
+        return await _simulate(out, keys, began)
+    finally:
+        secretbox.install(outer_keys)
+
+
+async def _simulate(out: Out, keys: SimulationSecrets, began: float) -> int:
     with tempfile.TemporaryDirectory(prefix="calcom-verifier-simulate-") as directory:
         async with world(Path(directory), keys, out) as w:
             account = {"calcom_api_key": keys.calcom_api_key, "webhook_secret": keys.webhook_secret, "calcom_api_base": CALCOM,

@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from service.app.runtime import install_secret_keys
 from service.clients.calcom import CalcomClient
 from service.core.signatures import calcom_signature, standard_webhooks_signature
 from service.settings import Settings
@@ -59,6 +60,7 @@ class SimulationSecrets:
     calcom_api_key: str
     webhook_secret: str
     callback_secret: str
+    secret_key: str = ""
 
     @classmethod
     def generate(cls) -> SimulationSecrets:
@@ -67,6 +69,7 @@ class SimulationSecrets:
             calcom_api_key="cal_live_" + secrets.token_hex(16),
             webhook_secret=secrets.token_urlsafe(24),
             callback_secret="whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
+            secret_key=base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         )
 
 
@@ -164,14 +167,19 @@ class World:
 async def world(directory: Path, keys: SimulationSecrets, out: Out) -> AsyncIterator[World]:
     """The service, the fake Cal.com and the platform, wired together in this process."""
     database_url = f"sqlite+aiosqlite:///{directory / 'simulate.sqlite3'}"
+    # The fakes answer on made-up hosts over plain HTTP: private targets allowed, as in development.
+    settings = _Settings(
+        database_url=database_url, api_token=SecretStr(keys.api_token), settle_seconds=SETTLE, check_schedule=SCHEDULE,
+        guard_calcom_timeout_seconds=GUARD_TIMEOUT,
+        secret_keys=SecretStr(keys.secret_key or base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()), allow_private_targets=True,
+    )
+    install_secret_keys(settings)
     db = open_database(database_url)
     await db.connect()
     try:
         await migrate(db)
     finally:
         await db.disconnect()
-    settings = _Settings(database_url=database_url, api_token=SecretStr(keys.api_token), settle_seconds=SETTLE, check_schedule=SCHEDULE,
-                         guard_calcom_timeout_seconds=GUARD_TIMEOUT)
     clock = SimClock(START)
     fake = FakeCalcom(clock=clock)
     fake.add_api_key(keys.calcom_api_key)

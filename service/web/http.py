@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -10,8 +11,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.core.signatures import token_valid
 from service.errors import (
+    Forbidden,
     NotConfigured,
     PayloadTooLarge,
+    ServiceError,
     Unauthorized,
     ValidationFailed,
 )
@@ -67,8 +70,39 @@ def parse_limit(request: Request, default: int = 50, maximum: int = 200) -> int:
     return int(raw)
 
 
+PRINCIPAL = "verifier.principal"  # the scope key BearerAuth fills
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the administrator (API_TOKEN, `account` None) or one account's platform token."""
+
+    account: str | None
+
+    @property
+    def admin(self) -> bool:
+        return self.account is None
+
+
+def principal(request: Request) -> Principal:
+    found = request.scope.get(PRINCIPAL)
+    assert isinstance(found, Principal), "BearerAuth runs before every /api handler"
+    return found
+
+
+def require_admin(request: Request) -> None:
+    if not principal(request).admin:
+        raise Forbidden("a platform token may only record, read and resolve its account's verifications; this needs API_TOKEN")
+
+
+def may_see(request: Request, account: str) -> bool:
+    """Whether the caller may see a verification of `account` (the administrator: every account)."""
+    caller = principal(request)
+    return caller.admin or caller.account == account
+
+
 class BearerAuth:
-    """Guards a mounted app: `Authorization: Bearer $API_TOKEN`, compared in constant time."""
+    """Guards a mounted app: `Authorization: Bearer $API_TOKEN` (compared in constant time), or a platform token of one account."""
 
     def __init__(self, app: ASGIApp, token: str | None) -> None:
         self.app = app
@@ -84,8 +118,20 @@ class BearerAuth:
         else:
             header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
             scheme, _, presented = header.partition(" ")
-            if scheme.lower() != "bearer" or not token_valid(self.token, presented.strip()):
-                error = Unauthorized("missing or wrong bearer token (Authorization: Bearer <API_TOKEN>)")
+            presented = presented.strip()
+            if scheme.lower() == "bearer" and token_valid(self.token, presented):
+                scope[PRINCIPAL] = Principal(None)
+            else:
+                account = None
+                if scheme.lower() == "bearer" and presented:
+                    try:
+                        account = await scope["app"].state.services.tokens.account_of(presented)
+                    except ServiceError as exc:  # the database is away: a 503, like any other request now
+                        error = exc
+                if account is not None:
+                    scope[PRINCIPAL] = Principal(account)
+                elif error is None:
+                    error = Unauthorized("missing or wrong bearer token (Authorization: Bearer <API_TOKEN or platform token>)")
         if error is None:
             await self.app(scope, receive, send)
             return

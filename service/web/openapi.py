@@ -21,12 +21,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from service.core.responses import ErrorOut
+from service.web.http import require_admin
 
 Handler = Callable[[Request], Awaitable[Response]]
 # An answer: a body type; a body type with its description; or, as a bare description, an error
 # (its body is always `ErrorOut`).
 Answer = type | tuple[type, str] | str
 SECURITY_SCHEME = "bearer"
+PLATFORM_SCHEME = "platformToken"
+FORBIDDEN = "a platform token may not do this: it needs the administrator's API_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,9 @@ class Operation:
     responses: Mapping[int, Answer]
     body: type | None = None
     params: tuple[Param, ...] = ()
+    # True: the administrator's API_TOKEN only (a platform token gets 403). False: a platform token
+    # may call it too, for its own account's verifications (the handler keeps it to them).
+    admin: bool = True
 
 
 class Api:
@@ -81,6 +87,7 @@ class Api:
         responses: Mapping[int, Answer],
         body: type | None = None,
         params: Sequence[Param] = (),
+        admin: bool = True,
     ) -> Callable[[Handler], Handler]:
         """Declare the decorated handler's operation: it is routed and described from this alone."""
         templated = set(re.findall(r"{(\w+)}", path))
@@ -89,13 +96,25 @@ class Api:
             raise ValueError(f"{method} {path}: path parameters {sorted(templated)} declared as {sorted(declared)}")
 
         def register(handler: Handler) -> Handler:
-            self.operations.append(Operation(method.upper(), path, handler, summary, dict(responses), body, tuple(params)))
+            answers = {**responses, 403: FORBIDDEN} if admin else dict(responses)
+            self.operations.append(Operation(method.upper(), path, handler, summary, answers, body, tuple(params), admin))
             return handler
 
         return register
 
     def routes(self) -> list[Route]:
-        return [Route(op.path, op.handler, methods=[op.method]) for op in self.operations]
+        return [Route(op.path, _admin_only(op.handler) if op.admin else op.handler, methods=[op.method]) for op in self.operations]
+
+
+def _admin_only(handler: Handler) -> Handler:
+    """The handler behind a 403 for platform tokens."""
+
+    async def run(request: Request) -> Response:
+        require_admin(request)
+        return await handler(request)
+
+    run.__name__ = handler.__name__
+    return run
 
 
 class _Schemas:
@@ -125,7 +144,7 @@ def describe(api: Api, *, title: str, version: str) -> dict[str, Any]:
             entry["requestBody"] = {"required": True, "content": body}
         answers = {**api.common, **op.responses}
         entry["responses"] = {str(status): _answer(status, answers[status], schemas) for status in sorted(answers)}
-        entry["security"] = [{SECURITY_SCHEME: []}]
+        entry["security"] = [{SECURITY_SCHEME: []}] if op.admin else [{SECURITY_SCHEME: []}, {PLATFORM_SCHEME: []}]
         paths.setdefault(api.prefix + op.path, {})[op.method.lower()] = entry
     return {
         "openapi": "3.1.0",
@@ -133,7 +152,14 @@ def describe(api: Api, *, title: str, version: str) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": dict(sorted(schemas.found.items())),
-            "securitySchemes": {SECURITY_SCHEME: {"type": "http", "scheme": "bearer", "description": "API_TOKEN"}},
+            "securitySchemes": {
+                SECURITY_SCHEME: {"type": "http", "scheme": "bearer", "description": "API_TOKEN"},
+                PLATFORM_SCHEME: {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a platform token (POST /api/accounts/{account}/tokens): that account's verifications only",
+                },
+            },
         },
     }
 

@@ -117,7 +117,13 @@ class CallbackDeliverer:
             )
             return False
         assert account is not None and account.callback_url and account.callback_secret
-        attempt = await self._sender.post(account.callback_url, account.callback_secret, row["id"], row["payload"].encode("utf-8"), self._fresh(now))
+        signed_at = self._fresh(now)
+        # During a callback secret rotation the old secret signs too (both signatures in one header).
+        previous = account.callback_secrets(signed_at)[1:]
+        attempt = await self._sender.post(
+            account.callback_url, account.callback_secret, row["id"], row["payload"].encode("utf-8"), signed_at,
+            previous=previous[0] if previous else None,
+        )
         now = self._fresh(now)  # after the POST: retries and the give-up horizon count from its end
         attempts = row["attempts"] + 1
         retry_at: datetime | None = None

@@ -7,8 +7,9 @@ import signal
 
 import httpx
 
-from service.app.runtime import connect_database
+from service.app.runtime import check_secret_keys, connect_database
 from service.clients.calcom import CalcomClient
+from service.clients.targets import GuardedTransport
 from service.clock import system_clock
 from service.core.tallies import Tally
 from service.settings import Settings
@@ -20,9 +21,16 @@ from service.workers.poller import Poller, default_owner
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """The poller process' life: connect, tick until stopped, disconnect."""
     db = await connect_database(settings)
-    await apply_pending_migrations(db)
+    try:
+        await apply_pending_migrations(db)
+        await check_secret_keys(db)
+    except BaseException:
+        await db.disconnect()
+        raise
     limits = httpx.Limits(max_connections=50, max_keepalive_connections=20)
-    async with httpx.AsyncClient(limits=limits, follow_redirects=False) as http:
+    # Cal.com and the callback receivers: public https hosts only, checked at each connection (no SSRF).
+    transport = GuardedTransport(allow_private=settings.allow_private_targets, limits=limits)
+    async with httpx.AsyncClient(transport=transport, follow_redirects=False) as http:
         owner = default_owner()
         calcom = CalcomClient(http, timeout=settings.calcom_timeout_seconds, tally=Tally())
         deliverer = CallbackDeliverer(db, http, settings, owner=owner)

@@ -16,6 +16,7 @@ from importlib.resources.abc import Traversable
 
 from service.core import times
 from service.store.connector import Database, Tx, sql
+from service.store.queries import accounts as account_store
 
 log = logging.getLogger("service.migrations")
 
@@ -63,10 +64,25 @@ async def pending(db: Database) -> list[str]:
     return [version for version, _ in available(db.dialect) if version not in done]
 
 
+SECRETS_AT_REST = "0008_security"  # from this version on, the accounts' secrets are stored encrypted
+
+
 async def migrate(db: Database, *, until: str | None = None) -> list[str]:
-    """Apply every pending migration (up to version `until`, if given); answer the versions applied by this call."""
+    """Apply every pending migration (up to version `until`, if given); answer the versions applied by this call.
+
+    Then the data step SQL cannot do (it does not know SECRET_KEYS): every account secret still in
+    plaintext is encrypted. It is idempotent (ciphertext carries a marker), so it runs on every
+    migrate and start-up.
+    """
     async with db.session_lock(_LOCK_KEY):
-        return await _apply_all(db, until)
+        done = await _apply_all(db, until)
+        async with db.read() as tx:
+            current = SECRETS_AT_REST in await applied(tx)
+        if current:
+            sealed = await account_store.reseal_all(db, rotate=False)
+            if sealed:
+                log.info("secrets encrypted", extra={"event": "secrets_encrypted", "accounts": sealed})
+        return done
 
 
 async def _apply_all(db: Database, until: str | None) -> list[str]:

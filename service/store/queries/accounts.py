@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from service.logs import secret_registry
-from service.store.connector import Tx, sql
+from service.store import secretbox
+from service.store.connector import Database, Tx, sql
 
 
 @dataclass(frozen=True)
@@ -26,16 +27,41 @@ class Account:
     updated_at: datetime
     time_only_matching: bool = False
     guard: bool = True
+    # A replaced secret still valid until a set time (rotation without a window of refusals).
+    webhook_secret_previous: str | None = None
+    webhook_secret_previous_until_at: datetime | None = None
+    callback_secret_previous: str | None = None
+    callback_secret_previous_until_at: datetime | None = None
 
     def __post_init__(self) -> None:
-        secret_registry.add(self.calcom_api_key, self.webhook_secret, self.callback_secret)
+        secret_registry.add(
+            self.calcom_api_key, self.webhook_secret, self.callback_secret, self.webhook_secret_previous, self.callback_secret_previous
+        )
+
+    def webhook_secrets(self, now: datetime) -> list[str]:
+        """The webhook secrets a signature may be made with at `now`: the current one, and the previous until its time."""
+        return [self.webhook_secret, *_previous(self.webhook_secret_previous, self.webhook_secret_previous_until_at, now)]
+
+    def callback_secrets(self, now: datetime) -> list[str]:
+        """The callback secrets to sign with at `now`: the current one, and the previous until its time."""
+        if not self.callback_secret:
+            return []
+        return [self.callback_secret, *_previous(self.callback_secret_previous, self.callback_secret_previous_until_at, now)]
 
     def __repr__(self) -> str:  # never let a secret reach a log line through repr()
         return f"Account(id={self.id!r}, enabled={self.enabled}, credentials={self.credentials!r})"
 
 
+def _previous(secret: str | None, until: datetime | None, now: datetime) -> list[str]:
+    return [secret] if secret and until is not None and now < until else []
+
+
+# The columns holding secrets: sealed on the way in, opened on the way out (service/store/secretbox.py).
+SECRET_COLUMNS = ("calcom_api_key", "webhook_secret", "callback_secret", "webhook_secret_previous", "callback_secret_previous")
+
 _COLUMNS = """id, calcom_api_key, webhook_secret, calcom_api_base, callback_url, callback_secret,
-    match_tolerance_seconds, enabled, credentials, credentials_error, created_at, updated_at, time_only_matching, guard"""
+    match_tolerance_seconds, enabled, credentials, credentials_error, created_at, updated_at, time_only_matching, guard,
+    webhook_secret_previous, webhook_secret_previous_until_at, callback_secret_previous, callback_secret_previous_until_at"""
 
 GET = sql(f"SELECT {_COLUMNS} FROM accounts WHERE id = :id")
 LIST = sql(f"SELECT {_COLUMNS} FROM accounts ORDER BY id")
@@ -43,21 +69,22 @@ GET_MANY = sql(
     f"SELECT {_COLUMNS} FROM accounts WHERE id IN (SELECT value FROM json_each(:ids))",
     postgresql=f"SELECT {_COLUMNS} FROM accounts WHERE id = ANY(:ids)",
 )
-WEBHOOK_SECRET = sql("SELECT webhook_secret FROM accounts WHERE id = :id")
+WEBHOOK_SECRETS = sql("SELECT webhook_secret, webhook_secret_previous, webhook_secret_previous_until_at FROM accounts WHERE id = :id")
 
 # Create or replace; a replaced account keeps its creation time and its credential state
-# unless the API key changed (a new key deserves a fresh chance).
+# unless the API key changed (a new key deserves a fresh chance; ciphertexts differ every time, so
+# the caller compares the plaintexts and says so in :key_changed).
 UPSERT = sql(
     """
     INSERT INTO accounts (id, calcom_api_key, webhook_secret, calcom_api_base, callback_url,
-        callback_secret, match_tolerance_seconds, enabled, credentials, created_at, updated_at, time_only_matching, guard)
+        callback_secret, match_tolerance_seconds, enabled, credentials, created_at, updated_at, time_only_matching, guard,
+        webhook_secret_previous, webhook_secret_previous_until_at, callback_secret_previous, callback_secret_previous_until_at)
     VALUES (:id, :calcom_api_key, :webhook_secret, :calcom_api_base, :callback_url,
-        :callback_secret, :match_tolerance_seconds, :enabled, 'ok', :now, :now, :time_only_matching, :guard)
+        :callback_secret, :match_tolerance_seconds, :enabled, 'ok', :now, :now, :time_only_matching, :guard,
+        :webhook_secret_previous, :webhook_secret_previous_until_at, :callback_secret_previous, :callback_secret_previous_until_at)
     ON CONFLICT (id) DO UPDATE SET
-        credentials = CASE WHEN accounts.calcom_api_key = excluded.calcom_api_key
-                           THEN accounts.credentials ELSE 'ok' END,
-        credentials_error = CASE WHEN accounts.calcom_api_key = excluded.calcom_api_key
-                                 THEN accounts.credentials_error ELSE NULL END,
+        credentials = CASE WHEN :key_changed THEN 'ok' ELSE accounts.credentials END,
+        credentials_error = CASE WHEN :key_changed THEN NULL ELSE accounts.credentials_error END,
         calcom_api_key = excluded.calcom_api_key,
         webhook_secret = excluded.webhook_secret,
         calcom_api_base = excluded.calcom_api_base,
@@ -67,6 +94,10 @@ UPSERT = sql(
         enabled = excluded.enabled,
         time_only_matching = excluded.time_only_matching,
         guard = excluded.guard,
+        webhook_secret_previous = excluded.webhook_secret_previous,
+        webhook_secret_previous_until_at = excluded.webhook_secret_previous_until_at,
+        callback_secret_previous = excluded.callback_secret_previous,
+        callback_secret_previous_until_at = excluded.callback_secret_previous_until_at,
         updated_at = excluded.updated_at
     """
 )
@@ -118,8 +149,13 @@ SET_PACE = sql(
 )
 
 
+def _opened(row: dict[str, Any]) -> dict[str, Any]:
+    box = secretbox.current()
+    return {**row, **{name: box.open(row[name]) for name in SECRET_COLUMNS if name in row}}
+
+
 def _account(row: dict[str, Any] | None) -> Account | None:
-    return Account(**row) if row else None
+    return Account(**_opened(row)) if row else None
 
 
 async def get(tx: Tx, account_id: str) -> Account | None:
@@ -129,27 +165,78 @@ async def get(tx: Tx, account_id: str) -> Account | None:
 async def get_many(tx: Tx, account_ids: list[str]) -> dict[str, Account]:
     if not account_ids:
         return {}
-    return {row["id"]: Account(**row) for row in await tx.fetch_all(GET_MANY, ids=sorted(set(account_ids)))}
+    return {row["id"]: Account(**_opened(row)) for row in await tx.fetch_all(GET_MANY, ids=sorted(set(account_ids)))}
 
 
-async def webhook_secret(tx: Tx, account_id: str) -> str | None:
-    """Only the webhook secret: the hot path of every webhook needs nothing else."""
-    secret = await tx.fetch_val(WEBHOOK_SECRET, id=account_id)
-    return str(secret) if secret is not None else None
+async def webhook_secrets(tx: Tx, account_id: str) -> tuple[str, str | None, datetime | None] | None:
+    """Only the webhook secrets (current; previous and until when): the hot path of every webhook needs nothing else."""
+    row = await tx.fetch_one(WEBHOOK_SECRETS, id=account_id)
+    if row is None:
+        return None
+    opened = _opened(row)
+    return opened["webhook_secret"], opened["webhook_secret_previous"], opened["webhook_secret_previous_until_at"]
 
 
 async def list_all(tx: Tx) -> list[Account]:
-    return [Account(**row) for row in await tx.fetch_all(LIST)]
+    return [Account(**_opened(row)) for row in await tx.fetch_all(LIST)]
+
+
+_DEFAULTS: dict[str, Any] = {
+    "time_only_matching": False,
+    "guard": True,
+    "webhook_secret_previous": None,
+    "webhook_secret_previous_until_at": None,
+    "callback_secret_previous": None,
+    "callback_secret_previous_until_at": None,
+}
 
 
 async def upsert(tx: Tx, account_id: str, values: dict[str, Any], now: datetime) -> bool:
-    """Create or replace; answer True when it was created."""
+    """Create or replace (secrets given in plaintext, stored sealed); answer True when it was created."""
     # Two requests creating one new id must not both see "absent": take turns (PostgreSQL; a
     # SQLite write transaction already excludes every other writer).
     await tx.lock_account(account_id)
-    existed = await tx.fetch_one(GET, id=account_id) is not None
-    await tx.execute(UPSERT, id=account_id, now=now, **{"time_only_matching": False, "guard": True, **values})
-    return not existed
+    before = await get(tx, account_id)
+    merged = {**_DEFAULTS, **values}
+    box = secretbox.current()
+    sealed = {name: box.seal(merged.get(name)) for name in SECRET_COLUMNS}
+    key_changed = before is None or before.calcom_api_key != merged["calcom_api_key"]
+    await tx.execute(UPSERT, id=account_id, now=now, key_changed=key_changed, **{**merged, **sealed})
+    return before is None
+
+
+# Every stored secret, for sealing older plaintext rows and re-encrypting under a new first key.
+SECRET_ROWS = sql(f"SELECT id, {', '.join(SECRET_COLUMNS)} FROM accounts ORDER BY id")
+RESEAL = sql(
+    "UPDATE accounts SET " + ", ".join(f"{name} = :{name}" for name in SECRET_COLUMNS) + " WHERE id = :id"
+)
+
+
+async def reseal_all(db: Database, *, rotate: bool) -> int:
+    """Encrypt every plaintext secret (idempotent: ciphertext carries a marker); with `rotate`, re-encrypt
+    every secret under the first key too. Answer the number of accounts rewritten."""
+    changed = 0
+    async with db.transaction() as tx:
+        rows = await tx.fetch_all(SECRET_ROWS)
+        box = secretbox.current() if rows else None
+        for row in rows:
+            assert box is not None
+            if not rotate and all(row[name] is None or box.sealed(row[name]) for name in SECRET_COLUMNS):
+                continue
+            await tx.execute(RESEAL, id=row["id"], **{name: box.reseal(row[name]) for name in SECRET_COLUMNS})
+            changed += 1
+    return changed
+
+
+ANY_SEALED = sql(f"SELECT {', '.join(SECRET_COLUMNS)} FROM accounts WHERE calcom_api_key LIKE 'fernet:%' LIMIT 1")
+
+
+async def check_keys(db: Database) -> None:
+    """SecretKeyError (one line, no secret) when the stored secrets cannot be opened with this process' keys."""
+    async with db.read() as tx:
+        row = await tx.fetch_one(ANY_SEALED)
+    if row is not None:
+        _opened(row)
 
 
 async def set_credentials(tx: Tx, account_id: str, credentials: str, error: str | None, now: datetime) -> bool:

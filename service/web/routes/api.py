@@ -22,8 +22,8 @@ from service.core.models import (
 )
 from service.core.responses import AccountOut, VerificationOut, VerificationPage
 from service.core.views import account_view
-from service.errors import ValidationFailed
-from service.web.http import MAX_WAIT_SECONDS, parse_limit, parse_wait, read_body
+from service.errors import NotFound, ValidationFailed
+from service.web.http import MAX_WAIT_SECONDS, may_see, parse_limit, parse_wait, principal, read_body
 from service.web.openapi import Api, path_param, query_param
 
 api = Api(
@@ -90,6 +90,7 @@ async def get_account(request: Request) -> JSONResponse:
     "/verifications",
     summary="Record a failed sync",
     params=[WAIT_PARAM],
+    admin=False,
     body=VerificationIn,
     responses={
         201: (VerificationOut, "recorded"),
@@ -104,6 +105,8 @@ async def post_verification(request: Request) -> JSONResponse:
     services = request.app.state.services
     wait = parse_wait(request)
     body: VerificationIn = parse(VerificationIn, await read_body(request, services.settings.max_body_bytes))
+    if not may_see(request, body.account):
+        raise NotFound(f"unknown account {body.account!r}")  # another account's is none of this token's business
     recorded = await services.intake.record(body, services.clock())
     view = recorded.view
     if wait > 0 and view["status"] == "pending":
@@ -116,15 +119,24 @@ async def post_verification(request: Request) -> JSONResponse:
     "/verifications/{id}",
     summary="Read a verification, optionally long-polling for its verdict",
     params=[ID_PARAM, WAIT_PARAM],
+    admin=False,
     responses={200: (VerificationOut, "the verification"), 404: "no such verification", 422: INVALID},
 )
 async def get_verification(request: Request) -> JSONResponse:
     services = request.app.state.services
     wait = parse_wait(request)
-    view = await services.intake.get(request.path_params["id"])
+    view = await _own_verification(request, request.path_params["id"])
     if wait > 0 and view["status"] == "pending":
         view = await _wait_for_verdict(services, view["id"], wait)
     return JSONResponse(view)
+
+
+async def _own_verification(request: Request, verification_id: str) -> dict[str, Any]:
+    """The verification, if the caller may see it; otherwise the same 404 as for one that does not exist."""
+    view = await request.app.state.services.intake.get(verification_id)
+    if not may_see(request, view["account"]):
+        raise NotFound(f"no verification {verification_id!r}")
+    return dict(view)
 
 
 async def _wait_for_verdict(services: Any, verification_id: str, wait: float) -> dict[str, Any]:
@@ -147,7 +159,8 @@ async def _wait_for_verdict(services: Any, verification_id: str, wait: float) ->
 @api.operation(
     "GET",
     "/verifications",
-    summary="List verifications, newest first",
+    summary="List verifications, newest first (a platform token: its account's only)",
+    admin=False,
     params=[
         query_param("account"),
         query_param("status", type="string", enum=list(STATUSES)),
@@ -177,10 +190,16 @@ async def list_verifications(request: Request) -> JSONResponse:
         value = params.get(name)
         if value is not None and ("\x00" in value or len(value) > 200):
             raise ValidationFailed(f"{name}: not a valid value", details=[{"field": name, "message": "not a valid value"}])
+    account = params.get("account") or None
+    caller = principal(request)
+    if not caller.admin:
+        if account is not None and account != caller.account:
+            return JSONResponse({"items": [], "next_cursor": None})
+        account = caller.account
     page = await services.intake.list(
         limit=parse_limit(request),
         cursor=params.get("cursor") or None,
-        account=params.get("account") or None,
+        account=account,
         status=status,
         appointment_id=params.get("appointment_id") or None,
         review_reason=reason,
@@ -193,6 +212,7 @@ async def list_verifications(request: Request) -> JSONResponse:
     "/verifications/{id}/resolve",
     summary="Close a pending or manual_review verification by hand",
     params=[ID_PARAM],
+    admin=False,
     body=ResolveIn,
     responses={
         200: (VerificationOut, "resolved"),
@@ -205,6 +225,7 @@ async def list_verifications(request: Request) -> JSONResponse:
 async def resolve_verification(request: Request) -> JSONResponse:
     services = request.app.state.services
     body: ResolveIn = parse(ResolveIn, await read_body(request, services.settings.max_body_bytes))
+    await _own_verification(request, request.path_params["id"])
     view = await services.intake.resolve(request.path_params["id"], body, services.clock())
     return JSONResponse(view)
 

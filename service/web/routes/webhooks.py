@@ -60,18 +60,23 @@ def _unknown_account(account: str) -> NotFound:
     return NotFound(f"unknown account {account!r}: register it with PUT /api/accounts/{account} first")
 
 
+def _signed_with_any(secrets: list[str], body: bytes, header: str | None) -> bool:
+    """Signed with the current secret or, while a rotation runs, the previous one (each checked in constant time)."""
+    return any([calcom_signature_valid(secret, body, header) for secret in secrets])
+
+
 async def _receive(request: Request) -> Response:
     services = request.app.state.services
     account = request.path_params["account"]
-    secret = await services.secrets.get(account) if ACCOUNT_ID.match(account) else None
-    if secret is None:
+    secrets = await services.secrets.get(account) if ACCOUNT_ID.match(account) else None
+    if secrets is None:
         raise _unknown_account(account)
     body = await read_body(request, services.settings.max_body_bytes)
     header = request.headers.get("x-cal-signature-256")
-    if not calcom_signature_valid(secret, body, header):
+    if not _signed_with_any(secrets, body, header):
         if services.secrets.age(account) > 0.05:
-            secret = await services.secrets.get(account, fresh=True)
-        if secret is None or not calcom_signature_valid(secret, body, header):
+            secrets = await services.secrets.get(account, fresh=True)
+        if secrets is None or not _signed_with_any(secrets, body, header):
             log.warning(
                 "webhook signature rejected",
                 extra={"event": "webhook_signature_rejected", "account": account, "header_present": header is not None},
