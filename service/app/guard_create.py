@@ -67,6 +67,7 @@ class Attempt:
     create: dict[str, Any]
     first_at: datetime
     retry: bool = False
+    deadline: float = 0.0  # loop time by which the truth must be known
 
 
 def new_ref() -> str:
@@ -122,7 +123,8 @@ class BookingCreates:
         loop = asyncio.get_running_loop()
         if attempt.retry:
             # The key fixes the verifier_ref: an earlier attempt's booking is this create's booking.
-            data, complete, stored = await self._look(account, attempt, loop.time() + self.settings.guard_truth_seconds)
+            attempt.deadline = loop.time() + self.settings.guard_truth_seconds
+            data, complete, stored = await self._look(account, attempt, attempt.deadline)
             if data is not None:
                 return await self._recovered(account, attempt, data, "earlier-attempt", "an earlier attempt", stored=stored)
             if not complete:
@@ -138,7 +140,8 @@ class BookingCreates:
                 self.tally.add(GUARD_REQUESTS, "created")
                 return _passed(answer)
             why, label = f"Cal.com HTTP {answer.status}", str(answer.status)
-        data, complete, stored = await self._look(account, attempt, loop.time() + self.settings.guard_truth_seconds)
+        attempt.deadline = loop.time() + self.settings.guard_truth_seconds
+        data, complete, stored = await self._look(account, attempt, attempt.deadline)
         if data is not None:
             return await self._recovered(account, attempt, data, label, why, stored=stored)
         if answer is not None and complete:
@@ -173,10 +176,7 @@ class BookingCreates:
             rows = await guard_store.tagged(tx, account.id, attempt.ref)
         stored = rules.from_observations(rows, attempt.create)
         if stored is not None and rules.recurrence(attempt.create) is None:
-            # Known from a webhook: Cal.com's own item for the answer, else the one rebuilt from it.
-            item = await self._get_one(account, rules.first_uid(stored) or "", deadline)
-            seat = stored.get("seatUid") if isinstance(stored, dict) else None
-            return ({**item, "seatUid": seat} if seat else item) if item else stored, True, True
+            return stored, True, True  # known from a webhook; Cal.com's own item is read while recording (`_recovered`)
         items, complete = await self._ask(account, attempt, deadline)
         found = rules.found_in(items, attempt.ref, attempt.create) if items else None
         if found is not None:
@@ -228,6 +228,15 @@ class BookingCreates:
         return page["data"], not more
 
     async def _recovered(self, account: Account, attempt: Attempt, data: Any, label: str, why: str, *, stored: bool = False) -> Outcome:
+        if stored and isinstance(data, dict):
+            # Cal.com's own item for the answer (else the one rebuilt from the webhook), read while the record is written.
+            deadline = attempt.deadline or asyncio.get_running_loop().time() + self.settings.guard_truth_seconds
+            item, view = await asyncio.gather(
+                self._get_one(account, data["uid"], deadline), self._record(account, attempt, f"{why}, but Cal.com made the booking")
+            )
+            if item is not None:
+                data = {**item, "seatUid": data["seatUid"]} if data.get("seatUid") else item
+            return self._found(account, attempt, data, label, view)
         now = self.guard.clock()
         items = data if isinstance(data, list) else [data]
         observations = [o for item in items for o in observations_from_api(item, now) if o.verifier_ref == attempt.ref]
@@ -235,6 +244,9 @@ class BookingCreates:
             async with self.guard.db.transaction() as tx:
                 await observation_store.upsert(tx, account.id, observations, now)
         view = await self._record(account, attempt, f"{why}, but Cal.com made the booking")
+        return self._found(account, attempt, data, label, view)
+
+    def _found(self, account: Account, attempt: Attempt, data: Any, label: str, view: dict[str, Any] | None) -> Outcome:
         self.tally.add(GUARD_REQUESTS, "recovered")
         log.info(
             "booking guard: Cal.com made the booking despite the error",
