@@ -142,3 +142,14 @@ async def test_the_forwarded_request_names_cal_coms_host_and_carries_no_hop_by_h
     assert sent["cal-api-version"] == "2024-08-13" and sent["content-length"] == "7"
     assert "x-private" not in sent and "connection" not in sent and "transfer-encoding" not in sent
     assert answer.header("x-ratelimit-remaining-default") == "7" and answer.header("keep-alive") is None
+
+
+@pytest.mark.parametrize("method, path", [("POST", "/v2/bookings/abc/cancel"), ("DELETE", "/v2/bookings/abc"), ("GET", "/v2/me")])
+async def test_any_other_request_comes_back_exactly_as_cal_com_answered_it(client, fake: FakeCalcom, salon, method: str, path: str) -> None:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=fake.app), base_url=CALCOM) as direct_http:
+        direct = await direct_http.request(method, path, headers=PLATFORM, content=b'{"reason":"x"}')
+
+    response = await client.request(method, f"/calcom/salon-1{path}", headers=PLATFORM, content=b'{"reason":"x"}')
+
+    assert (response.status_code, response.content) == (direct.status_code, direct.content)
+    assert fake.creates == 0
