@@ -121,3 +121,15 @@ async def test_an_unusable_key_is_400(client, fake: FakeCalcom, salon, key: str)
         headers={"Authorization": "Bearer cal_live_test_key_0a1b2c3d4e5f", "Idempotency-Key": key.encode()},
     )
     assert response.status_code == 400 and fake.creates == 0
+
+
+@pytest.mark.parametrize("guard_timeout", [60.0])
+async def test_two_requests_with_one_key_sent_together_forward_once(client, fake: FakeCalcom, salon, guard_timeout: float) -> None:
+    fake.fail_next_create("slow_answer")
+    both = [asyncio.create_task(book(client, key="k-1")) for _ in range(2)]
+    await fake.wait_until_held()
+    fake.release_answers()
+
+    answers = sorted([(await task).status_code for task in both])
+
+    assert answers == [201, 409] and fake.creates == 1 and len(bookings_in(fake)) == 1

@@ -160,3 +160,14 @@ async def test_the_forwarder_connects_to_public_https_hosts_only() -> None:
             with pytest.raises(Unreachable):
                 await forwarder.send("GET", target, [("Authorization", f"Bearer {API_KEY}")], b"", 5)
     assert seen == []
+
+
+@pytest.mark.parametrize("method, path", [("POST", "/v2/bookings/abc/cancel"), ("DELETE", "/v2/bookings/abc"), ("GET", "/v2/me")])
+async def test_any_other_request_comes_back_exactly_as_cal_com_answered_it(client, fake: FakeCalcom, salon, method: str, path: str) -> None:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=fake.app), base_url=CALCOM) as direct_http:
+        direct = await direct_http.request(method, path, headers=PLATFORM, content=b'{"reason":"x"}')
+
+    response = await client.request(method, f"/calcom/salon-1{path}", headers=PLATFORM, content=b'{"reason":"x"}')
+
+    assert (response.status_code, response.content) == (direct.status_code, direct.content)
+    assert fake.creates == 0

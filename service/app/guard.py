@@ -11,6 +11,7 @@ import hmac
 import logging
 import random
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from service.clients.forward import Forwarder
@@ -26,6 +27,8 @@ from service.store.queries import accounts as account_store
 from service.store.queries.accounts import Account
 
 log = logging.getLogger("service.app.guard")
+PLENTY = 5 * ratelimit.RESERVE  # remaining requests above which a reading is only refreshed every RESTATE
+RESTATE = timedelta(seconds=10)
 
 
 class Guard:
@@ -37,6 +40,7 @@ class Guard:
         self.forwarder = forwarder
         self.clock = clock
         self.rng = random.Random()
+        self._paced: dict[str, datetime] = {}
 
     async def admit(self, account_id: str, authorization: str | None) -> Account:
         """The account, when it exists, is guarded and the bearer is its own Cal.com key (else 404 / 401)."""
@@ -70,11 +74,17 @@ class Guard:
         remaining, reset_at = ratelimit.parse_rate_headers(headers, now)
         if remaining is None and status != 429:
             return
+        hashed = key_name(account.calcom_api_key)
+        # A reading with plenty left changes no pause: written now and then, not once per request.
+        last = self._paced.get(hashed)
+        if status != 429 and remaining is not None and remaining > PLENTY and last is not None and now - last < RESTATE:
+            return
+        self._paced[hashed] = now
         paused = ratelimit.pause_after_429(now, self.rng) if status == 429 else None
         try:
             async with self.db.transaction() as tx:
                 await account_store.set_pace(
-                    tx, key_name(account.calcom_api_key), paused_until=paused, remaining=remaining, reset_at=reset_at, now=now
+                    tx, hashed, paused_until=paused, remaining=remaining, reset_at=reset_at, now=now
                 )
         except Exception as exc:  # pacing is advice; the answer already went out
             log.warning("guard could not store the key's pace", extra={"event": "guard_pace_failed", "error": type(exc).__name__})

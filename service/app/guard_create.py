@@ -67,6 +67,7 @@ class Attempt:
     create: dict[str, Any]
     first_at: datetime
     retry: bool = False
+    deadline: float = 0.0  # loop time by which the truth must be known
 
 
 def new_ref() -> str:
@@ -122,9 +123,10 @@ class BookingCreates:
         loop = asyncio.get_running_loop()
         if attempt.retry:
             # The key fixes the verifier_ref: an earlier attempt's booking is this create's booking.
-            data, complete = await self._look(account, attempt, loop.time() + self.settings.guard_truth_seconds)
+            attempt.deadline = loop.time() + self.settings.guard_truth_seconds
+            data, complete, stored = await self._look(account, attempt, attempt.deadline)
             if data is not None:
-                return await self._recovered(account, attempt, data, "earlier-attempt", "an earlier attempt")
+                return await self._recovered(account, attempt, data, "earlier-attempt", "an earlier attempt", stored=stored)
             if not complete:
                 return await self._unknown(account, attempt, "retry: Cal.com could not be asked about the earlier attempt")
         answer: Answer | None = None
@@ -138,9 +140,10 @@ class BookingCreates:
                 self.tally.add(GUARD_REQUESTS, "created")
                 return _passed(answer)
             why, label = f"Cal.com HTTP {answer.status}", str(answer.status)
-        data, complete = await self._look(account, attempt, loop.time() + self.settings.guard_truth_seconds)
+        attempt.deadline = loop.time() + self.settings.guard_truth_seconds
+        data, complete, stored = await self._look(account, attempt, attempt.deadline)
         if data is not None:
-            return await self._recovered(account, attempt, data, label, why)
+            return await self._recovered(account, attempt, data, label, why, stored=stored)
         if answer is not None and complete:
             self.tally.add(GUARD_REQUESTS, "refused")
             return _passed(answer)
@@ -159,31 +162,28 @@ class BookingCreates:
 
     # --- finding the truth --------------------------------------------------------------------
 
-    async def _look(self, account: Account, attempt: Attempt, deadline: float) -> tuple[Any | None, bool]:
-        """This create's booking data if Cal.com made it, and whether the search was complete."""
+    async def _look(self, account: Account, attempt: Attempt, deadline: float) -> tuple[Any | None, bool, bool]:
+        """This create's booking data if Cal.com made it, whether the search was complete, and whether it is stored."""
         loop = asyncio.get_running_loop()
         try:
             # The calls inside end by the deadline themselves; this bounds the rest (the database).
             return await asyncio.wait_for(self._search(account, attempt, deadline), max(0.0, deadline - loop.time()) + 1.0)
         except TimeoutError:
-            return None, False
+            return None, False, False
 
-    async def _search(self, account: Account, attempt: Attempt, deadline: float) -> tuple[Any | None, bool]:
+    async def _search(self, account: Account, attempt: Attempt, deadline: float) -> tuple[Any | None, bool, bool]:
         async with self.guard.db.read() as tx:
             rows = await guard_store.tagged(tx, account.id, attempt.ref)
         stored = rules.from_observations(rows, attempt.create)
         if stored is not None and rules.recurrence(attempt.create) is None:
-            # Known from a webhook: Cal.com's own item for the answer, else the one rebuilt from it.
-            item = await self._get_one(account, rules.first_uid(stored) or "", deadline)
-            seat = stored.get("seatUid") if isinstance(stored, dict) else None
-            return ({**item, "seatUid": seat} if seat else item) if item else stored, True
+            return stored, True, True  # known from a webhook; Cal.com's own item is read while recording (`_recovered`)
         items, complete = await self._ask(account, attempt, deadline)
         found = rules.found_in(items, attempt.ref, attempt.create) if items else None
         if found is not None:
-            return found, True
+            return found, True, False
         if stored is not None:
-            return stored, True
-        return None, complete
+            return stored, True, True
+        return None, complete, False
 
     async def _get_one(self, account: Account, uid: str, deadline: float) -> dict[str, Any] | None:
         base = (account.calcom_api_base or self.settings.calcom_api_base).rstrip("/")
@@ -227,14 +227,26 @@ class BookingCreates:
         more = isinstance(pagination, dict) and pagination.get("hasNextPage") is True
         return page["data"], not more
 
-    async def _recovered(self, account: Account, attempt: Attempt, data: Any, label: str, why: str) -> Outcome:
+    async def _recovered(self, account: Account, attempt: Attempt, data: Any, label: str, why: str, *, stored: bool = False) -> Outcome:
+        if stored and isinstance(data, dict):
+            # Cal.com's own item for the answer (else the one rebuilt from the webhook), read while the record is written.
+            deadline = attempt.deadline or asyncio.get_running_loop().time() + self.settings.guard_truth_seconds
+            item, view = await asyncio.gather(
+                self._get_one(account, data["uid"], deadline), self._record(account, attempt, f"{why}, but Cal.com made the booking")
+            )
+            if item is not None:
+                data = {**item, "seatUid": data["seatUid"]} if data.get("seatUid") else item
+            return self._found(account, attempt, data, label, view)
         now = self.guard.clock()
         items = data if isinstance(data, list) else [data]
         observations = [o for item in items for o in observations_from_api(item, now) if o.verifier_ref == attempt.ref]
-        if observations:
+        if observations and not stored:  # what a webhook already told us is stored
             async with self.guard.db.transaction() as tx:
                 await observation_store.upsert(tx, account.id, observations, now)
         view = await self._record(account, attempt, f"{why}, but Cal.com made the booking")
+        return self._found(account, attempt, data, label, view)
+
+    def _found(self, account: Account, attempt: Attempt, data: Any, label: str, view: dict[str, Any] | None) -> Outcome:
         self.tally.add(GUARD_REQUESTS, "recovered")
         log.info(
             "booking guard: Cal.com made the booking despite the error",
@@ -253,7 +265,7 @@ class BookingCreates:
                 rows = await guard_store.tagged(tx, account.id, attempt.ref)
             data = rules.from_observations(rows, attempt.create)
             if data is not None:
-                return await self._recovered(account, attempt, data, "timeout", why)
+                return await self._recovered(account, attempt, data, "timeout", why, stored=True)
         self.tally.add(GUARD_REQUESTS, "unknown")
         message = "Cal.com's answer does not say whether the booking was made; the verification will tell"
         body: dict[str, Any] = {"status": "error", "error": {"code": "calcom_outcome_unknown", "message": message}}

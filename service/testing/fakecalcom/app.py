@@ -283,7 +283,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--window", type=float, default=60.0, help="rate-limit window in seconds")
     parser.add_argument("--block", type=float, default=60.0, help="seconds a key stays blocked after exceeding")
     args = parser.parse_args(argv)
-    fake = FakeCalcom(limit=args.limit, window=args.window, block=args.block)
+    import httpx
+
+    from service.testing.fakecalcom.webhooks import DELIVERY_TIMEOUT
+
+    # One pool for every webhook delivery: a client per create costs a TLS context each (milliseconds).
+    client = httpx.AsyncClient(timeout=DELIVERY_TIMEOUT, follow_redirects=False)
+    fake = FakeCalcom(limit=args.limit, window=args.window, block=args.block, webhook_client=client)
     for api_key in args.api_key:
         fake.add_api_key(api_key)
     uvicorn.run(fake.app, host=args.host, port=args.port, log_level="warning")
