@@ -201,3 +201,12 @@ async def test_failed_sign_ins_are_slowed_down_more_each_time() -> None:
     throttle.succeeded("name:a", "address:x")
     assert throttle.delay("name:a") == 0.25
     assert throttle.delay("name:b", "address:x") == 0.25
+
+
+async def test_account_changes_through_the_api_are_audited_too(console: httpx.AsyncClient) -> None:
+    await create_account(console)
+    await console.patch("/api/accounts/salon-1", json={"enabled": False}, headers=AUTH)
+    await sign_in(console)
+    audit = (await console.get("/console/audit")).text
+    assert "account_created" in audit and "account_changed" in audit and "enabled: False" in audit
+    assert not [s for s in ALL_SECRETS if s in audit]

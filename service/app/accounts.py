@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from service.app.operators import record
 from service.clients.calcom import CalcomClient
 from service.clock import Clock, system_clock
 from service.core.models import AccountIn, validate
@@ -33,6 +34,14 @@ class Saved:
     created: bool
 
 
+SECRETS = ("calcom_api_key", "webhook_secret", "callback_secret")
+
+
+def audited(fields: dict[str, Any]) -> dict[str, Any]:
+    """What the audit log keeps of a change: each field's new value, a secret only as "(replaced)"."""
+    return {name: "(replaced)" if name in SECRETS and value else value for name, value in sorted(fields.items())}
+
+
 CHECK_SECONDS = 5.0  # a credentials check answers within this, or tells nothing
 
 
@@ -43,7 +52,7 @@ class Accounts:
         self.calcom = calcom
         self.clock = clock
 
-    async def put(self, account_id: str, request: AccountIn, now: datetime) -> Saved:
+    async def put(self, account_id: str, request: AccountIn, now: datetime, *, actor: str = "api") -> Saved:
         """Create or replace an account (every field, like PUT); a new account gets the default tolerance."""
         values: dict[str, Any] = request.model_dump()
         if values["match_tolerance_seconds"] is None:
@@ -52,13 +61,14 @@ class Accounts:
             before = await account_store.get(tx, account_id)
             created = await account_store.upsert(tx, account_id, values, now)
             account = await account_store.get(tx, account_id)
+            await record(tx, now, actor, "account_created" if created else "account_replaced", account_id, audited(values))
         assert account is not None
         log.info("account saved", extra={"event": "account_created" if created else "account_replaced", "account": account_id})
         if before is not None and before.calcom_api_key != account.calcom_api_key:
             account = await self.check_credentials(account)
         return Saved(account, created)
 
-    async def patch(self, account_id: str, request: Any, now: datetime) -> Saved:
+    async def patch(self, account_id: str, request: Any, now: datetime, *, actor: str = "api") -> Saved:
         """Change only the fields sent (an AccountPatch); the result is validated as a whole account."""
         changes: dict[str, Any] = request.model_dump(include=request.model_fields_set)
         async with self.db.transaction() as tx:
@@ -73,6 +83,7 @@ class Accounts:
                 values["match_tolerance_seconds"] = self.settings.match_tolerance_seconds
             await account_store.upsert(tx, account_id, values, now)
             account = await account_store.get(tx, account_id)
+            await record(tx, now, actor, "account_changed", account_id, audited(changes))
         assert account is not None
         log.info("account changed", extra={"event": "account_changed", "account": account_id, "fields": sorted(changes)})
         if before.calcom_api_key != account.calcom_api_key:
@@ -109,7 +120,7 @@ class Accounts:
             log.log(level, "Cal.com credentials %s", state, extra={"event": f"credentials_{state}", "account": account.id, "trigger": "new_key"})
         return fresh or account
 
-    async def delete(self, account_id: str) -> None:
+    async def delete(self, account_id: str, *, actor: str = "api") -> None:
         """Remove an account that never recorded a verification (others are disabled instead)."""
         async with self.db.transaction() as tx:
             await tx.lock_account(account_id)
@@ -121,6 +132,7 @@ class Accounts:
                     "(new failures then go straight to review; webhooks are still stored)"
                 )
             await account_store.delete(tx, account_id)
+            await record(tx, self.clock(), actor, "account_deleted", account_id, {})
         log.info("account deleted", extra={"event": "account_deleted", "account": account_id})
 
     async def get(self, account_id: str) -> Account:

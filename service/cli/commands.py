@@ -150,7 +150,7 @@ def accounts_add(args: argparse.Namespace, settings: Settings) -> int:
 
     async def command(runtime: Runtime) -> int:
         request: AccountIn = parse(AccountIn, json.dumps(body).encode())
-        saved = await runtime.accounts.put(args.account, request, system_clock())
+        saved = await runtime.accounts.put(args.account, request, system_clock(), actor="cli")
         print(f"account {args.account} {'created' if saved.created else 'replaced'}", file=sys.stderr)
         _print_json(account_view(saved.account))
         return 0
