@@ -210,3 +210,16 @@ async def test_account_changes_through_the_api_are_audited_too(console: httpx.As
     audit = (await console.get("/console/audit")).text
     assert "account_created" in audit and "account_changed" in audit and "enabled: False" in audit
     assert not [s for s in ALL_SECRETS if s in audit]
+
+
+async def test_the_dashboard_counts_a_verification_still_in_review_from_before_the_fortnight(
+    app: object, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    await _in_review(client)
+    services = app.state.services  # type: ignore[attr-defined]
+    today = await services.console.dashboard(clock())
+    assert today[-1].created["manual_review"] == 1 and today[-1].review_entries == 1 and today[-1].queue_size == 1
+    clock.advance(20 * 86400)
+    later = await services.console.dashboard(clock())
+    assert sum(d.created["manual_review"] for d in later) == 0
+    assert all(d.queue_size == 1 for d in later)  # still waiting, every day of the fortnight

@@ -117,15 +117,16 @@ DELIVERIES = sql(
     FROM outbox WHERE verification_seq = :seq ORDER BY seq
     """
 )
-# What the dashboard's 14 days are drawn from: one row per verification created since `since`, and
-# the rows that were in review at some point since then.
-HISTORY = sql(
-    """
-    SELECT created_at, status, resolved_via, resolution, review_reason, resolved_at, review_started_at
-    FROM verifications WHERE created_at >= :since OR (review_started_at IS NOT NULL AND (resolved_at IS NULL OR resolved_at >= :since)
-        AND status IN ('manual_review', 'resolved'))
-    ORDER BY seq LIMIT :limit
-    """
+# What the dashboard's 14 days are drawn from: the verifications created since `since`, and the
+# older ones that were in review at some point since then (still there, or resolved since).
+_HISTORY_COLUMNS = "seq, created_at, status, resolved_via, resolution, review_reason, resolved_at, review_started_at"
+HISTORY_CREATED = sql(f"SELECT {_HISTORY_COLUMNS} FROM verifications WHERE created_at >= :since ORDER BY created_at LIMIT :limit")
+HISTORY_IN_REVIEW = sql(
+    f"SELECT {_HISTORY_COLUMNS} FROM verifications WHERE status = 'manual_review' AND created_at < :since LIMIT :limit"
+)
+HISTORY_RESOLVED = sql(
+    f"SELECT {_HISTORY_COLUMNS} FROM verifications WHERE resolved_at >= :since AND status = 'resolved' AND created_at < :since "
+    "AND review_started_at IS NOT NULL LIMIT :limit"
 )
 
 
@@ -155,4 +156,9 @@ async def deliveries(tx: Tx, seq: int) -> list[dict[str, Any]]:
 
 
 async def history(tx: Tx, since: datetime, limit: int = 500_000) -> list[dict[str, Any]]:
-    return await tx.fetch_all(HISTORY, since=since, limit=limit)
+    """The rows the dashboard counts (each at most once; at most `limit` of each kind)."""
+    rows: dict[int, dict[str, Any]] = {}
+    for query in (HISTORY_CREATED, HISTORY_IN_REVIEW, HISTORY_RESOLVED):
+        for row in await tx.fetch_all(query, since=since, limit=limit):
+            rows.setdefault(row["seq"], row)
+    return list(rows.values())
