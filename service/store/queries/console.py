@@ -63,30 +63,33 @@ async def audit_page(tx: Tx, *, limit: int, before: int | None = None) -> list[d
 
 
 # Evidence: every stored unit near a phase (or tagged for its appointment), gone or claimed too,
-# with the verification holding it.
-EVIDENCE_NEAR = sql(
-    """
+# with the verification holding it. Two statements, each one index read (an OR of both would walk
+# the account's history on SQLite).
+_EVIDENCE = """
     SELECT o.uid, o.seat, o.booking_id, o.start_at, o.state, o.calcom_status, o.event_type_id, o.hosts, o.attendees,
         o.phones, o.appointment_tag, o.phase_tag, o.source, v.id AS claimed_by, c.phase_key AS claimed_phase
     FROM booking_observations o
     LEFT JOIN booking_claims c ON c.account = o.account AND c.booking_uid = o.uid AND c.booking_seat = o.seat
     LEFT JOIN verifications v ON v.seq = c.verification_seq
-    WHERE o.account = :account AND ((o.start_at >= :lo AND o.start_at <= :hi) OR o.appointment_tag = :tag)
-    ORDER BY o.start_at, o.uid, o.seat LIMIT :limit
-    """
-)
+    WHERE o.account = :account AND {where} LIMIT :limit
+"""
+EVIDENCE_NEAR = sql(_EVIDENCE.format(where="o.start_at >= :lo AND o.start_at <= :hi ORDER BY o.start_at, o.uid, o.seat"))
+# No ORDER BY: sorting by start would make SQLite walk the account's start index instead of the tag's.
+EVIDENCE_TAGGED = sql(_EVIDENCE.format(where="o.appointment_tag = :tag"))
 
 
 async def evidence_near(tx: Tx, account: str, lo: datetime, hi: datetime, tag: str, limit: int = 200) -> list[dict[str, Any]]:
     """Booking units of `account` starting in [lo, hi] or tagged `tag`, with their claim holder."""
-    rows = await tx.fetch_all(EVIDENCE_NEAR, account=account, lo=lo, hi=hi, tag=tag, limit=limit)
+    rows = await tx.fetch_all(EVIDENCE_NEAR, account=account, lo=lo, hi=hi, limit=limit)
+    rows += await tx.fetch_all(EVIDENCE_TAGGED, account=account, tag=tag, limit=limit)
     for row in rows:
         for name in ("hosts", "attendees", "phones"):
             row[name] = tuple(json.loads(row[name] or "[]"))
     return rows
 
 
-# The review queue, oldest first: manual_review rows of an account (or all), of a reason (or all),
+# The review queue, oldest first (ORDER BY status, seq: the order of the status index, so it is read
+# in order rather than the whole table by seq): manual_review rows of an account (or all), of a reason (or all),
 # in review since before `older_than`.
 _QUEUE_WHERE = """status = 'manual_review' AND (CAST(:account AS TEXT) IS NULL OR account = :account)
     AND (CAST(:reason AS TEXT) IS NULL OR review_reason = :reason)
@@ -95,7 +98,7 @@ QUEUE = sql(
     f"""
     SELECT seq, id, account, appointment_id, service, review_reason, created_at,
         COALESCE(review_started_at, created_at) AS "review_started_at [UTCTIME]"
-    FROM verifications WHERE {_QUEUE_WHERE} ORDER BY seq LIMIT :limit
+    FROM verifications WHERE {_QUEUE_WHERE} ORDER BY status, seq LIMIT :limit
     """
 )
 QUEUE_COUNTS = sql(
@@ -108,8 +111,12 @@ QUEUE_COUNTS = sql(
 OPEN_BY_ACCOUNT = sql(
     "SELECT account, status, COUNT(*) AS n FROM verifications WHERE status IN ('pending', 'manual_review') GROUP BY account, status"
 )
+# The newest webhook of one account. ORDER BY account, received_at: the order of the (account,
+# received_at) index, read backwards from the account's newest (ORDER BY received_at alone let
+# PostgreSQL walk every account's webhooks, newest first, looking for this one's).
 LAST_WEBHOOK = sql(
-    "SELECT trigger_event, received_at FROM webhook_events WHERE account = :account ORDER BY received_at DESC LIMIT 1"
+    "SELECT trigger_event, received_at FROM webhook_events WHERE account = :account "
+    "ORDER BY account DESC, received_at DESC LIMIT 1"
 )
 DELIVERIES = sql(
     """
