@@ -18,6 +18,7 @@ from service.web.app import create_app
 from .console_support import OPERATOR, PASSWORD, SESSION_KEY, csrf_of, sign_in
 from .helpers import ALL_SECRETS, API_TOKEN, AUTH, FakeClock, booking_event, create_account, failure, phase, post_webhook, record
 
+FORMS = ["/console/sign-out", "/console/verifications/x/resolve", "/console/accounts/salon-1"]
 PAGES = ["/console", "/console/dashboard", "/console/accounts", "/console/audit", "/console/duplicates", "/console/verifications/x"]
 START = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
 
@@ -55,6 +56,32 @@ async def test_every_console_page_redirects_to_sign_in_without_a_session(console
     response = await console.get(path)
     assert response.status_code == 303
     assert response.headers["location"].startswith("/console/sign-in?next=")
+
+
+@pytest.mark.parametrize("path", FORMS)
+async def test_every_console_form_redirects_to_sign_in_without_a_session(console: httpx.AsyncClient, path: str) -> None:
+    response = await console.post(path, data={"outcome": "failed", "action": "disable"})
+    assert response.status_code == 303 and response.headers["location"].startswith("/console/sign-in")
+
+
+async def test_a_session_ends_after_console_session_hours(console: httpx.AsyncClient, clock: FakeClock) -> None:
+    await sign_in(console)
+    clock.advance(11 * 3600)
+    assert (await console.get("/console")).status_code == 200
+    clock.advance(1.5 * 3600)  # 12.5 h after signing in (CONSOLE_SESSION_HOURS defaults to 12)
+    assert (await console.get("/console")).status_code == 303
+
+
+async def test_the_cookie_is_secure_over_https(console: httpx.AsyncClient) -> None:
+    form = await console.get("https://verifier.test/console/sign-in")
+    assert "secure" in form.headers["set-cookie"].lower()
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/console", "/api/verifications", "/console\\@evil"])
+async def test_sign_in_sends_nobody_outside_the_console(console: httpx.AsyncClient, target: str) -> None:
+    form = await console.get("/console/sign-in")
+    response = await console.post("/console/sign-in", data={"csrf": csrf_of(form.text), "name": OPERATOR, "password": PASSWORD, "next": target})
+    assert response.status_code == 303 and response.headers["location"] == "/console"
 
 
 async def test_the_api_token_does_not_sign_in(console: httpx.AsyncClient) -> None:
