@@ -53,10 +53,12 @@ class Sessions:
         self.max_age = int(hours * 3600)
         signer: type[TimestampSigner] = TimestampSigner
         if clock is not None:
+            now = clock
+
             # The service's clock stamps and ages the cookie (tests move it; nothing sleeps).
             class Signer(TimestampSigner):
                 def get_timestamp(self) -> int:
-                    return int(clock().timestamp())
+                    return int(now().timestamp())
 
             signer = Signer
         self.serializer = URLSafeTimedSerializer(key, salt="console-session", signer=signer) if key else None
