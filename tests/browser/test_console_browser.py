@@ -96,7 +96,7 @@ def _sign_in(driver: Any, password: str) -> None:
     driver.find_element(By.ID, "sign-in").click()
 
 
-def test_an_operator_reviews_and_resolves_a_verification_in_the_browser(console: Console, browser: Any) -> None:
+def test_an_operator_reviews_and_resolves_a_verification_in_the_browser(browser: Any, console: Console) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import Select
