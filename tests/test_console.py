@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
@@ -16,7 +17,19 @@ from service.settings import Settings
 from service.web.app import create_app
 
 from .console_support import OPERATOR, PASSWORD, SESSION_KEY, csrf_of, sign_in
-from .helpers import ALL_SECRETS, API_TOKEN, AUTH, FakeClock, booking_event, create_account, failure, phase, post_webhook, record
+from .helpers import (
+    ALL_SECRETS,
+    API_TOKEN,
+    AUTH,
+    CALLBACK_SECRET,
+    FakeClock,
+    booking_event,
+    create_account,
+    failure,
+    phase,
+    post_webhook,
+    record,
+)
 
 FORMS = ["/console/sign-out", "/console/verifications/x/resolve", "/console/accounts/salon-1"]
 PAGES = ["/console", "/console/dashboard", "/console/accounts", "/console/audit", "/console/duplicates", "/console/verifications/x"]
@@ -250,3 +263,22 @@ async def test_the_dashboard_counts_a_verification_still_in_review_from_before_t
     later = await services.console.dashboard(clock())
     assert sum(d.created["manual_review"] for d in later) == 0
     assert all(d.queue_size == 1 for d in later)  # still waiting, every day of the fortnight
+
+
+async def test_the_callback_of_a_console_resolution_names_the_operator(console: httpx.AsyncClient, database_url: str) -> None:
+    from service.store.connector import Database, sql
+
+    await create_account(console, callback_url="https://platform.example/hooks/verifier", callback_secret=CALLBACK_SECRET, enabled=False)
+    created = (await record(console, failure(phases=[phase("A", START)]))).json()
+    await sign_in(console)
+    detail = await console.get(f"/console/verifications/{created['id']}")
+    await console.post(f"/console/verifications/{created['id']}/resolve", data={"csrf": csrf_of(detail.text), "outcome": "failed"})
+    db = Database(database_url)
+    await db.connect()
+    try:
+        async with db.read() as tx:
+            payloads = [row["payload"] for row in await tx.fetch_all(sql("SELECT payload FROM outbox ORDER BY seq"))]
+    finally:
+        await db.disconnect()
+    resolved = json.loads(payloads[-1])["verification"]
+    assert resolved["status"] == "resolved" and resolved["resolved_by"] == OPERATOR
