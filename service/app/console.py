@@ -101,6 +101,10 @@ class Console:
                 )
         return out
 
+    async def account_ids(self) -> list[str]:
+        async with self.db.read() as tx:
+            return [account.id for account in await account_store.list_all(tx)]
+
     async def change_account(self, operator: str, account_id: str, request: Any, now: datetime) -> Any:
         """Patch an account as the API does; the audit names the fields changed, never a value of a secret."""
         saved = await self.accounts.patch(account_id, request, now, actor=operator)
