@@ -282,3 +282,11 @@ async def test_the_callback_of_a_console_resolution_names_the_operator(console: 
         await db.disconnect()
     resolved = json.loads(payloads[-1])["verification"]
     assert resolved["status"] == "resolved" and resolved["resolved_by"] == OPERATOR
+
+
+async def test_a_failed_sign_in_is_logged_without_its_password(console: httpx.AsyncClient, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO"):
+        await sign_in(console, password="a wrong password 12345")
+    failed = [r for r in caplog.records if getattr(r, "event", None) == "console_sign_in_failed"]
+    assert len(failed) == 1 and failed[0].operator == OPERATOR and failed[0].known is True  # type: ignore[attr-defined]
+    assert not [r for r in caplog.records if "a wrong password 12345" in r.getMessage() + str(vars(r))]
