@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
@@ -16,8 +17,21 @@ from service.settings import Settings
 from service.web.app import create_app
 
 from .console_support import OPERATOR, PASSWORD, SESSION_KEY, csrf_of, sign_in
-from .helpers import ALL_SECRETS, API_TOKEN, AUTH, FakeClock, booking_event, create_account, failure, phase, post_webhook, record
+from .helpers import (
+    ALL_SECRETS,
+    API_TOKEN,
+    AUTH,
+    CALLBACK_SECRET,
+    FakeClock,
+    booking_event,
+    create_account,
+    failure,
+    phase,
+    post_webhook,
+    record,
+)
 
+FORMS = ["/console/sign-out", "/console/verifications/x/resolve", "/console/accounts/salon-1"]
 PAGES = ["/console", "/console/dashboard", "/console/accounts", "/console/audit", "/console/duplicates", "/console/verifications/x"]
 START = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
 
@@ -55,6 +69,32 @@ async def test_every_console_page_redirects_to_sign_in_without_a_session(console
     response = await console.get(path)
     assert response.status_code == 303
     assert response.headers["location"].startswith("/console/sign-in?next=")
+
+
+@pytest.mark.parametrize("path", FORMS)
+async def test_every_console_form_redirects_to_sign_in_without_a_session(console: httpx.AsyncClient, path: str) -> None:
+    response = await console.post(path, data={"outcome": "failed", "action": "disable"})
+    assert response.status_code == 303 and response.headers["location"].startswith("/console/sign-in")
+
+
+async def test_a_session_ends_after_console_session_hours(console: httpx.AsyncClient, clock: FakeClock) -> None:
+    await sign_in(console)
+    clock.advance(11 * 3600)
+    assert (await console.get("/console")).status_code == 200
+    clock.advance(1.5 * 3600)  # 12.5 h after signing in (CONSOLE_SESSION_HOURS defaults to 12)
+    assert (await console.get("/console")).status_code == 303
+
+
+async def test_the_cookie_is_secure_over_https(console: httpx.AsyncClient) -> None:
+    form = await console.get("https://verifier.test/console/sign-in")
+    assert "secure" in form.headers["set-cookie"].lower()
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/console", "/api/verifications", "/console\\@evil"])
+async def test_sign_in_sends_nobody_outside_the_console(console: httpx.AsyncClient, target: str) -> None:
+    form = await console.get("/console/sign-in")
+    response = await console.post("/console/sign-in", data={"csrf": csrf_of(form.text), "name": OPERATOR, "password": PASSWORD, "next": target})
+    assert response.status_code == 303 and response.headers["location"] == "/console"
 
 
 async def test_the_api_token_does_not_sign_in(console: httpx.AsyncClient) -> None:
@@ -201,3 +241,52 @@ async def test_failed_sign_ins_are_slowed_down_more_each_time() -> None:
     throttle.succeeded("name:a", "address:x")
     assert throttle.delay("name:a") == 0.25
     assert throttle.delay("name:b", "address:x") == 0.25
+
+
+async def test_account_changes_through_the_api_are_audited_too(console: httpx.AsyncClient) -> None:
+    await create_account(console)
+    await console.patch("/api/accounts/salon-1", json={"enabled": False}, headers=AUTH)
+    await sign_in(console)
+    audit = (await console.get("/console/audit")).text
+    assert "account_created" in audit and "account_changed" in audit and "enabled: False" in audit
+    assert not [s for s in ALL_SECRETS if s in audit]
+
+
+async def test_the_dashboard_counts_a_verification_still_in_review_from_before_the_fortnight(
+    app: object, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    await _in_review(client)
+    services = app.state.services  # type: ignore[attr-defined]
+    today = await services.console.dashboard(clock())
+    assert today[-1].created["manual_review"] == 1 and today[-1].review_entries == 1 and today[-1].queue_size == 1
+    clock.advance(20 * 86400)
+    later = await services.console.dashboard(clock())
+    assert sum(d.created["manual_review"] for d in later) == 0
+    assert all(d.queue_size == 1 for d in later)  # still waiting, every day of the fortnight
+
+
+async def test_the_callback_of_a_console_resolution_names_the_operator(console: httpx.AsyncClient, database_url: str) -> None:
+    from service.store.connector import Database, sql
+
+    await create_account(console, callback_url="https://platform.example/hooks/verifier", callback_secret=CALLBACK_SECRET, enabled=False)
+    created = (await record(console, failure(phases=[phase("A", START)]))).json()
+    await sign_in(console)
+    detail = await console.get(f"/console/verifications/{created['id']}")
+    await console.post(f"/console/verifications/{created['id']}/resolve", data={"csrf": csrf_of(detail.text), "outcome": "failed"})
+    db = Database(database_url)
+    await db.connect()
+    try:
+        async with db.read() as tx:
+            payloads = [row["payload"] for row in await tx.fetch_all(sql("SELECT payload FROM outbox ORDER BY seq"))]
+    finally:
+        await db.disconnect()
+    resolved = json.loads(payloads[-1])["verification"]
+    assert resolved["status"] == "resolved" and resolved["resolved_by"] == OPERATOR
+
+
+async def test_a_failed_sign_in_is_logged_without_its_password(console: httpx.AsyncClient, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO"):
+        await sign_in(console, password="a wrong password 12345")
+    failed = [r for r in caplog.records if getattr(r, "event", None) == "console_sign_in_failed"]
+    assert len(failed) == 1 and failed[0].operator == OPERATOR and failed[0].known is True  # type: ignore[attr-defined]
+    assert not [r for r in caplog.records if "a wrong password 12345" in r.getMessage() + str(vars(r))]

@@ -97,6 +97,9 @@ def test_the_banner_comes_once_the_service_answers_and_its_commands_work(tmp_pat
         assert web_started < output.index("The service is up")  # the web process answered before the banner
         assert f"curl -s localhost:{port}/healthz" in banner and "export $(grep API_TOKEN .env)" in banner
         assert "API_TOKEN=" in banner and (tmp_path / ".env").read_text().startswith("API_TOKEN=")
+        assert f"localhost:{port}/console" in banner and "-m service operators add NAME" in banner
+        assert "CONSOLE_SESSION_KEY=" in (tmp_path / ".env").read_text()  # generated, never shown
+        assert "CONSOLE_SESSION_KEY" not in banner
         command = next(line.strip() for line in banner.splitlines() if "-m service simulate" in line).split("  #")[0]
         simulated = subprocess.run(command, shell=True, cwd=tmp_path, env=environment(), capture_output=True, text=True, timeout=120)
         assert simulated.returncode == 0, simulated.stdout + simulated.stderr

@@ -32,6 +32,7 @@ from service.store.migrations import migrate
 from service.store.queries import accounts as account_store
 from service.store.queries import checks as check_store
 from service.store.queries import claims as claim_store
+from service.store.queries import console as console_store
 from service.store.queries import events as event_store
 from service.store.queries import observations as observation_store
 from service.store.queries import outbox as outbox_store
@@ -153,6 +154,16 @@ CASES = [
          {"verifications": (Key(("seq",)),)}),
     Case("outbox_claim_due", lambda: outbox_store.CLAIM_DUE, {"owner": "p", "now": TS, "expires": TS, "limit": 50},
          {"outbox": (Range("next_attempt_at"), Key(("seq",)))}),
+    # The operator console (service/app/console.py): the evidence and the dashboard read a window or a key.
+    # (The queue and an account's last webhook are LIMIT reads that PostgreSQL may serve by walking an
+    # index in order and filtering, which it judges cheaper on this history; they are not checked here.)
+    Case("console_history_created", lambda: console_store.HISTORY_CREATED, {"since": NOW - timedelta(days=14), "limit": 1000},
+         {"verifications": (Range("created_at"),)}),
+    Case("console_evidence_near", lambda: console_store.EVIDENCE_NEAR, {"account": BIG, "lo": SOON[0], "hi": SOON[0], "limit": 200},
+         {"booking_observations": (Range("start_at"),), "booking_claims": UNCLAIMED, "verifications": (Key(("seq",)),)}),
+    Case("console_evidence_tagged", lambda: console_store.EVIDENCE_TAGGED, {"account": BIG, "tag": "a-1", "limit": 200},
+         {"booking_observations": (Key(("account", "appointment_tag")),), "booking_claims": UNCLAIMED,
+          "verifications": (Key(("seq",)),)}),
     # Hourly housekeeping: forgetting old webhook bodies reads only the old ones.
     Case("prune_events", lambda: event_store.PRUNE_EVENTS, {"before": NOW - timedelta(days=30), "limit": 5000},
          {"webhook_events": (Range("received_at"), Key(("seq",)))}),

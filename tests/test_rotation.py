@@ -11,7 +11,7 @@ from standardwebhooks.webhooks import Webhook
 
 from service.app.accounts import CALLBACK_ROTATION
 from service.settings import Settings
-from service.store.connector import Database
+from service.store.connector import Database, sql
 from service.workers.callbacks import CallbackDeliverer
 
 from .helpers import AUTH, CALLBACK_SECRET, WEBHOOK_SECRET, FakeClock, booking_event, create_account, failure, iso, post_webhook, record
@@ -107,3 +107,17 @@ async def test_callbacks_are_signed_with_both_secrets_for_24_hours_after_a_chang
         # (The library's verify() would refuse a timestamp a day ahead of the real clock: compare with its sign().)
         stamp = datetime.fromtimestamp(int(second.headers["webhook-timestamp"]), timezone.utc)
         assert second.headers["webhook-signature"] == Webhook(NEW_CALLBACK_SECRET).sign(second.headers["webhook-id"], stamp, second.content.decode())
+
+
+async def test_a_rotation_leaves_no_secret_in_the_audit_log(client: httpx.AsyncClient, clock: FakeClock, db: Database) -> None:
+    """The audit log is not encrypted: the old secrets an account keeps while rotating appear there only as "(replaced)"."""
+    await create_account(client)
+    until = iso(clock.now + timedelta(hours=1))
+    await create_account(client, webhook_secret=NEW_SECRET, webhook_secret_previous_until=until, callback_secret=NEW_CALLBACK_SECRET)
+    async with db.transaction() as tx:
+        rows = await tx.fetch_all(sql("SELECT action, detail FROM audit_log ORDER BY seq"))
+    assert [row["action"] for row in rows][:2] == ["account_created", "account_replaced"]
+    stored = " ".join(str(row["detail"]) for row in rows)
+    for secret in (WEBHOOK_SECRET, CALLBACK_SECRET, NEW_SECRET, NEW_CALLBACK_SECRET):
+        assert secret not in stored
+    assert "(replaced)" in stored

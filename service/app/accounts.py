@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from service.app.operators import record
 from service.clients.calcom import CalcomClient
 from service.clients.targets import check_target
 from service.clock import Clock, system_clock
@@ -32,6 +33,14 @@ log = logging.getLogger("service.app.accounts")
 class Saved:
     account: Account
     created: bool
+
+
+SECRETS = ("calcom_api_key", "webhook_secret", "callback_secret", "webhook_secret_previous", "callback_secret_previous")
+
+
+def audited(fields: dict[str, Any]) -> dict[str, Any]:
+    """What the audit log keeps of a change: each field's new value, a secret only as "(replaced)"."""
+    return {name: "(replaced)" if name in SECRETS and value else value for name, value in sorted(fields.items())}
 
 
 CHECK_SECONDS = 5.0  # a credentials check answers within this, or tells nothing
@@ -95,7 +104,7 @@ class Accounts:
                 "invalid request: " + "; ".join(f"{d['field']}: {d['message']}" for d in details), details=details
             )
 
-    async def put(self, account_id: str, request: AccountIn, now: datetime) -> Saved:
+    async def put(self, account_id: str, request: AccountIn, now: datetime, *, actor: str = "api") -> Saved:
         """Create or replace an account (every field, like PUT); a new account gets the default tolerance."""
         values: dict[str, Any] = request.model_dump()
         await self.check_targets(values)
@@ -106,13 +115,14 @@ class Accounts:
             values.update(rotation(before, values, now))
             created = await account_store.upsert(tx, account_id, values, now)
             account = await account_store.get(tx, account_id)
+            await record(tx, now, actor, "account_created" if created else "account_replaced", account_id, audited(values))
         assert account is not None
         log.info("account saved", extra={"event": "account_created" if created else "account_replaced", "account": account_id})
         if before is not None and before.calcom_api_key != account.calcom_api_key:
             account = await self.check_credentials(account)
         return Saved(account, created)
 
-    async def patch(self, account_id: str, request: Any, now: datetime) -> Saved:
+    async def patch(self, account_id: str, request: Any, now: datetime, *, actor: str = "api") -> Saved:
         """Change only the fields sent (an AccountPatch); the result is validated as a whole account."""
         changes: dict[str, Any] = request.model_dump(include=request.model_fields_set)
         await self.check_targets(changes)
@@ -129,6 +139,7 @@ class Accounts:
             values.update(rotation(before, values, now))
             await account_store.upsert(tx, account_id, values, now)
             account = await account_store.get(tx, account_id)
+            await record(tx, now, actor, "account_changed", account_id, audited(changes))
         assert account is not None
         log.info("account changed", extra={"event": "account_changed", "account": account_id, "fields": sorted(changes)})
         if before.calcom_api_key != account.calcom_api_key:
@@ -165,7 +176,7 @@ class Accounts:
             log.log(level, "Cal.com credentials %s", state, extra={"event": f"credentials_{state}", "account": account.id, "trigger": "new_key"})
         return fresh or account
 
-    async def delete(self, account_id: str) -> None:
+    async def delete(self, account_id: str, *, actor: str = "api") -> None:
         """Remove an account that never recorded a verification (others are disabled instead)."""
         async with self.db.transaction() as tx:
             await tx.lock_account(account_id)
@@ -177,6 +188,7 @@ class Accounts:
                     "(new failures then go straight to review; webhooks are still stored)"
                 )
             await account_store.delete(tx, account_id)
+            await record(tx, self.clock(), actor, "account_deleted", account_id, {})
         log.info("account deleted", extra={"event": "account_deleted", "account": account_id})
 
     async def get(self, account_id: str) -> Account:

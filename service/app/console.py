@@ -101,13 +101,13 @@ class Console:
                 )
         return out
 
+    async def account_ids(self) -> list[str]:
+        async with self.db.read() as tx:
+            return [account.id for account in await account_store.list_all(tx)]
+
     async def change_account(self, operator: str, account_id: str, request: Any, now: datetime) -> Any:
         """Patch an account as the API does; the audit names the fields changed, never a value of a secret."""
-        saved = await self.accounts.patch(account_id, request, now)
-        changed = sorted(request.model_fields_set)
-        secrets = {"calcom_api_key", "webhook_secret", "callback_secret"}
-        detail = {name: ("(replaced)" if name in secrets else getattr(request, name)) for name in changed}
-        await self.operators.audit(now, operator, "account_changed", account_id, detail)
+        saved = await self.accounts.patch(account_id, request, now, actor=operator)
         return saved.account
 
     async def dashboard(self, now: datetime) -> list[dashboard.Day]:

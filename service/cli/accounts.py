@@ -43,7 +43,7 @@ def accounts_switch(args: argparse.Namespace, settings: Settings) -> int:
 def _patch(settings: Settings, account: str, body: dict[str, Any], done: str) -> int:
     async def command(runtime: Runtime) -> int:
         request = parse(AccountPatch, json.dumps(body).encode())
-        saved = await runtime.accounts.patch(account, request, system_clock())
+        saved = await runtime.accounts.patch(account, request, system_clock(), actor="cli")
         print(f"account {account} {done}; credentials: {saved.account.credentials}", file=sys.stderr)
         print_json(account_view(saved.account))
         return 0
@@ -61,7 +61,7 @@ def accounts_delete(args: argparse.Namespace, settings: Settings) -> int:
             return fail("not confirmed; nothing deleted", 1)
 
     async def command(runtime: Runtime) -> int:
-        await runtime.accounts.delete(args.account)
+        await runtime.accounts.delete(args.account, actor="cli")
         print(f"account {args.account} deleted")
         return 0
 
@@ -86,7 +86,7 @@ def accounts_add(args: argparse.Namespace, settings: Settings) -> int:
 
     async def command(runtime: Runtime) -> int:
         request: AccountIn = parse(AccountIn, json.dumps(body).encode())
-        saved = await runtime.accounts.put(args.account, request, system_clock())
+        saved = await runtime.accounts.put(args.account, request, system_clock(), actor="cli")
         print(f"account {args.account} {'created' if saved.created else 'replaced'}", file=sys.stderr)
         print_json(account_view(saved.account))
         return 0

@@ -87,6 +87,9 @@ def banner(settings: Settings, root: Path, fresh_token: str | None) -> str:
         lines.append("API token: the one in .env (see: grep API_TOKEN .env)")
     else:
         lines.append("API token: the one in the environment (API_TOKEN)")
+    lines.append(
+        f"Operator console: http://localhost:{port}/console (add an operator first: {python_command(root)} -m service operators add NAME)"
+    )
     lines.append("Try it, in another terminal in this directory:")
     if token_from_file:
         lines.append("  export $(grep API_TOKEN .env)")

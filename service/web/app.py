@@ -71,7 +71,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock, calcom_transp
             Exception: unexpected_error,
         },
     )
-    app.state.console_sessions = Sessions(console_key, settings.console_session_hours)
+    app.state.console_sessions = Sessions(console_key, settings.console_session_hours, clock)
     return app
 
 

@@ -73,6 +73,9 @@ def _in_review(api: httpx.Client, account: str, appointment: str) -> str:
 
 
 def _shot(driver: Any, name: str) -> None:
+    """Every page the test looks at shows no secret; with SCREENSHOTS_DIR set, it is saved there too."""
+    leaked = [secret for secret in (API_KEY, WEBHOOK_SECRET, TOKEN, SESSION_KEY, PASSWORD) if secret in driver.page_source]
+    assert not leaked, f"the {name} page shows a secret"
     folder = os.environ.get("SCREENSHOTS_DIR")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
@@ -93,7 +96,7 @@ def _sign_in(driver: Any, password: str) -> None:
     driver.find_element(By.ID, "sign-in").click()
 
 
-def test_an_operator_reviews_and_resolves_a_verification_in_the_browser(console: Console, browser: Any) -> None:
+def test_an_operator_reviews_and_resolves_a_verification_in_the_browser(browser: Any, console: Console) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import Select

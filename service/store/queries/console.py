@@ -63,30 +63,33 @@ async def audit_page(tx: Tx, *, limit: int, before: int | None = None) -> list[d
 
 
 # Evidence: every stored unit near a phase (or tagged for its appointment), gone or claimed too,
-# with the verification holding it.
-EVIDENCE_NEAR = sql(
-    """
+# with the verification holding it. Two statements, each one index read (an OR of both would walk
+# the account's history on SQLite).
+_EVIDENCE = """
     SELECT o.uid, o.seat, o.booking_id, o.start_at, o.state, o.calcom_status, o.event_type_id, o.hosts, o.attendees,
         o.phones, o.appointment_tag, o.phase_tag, o.source, v.id AS claimed_by, c.phase_key AS claimed_phase
     FROM booking_observations o
     LEFT JOIN booking_claims c ON c.account = o.account AND c.booking_uid = o.uid AND c.booking_seat = o.seat
     LEFT JOIN verifications v ON v.seq = c.verification_seq
-    WHERE o.account = :account AND ((o.start_at >= :lo AND o.start_at <= :hi) OR o.appointment_tag = :tag)
-    ORDER BY o.start_at, o.uid, o.seat LIMIT :limit
-    """
-)
+    WHERE o.account = :account AND {where} LIMIT :limit
+"""
+EVIDENCE_NEAR = sql(_EVIDENCE.format(where="o.start_at >= :lo AND o.start_at <= :hi ORDER BY o.start_at, o.uid, o.seat"))
+# No ORDER BY: sorting by start would make SQLite walk the account's start index instead of the tag's.
+EVIDENCE_TAGGED = sql(_EVIDENCE.format(where="o.appointment_tag = :tag"))
 
 
 async def evidence_near(tx: Tx, account: str, lo: datetime, hi: datetime, tag: str, limit: int = 200) -> list[dict[str, Any]]:
     """Booking units of `account` starting in [lo, hi] or tagged `tag`, with their claim holder."""
-    rows = await tx.fetch_all(EVIDENCE_NEAR, account=account, lo=lo, hi=hi, tag=tag, limit=limit)
+    rows = await tx.fetch_all(EVIDENCE_NEAR, account=account, lo=lo, hi=hi, limit=limit)
+    rows += await tx.fetch_all(EVIDENCE_TAGGED, account=account, tag=tag, limit=limit)
     for row in rows:
         for name in ("hosts", "attendees", "phones"):
             row[name] = tuple(json.loads(row[name] or "[]"))
     return rows
 
 
-# The review queue, oldest first: manual_review rows of an account (or all), of a reason (or all),
+# The review queue, oldest first (ORDER BY status, seq: the order of the status index, so it is read
+# in order rather than the whole table by seq): manual_review rows of an account (or all), of a reason (or all),
 # in review since before `older_than`.
 _QUEUE_WHERE = """status = 'manual_review' AND (CAST(:account AS TEXT) IS NULL OR account = :account)
     AND (CAST(:reason AS TEXT) IS NULL OR review_reason = :reason)
@@ -95,7 +98,7 @@ QUEUE = sql(
     f"""
     SELECT seq, id, account, appointment_id, service, review_reason, created_at,
         COALESCE(review_started_at, created_at) AS "review_started_at [UTCTIME]"
-    FROM verifications WHERE {_QUEUE_WHERE} ORDER BY seq LIMIT :limit
+    FROM verifications WHERE {_QUEUE_WHERE} ORDER BY status, seq LIMIT :limit
     """
 )
 QUEUE_COUNTS = sql(
@@ -108,8 +111,12 @@ QUEUE_COUNTS = sql(
 OPEN_BY_ACCOUNT = sql(
     "SELECT account, status, COUNT(*) AS n FROM verifications WHERE status IN ('pending', 'manual_review') GROUP BY account, status"
 )
+# The newest webhook of one account. ORDER BY account, received_at: the order of the (account,
+# received_at) index, read backwards from the account's newest (ORDER BY received_at alone let
+# PostgreSQL walk every account's webhooks, newest first, looking for this one's).
 LAST_WEBHOOK = sql(
-    "SELECT trigger_event, received_at FROM webhook_events WHERE account = :account ORDER BY received_at DESC LIMIT 1"
+    "SELECT trigger_event, received_at FROM webhook_events WHERE account = :account "
+    "ORDER BY account DESC, received_at DESC LIMIT 1"
 )
 DELIVERIES = sql(
     """
@@ -117,15 +124,16 @@ DELIVERIES = sql(
     FROM outbox WHERE verification_seq = :seq ORDER BY seq
     """
 )
-# What the dashboard's 14 days are drawn from: one row per verification created since `since`, and
-# the rows that were in review at some point since then.
-HISTORY = sql(
-    """
-    SELECT created_at, status, resolved_via, resolution, review_reason, resolved_at, review_started_at
-    FROM verifications WHERE created_at >= :since OR (review_started_at IS NOT NULL AND (resolved_at IS NULL OR resolved_at >= :since)
-        AND status IN ('manual_review', 'resolved'))
-    ORDER BY seq LIMIT :limit
-    """
+# What the dashboard's 14 days are drawn from: the verifications created since `since`, and the
+# older ones that were in review at some point since then (still there, or resolved since).
+_HISTORY_COLUMNS = "seq, created_at, status, resolved_via, resolution, review_reason, resolved_at, review_started_at"
+HISTORY_CREATED = sql(f"SELECT {_HISTORY_COLUMNS} FROM verifications WHERE created_at >= :since ORDER BY created_at LIMIT :limit")
+HISTORY_IN_REVIEW = sql(
+    f"SELECT {_HISTORY_COLUMNS} FROM verifications WHERE status = 'manual_review' AND created_at < :since LIMIT :limit"
+)
+HISTORY_RESOLVED = sql(
+    f"SELECT {_HISTORY_COLUMNS} FROM verifications WHERE resolved_at >= :since AND status = 'resolved' AND created_at < :since "
+    "AND review_started_at IS NOT NULL LIMIT :limit"
 )
 
 
@@ -155,4 +163,9 @@ async def deliveries(tx: Tx, seq: int) -> list[dict[str, Any]]:
 
 
 async def history(tx: Tx, since: datetime, limit: int = 500_000) -> list[dict[str, Any]]:
-    return await tx.fetch_all(HISTORY, since=since, limit=limit)
+    """The rows the dashboard counts (each at most once; at most `limit` of each kind)."""
+    rows: dict[int, dict[str, Any]] = {}
+    for query in (HISTORY_CREATED, HISTORY_IN_REVIEW, HISTORY_RESOLVED):
+        for row in await tx.fetch_all(query, since=since, limit=limit):
+            rows.setdefault(row["seq"], row)
+    return list(rows.values())

@@ -81,7 +81,7 @@ async def queue(p: Page) -> Response:
         age = ""
     now = p.services.clock()
     found = await p.services.console.queue(now, account=account, reason=reason, older_than_hours=AGES[age])
-    accounts = [a["account"].id for a in await p.services.console.accounts_overview()]
+    accounts = await p.services.console.account_ids()
     return p.render(
         "queue.html", queue=found, accounts=accounts, reasons=REVIEW_REASONS, ages=list(AGES),
         chosen={"account": account or "", "reason": reason or "", "age": age}, resolved=params.get("resolved"),

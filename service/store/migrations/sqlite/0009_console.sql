@@ -22,3 +22,7 @@ CREATE TABLE audit_log (
 CREATE INDEX audit_log_at ON audit_log (at);
 
 ALTER TABLE verifications ADD COLUMN resolved_by TEXT;
+
+-- The dashboard's 14 days, and each account's last webhook on the accounts page.
+CREATE INDEX verifications_created ON verifications (created_at);
+CREATE INDEX webhook_events_account_received ON webhook_events (account, received_at);
