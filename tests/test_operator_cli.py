@@ -125,6 +125,19 @@ def test_accounts_update_changes_only_what_is_given_and_tries_the_new_key(
     assert run(capsys, "accounts", "update", "salon-1")[0] == 2  # nothing to change
 
 
+def test_accounts_update_can_keep_the_old_webhook_secret_until_a_time(operator_env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    asyncio.run(prepare(operator_env))
+    until = "2099-12-02T12:00:00Z"
+    code, out, err = run(capsys, "accounts", "update", "salon-1", "--webhook-secret", "-", "--old-secret-until", until, stdin="whk-new-0000\n")
+    assert code == 0, err
+    assert json.loads(out)["webhook_secret_previous_until"] == until
+    assert WEBHOOK_SECRET not in out + err and "whk-new-0000" not in out + err
+    code, _, err = run(capsys, "accounts", "update", "salon-1", "--old-secret-until", until)
+    assert code == 2 and "--old-secret-until goes with a new --webhook-secret" in err
+    code, _, err = run(capsys, "accounts", "update", "salon-1", "--webhook-secret", "x-1", "--old-secret-until", "tomorrow")
+    assert code == 2 and err.startswith("error: --old-secret-until:")
+
+
 def test_accounts_disable_enable_and_delete(operator_env: str, capsys: pytest.CaptureFixture[str]) -> None:
     asyncio.run(prepare(operator_env, pending=1))
     code, out, _ = run(capsys, "accounts", "disable", "salon-1")

@@ -115,7 +115,13 @@ def install_secret_keys(settings: Settings) -> None:
     require_secret_keys(settings)
     keys = settings.secret_key_list
     if not keys:
-        fresh = ensure_env_value(".env", "SECRET_KEYS", new_secret_key)
+        try:
+            fresh = ensure_env_value(".env", "SECRET_KEYS", new_secret_key)
+        except OSError as exc:
+            raise ConfigError(
+                f"configuration error: SECRET_KEYS: not set, and no key could be generated into .env ({exc.strerror or type(exc).__name__}); "
+                "set SECRET_KEYS"
+            ) from None
         if fresh is None:  # .env has one that these settings did not read (e.g. settings built without it)
             raise ConfigError("configuration error: SECRET_KEYS: not set (see .env); the accounts' secrets are stored encrypted under it")
         log.warning("generated SECRET_KEYS into .env", extra={"event": "secret_key_generated"})

@@ -29,6 +29,10 @@ def accounts_update(args: argparse.Namespace, settings: Settings) -> int:
         body["callback_url"] = args.callback_url or None
     if args.tolerance is not None:
         body["match_tolerance_seconds"] = args.tolerance
+    if args.old_secret_until is not None:
+        if "webhook_secret" not in body:
+            return fail("--old-secret-until goes with a new --webhook-secret (the old one stays accepted until then)", 2)
+        body["webhook_secret_previous_until"] = args.old_secret_until
     if not body:
         return fail("nothing to change: give at least one option (see --help)", 2)
     return _patch(settings, args.account, body, "updated")

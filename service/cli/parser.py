@@ -174,6 +174,10 @@ def _add_accounts(commands: Any) -> None:
     update.add_argument("--calcom-api-base", help="Cal.com API host for this account")
     update.add_argument("--callback-url", help="where verdicts are POSTed; an empty value removes it")
     update.add_argument("--tolerance", type=int, metavar="SECONDS", help="start-time tolerance, 0 to 3600")
+    update.add_argument(
+        "--old-secret-until", metavar="ISO_TIME",
+        help="with --webhook-secret: keep accepting the old webhook secret until then (e.g. 2026-12-02T12:00:00Z)",
+    )
     update.set_defaults(func=operator(cli_accounts.accounts_update))
     listing = sub.add_parser("list", help="every account: enabled, credentials, tolerance, callback")
     listing.add_argument("--json", action="store_true", help="the accounts as the API shows them")
