@@ -41,7 +41,7 @@ class FakeClock:
 
 
 def example(name: str) -> dict[str, Any]:
-    """A real Cal.com webhook body from tests/calcom_examples (copied from ../shared/calcom)."""
+    """A real Cal.com webhook body from tests/calcom_examples (copied from Cal.com's documented examples)."""
     return json.loads((EXAMPLES / name).read_text(encoding="utf-8"))
 
 

@@ -16,8 +16,9 @@ FOREIGN = re.compile(r"\bSPEC\b|§|\.\./shared|\b[Tt]he seed\b|\b[Ss]eed's\b")
 
 
 def _own_texts() -> list[Path]:
-    files = [ROOT / "README.md", ROOT / "Makefile", ROOT / "bench" / "README.md"]
+    files = [ROOT / name for name in ("README.md", "BENCHMARKS.md", "RELIABILITY.md", "Makefile", "bench/README.md", ".ci/run")]
     files += sorted((ROOT / "service").rglob("*.py")) + sorted((ROOT / "bench").glob("*.py"))
+    files += [path for path in sorted((ROOT / "tests").rglob("*.py")) if path != Path(__file__).resolve()]
     return files
 
 

@@ -11,7 +11,7 @@
 The inputs this fuzzer once turned into 500s (64-bit overflow, the edges of the calendar, NUL
 characters on PostgreSQL, non-ASCII digit strings) are pinned by regression tests at the end.
 
-SPEC §9 (bad input rows), §4 (validation is a 422 naming the field; webhook check order).
+The bad-input rules (bad input rows), the webhook rules (validation is a 422 naming the field; webhook check order).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What webhooks mean for verifications: the seed's test plan and the event semantics of SPEC §4/§5."""
+"""What webhooks mean for verifications: the first version's test plan and the event semantics of webhooks and matching."""
 
 from __future__ import annotations
 

@@ -220,7 +220,7 @@ def wait_healthy(base: str, timeout: float = 30) -> None:
 
 
 def secrets_in(text: str) -> list[str]:
-    """Known test secrets that appear in a process log (SPEC §9: never in logs)."""
+    """Known test secrets that appear in a process log (the bad-input rules: never in logs)."""
     return [secret for secret in ALL_SECRETS if secret in text]
 
 

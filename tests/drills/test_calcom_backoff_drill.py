@@ -3,7 +3,7 @@
 This drill found the bug it now guards against: every claimed verification used to draw its own
 jittered retry time, so with many pending verifications in one account their retries spread over
 the following ticks and the account was queried about once per tick during an outage (47 queries
-in 60 ticks) — no effective backoff ("never hammer", SPEC §6) — and after recovery the batch stayed
+in 60 ticks) — no effective backoff ("never hammer", the polling rules) — and after recovery the batch stayed
 split into many queries instead of one. Now a failed query pauses the account's API key with one
 exponential backoff, and all its due verifications are retried together.
 """

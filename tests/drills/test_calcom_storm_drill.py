@@ -10,7 +10,7 @@ Three accounts, each with its own API key on its own fake Cal.com, polled at onc
 * `down` — a 429, then 503 for ever: the key is left alone 60 s, then retried with backoff, and at the
   deadline the verdict is `calcom_unavailable` — never `no_booking_found`, although the bookings exist.
 
-SPEC §6 (rate limit, backoff, unknown is never "no booking", the deadline does not move), §9 row
+The polling rules (rate limit, backoff, unknown is never "no booking", the deadline does not move), the bad-input rules row
 "Cal.com API 5xx / timeout / 429 / 401".
 """
 

@@ -1,7 +1,7 @@
 """Drill 1: PostgreSQL stopped (`pg_ctl stop -m fast`) and restarted under webhook load.
 
-SPEC §9 "DB down during a webhook → 503, nothing half-written"; §8 "a webhook answered 200 is on
-disk"; §2 "no lost work when a process is killed" (here the database, not the process, goes away).
+The bad-input rules "DB down during a webhook → 503, nothing half-written"; the durability rule "a webhook answered 200 is on
+disk"; the reliability rules "no lost work when a process is killed" (here the database, not the process, goes away).
 The web and poller processes are never restarted: they must recover by themselves.
 """
 

@@ -4,9 +4,9 @@ Webhooks and polls mixed (booking only via webhook, only in Cal.com, in neither,
 phase each way, partial composites), duplicates (the same body to both web processes, the same
 intake twice) and out-of-order events, with a callback receiver counting deliveries by webhook-id.
 
-SPEC §2 (several web/poller processes: no verification resolved twice, no verdict event sent twice
-except as a retry with the same webhook-id), §4 webhook semantics (duplicates, createdAt order,
-accounts apart), §5 (atomic, exactly-once resolution), §7 (one outbox event per verdict), §4
+The reliability rules (several web/poller processes: no verification resolved twice, no verdict event sent twice
+except as a retry with the same webhook-id), the webhook rules webhook semantics (duplicates, createdAt order,
+accounts apart), the resolution rules (atomic, exactly-once resolution), the callback rules (one outbox event per verdict), the webhook rules
 Operations (/status counts equal the database truth).
 """
 

@@ -1,9 +1,9 @@
 """Drill 2: SIGKILL of a poller inside its Cal.com call (and of its successor inside a callback
 POST), and of a web process in the middle of a burst of webhooks and intakes.
 
-SPEC §2 "no verification resolved twice, no verdict event sent twice except as a retry with the
-same webhook-id, no lost work when a process is killed"; §9 "poller killed mid-tick → another
-poller finishes the work after the lease"; §8 "a webhook answered 200 is on disk".
+The reliability rules "no verification resolved twice, no verdict event sent twice except as a retry with the
+same webhook-id, no lost work when a process is killed"; the bad-input rules "poller killed mid-tick → another
+poller finishes the work after the lease"; the durability rule "a webhook answered 200 is on disk".
 """
 
 from __future__ import annotations
