@@ -28,9 +28,10 @@ run: $(RUN_STAMP)
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -m "not drill" $(PYTEST_ARGS)
 
-# ruff, the import contracts between the rooms of service/ (pyproject.toml), and the type check.
+# ruff (lint and format), the import contracts between the rooms of service/ (pyproject.toml), and the type check.
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check service tests bench
+	$(BIN)/ruff format --check service tests bench
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
