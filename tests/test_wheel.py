@@ -62,7 +62,12 @@ def test_an_installed_wheel_releases_and_serves_with_no_path_into_the_checkout(w
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(DATABASE_URL=f"sqlite:///{elsewhere / 'db.sqlite3'}", API_TOKEN="wheel-test-token-0123456789", LOG_LEVEL="WARNING")
+    env.update(
+        DATABASE_URL=f"sqlite:///{elsewhere / 'db.sqlite3'}",
+        API_TOKEN="wheel-test-token-0123456789",
+        CONSOLE_SESSION_KEY="wheel-test-console-session-key-0123456789",
+        LOG_LEVEL="WARNING",
+    )
     where = subprocess.run(
         [str(python), "-c", "import service; print(service.__file__)"], cwd=elsewhere, env=env, capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -92,6 +97,10 @@ def test_an_installed_wheel_releases_and_serves_with_no_path_into_the_checkout(w
 
         answer = wait_until(ready, 60, "the installed web process to be ready", interval=0.2)
         assert answer.json()["migrations"] == "current"
+        # The console's templates and static files ship in the wheel too.
+        sign_in = httpx.get(f"http://127.0.0.1:{port}/console/sign-in", timeout=5)
+        assert sign_in.status_code == 200 and "<form" in sign_in.text
+        assert httpx.get(f"http://127.0.0.1:{port}/console/static/console.css", timeout=5).status_code == 200
     finally:
         web.terminate()
         web.wait(timeout=30)
