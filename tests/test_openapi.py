@@ -112,6 +112,7 @@ def test_every_operation_needs_the_bearer_token() -> None:
         ("GET", "/api/verifications"),
         ("GET", "/api/verifications/{id}"),
         ("POST", "/api/verifications/{id}/resolve"),
+        ("GET", "/api/verifications/{id}/evidence"),
     }
 
 

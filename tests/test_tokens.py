@@ -41,11 +41,13 @@ async def test_a_platform_token_reaches_its_own_accounts_verifications_only(clie
     page = (await client.get("/api/verifications", headers=mine)).json()
     assert [v["id"] for v in page["items"]] == [own_id]
     assert (await client.get("/api/verifications?account=salon-2", headers=mine)).json()["items"] == []
+    assert (await client.get(f"/api/verifications/{own_id}/evidence", headers=mine)).status_code == 200  # for the platform's own tools
 
     # Another account's verification is not there for it (404, as for one that does not exist).
     for method, path, body in (
         ("GET", f"/api/verifications/{theirs['id']}", None),
         ("GET", f"/api/verifications/{theirs['id']}?wait=1", None),
+        ("GET", f"/api/verifications/{theirs['id']}/evidence", None),
         ("POST", f"/api/verifications/{theirs['id']}/resolve", {"outcome": "failed"}),
         ("POST", "/api/verifications", failure("901", account="salon-2")),
     ):
@@ -63,6 +65,7 @@ async def test_a_platform_token_reaches_its_own_accounts_verifications_only(clie
         ("POST", "/api/accounts/salon-1/tokens", None),
         ("DELETE", f"/api/accounts/salon-1/tokens/{issued['id']}", None),
         ("POST", f"/api/verifications/{own_id}/recheck", None),
+        ("GET", "/api/duplicates", None),
     ):
         answer = await client.request(method, path, json=body, headers=mine)
         assert answer.status_code == 403, (method, path, answer.text)
