@@ -46,7 +46,12 @@ def console(database_url: str) -> Iterator[Console]:
     added = subprocess.run([sys.executable, "-m", "service", "migrate"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert added.returncode == 0, added.stderr
     added = subprocess.run(
-        [sys.executable, "-m", "service", "operators", "add", "alice"], cwd=ROOT, env=env, input=PASSWORD + "\n", capture_output=True, text=True
+        [sys.executable, "-m", "service", "operators", "add", "alice"],
+        cwd=ROOT,
+        env=env,
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
     )
     assert added.returncode == 0, added.stderr
     with started(["web"], env, "web") as web:

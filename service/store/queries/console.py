@@ -115,8 +115,7 @@ OPEN_BY_ACCOUNT = sql(
 # received_at) index, read backwards from the account's newest (ORDER BY received_at alone let
 # PostgreSQL walk every account's webhooks, newest first, looking for this one's).
 LAST_WEBHOOK = sql(
-    "SELECT trigger_event, received_at FROM webhook_events WHERE account = :account "
-    "ORDER BY account DESC, received_at DESC LIMIT 1"
+    "SELECT trigger_event, received_at FROM webhook_events WHERE account = :account ORDER BY account DESC, received_at DESC LIMIT 1"
 )
 DELIVERIES = sql(
     """
@@ -128,18 +127,14 @@ DELIVERIES = sql(
 # older ones that were in review at some point since then (still there, or resolved since).
 _HISTORY_COLUMNS = "seq, created_at, status, resolved_via, resolution, review_reason, resolved_at, review_started_at"
 HISTORY_CREATED = sql(f"SELECT {_HISTORY_COLUMNS} FROM verifications WHERE created_at >= :since ORDER BY created_at LIMIT :limit")
-HISTORY_IN_REVIEW = sql(
-    f"SELECT {_HISTORY_COLUMNS} FROM verifications WHERE status = 'manual_review' AND created_at < :since LIMIT :limit"
-)
+HISTORY_IN_REVIEW = sql(f"SELECT {_HISTORY_COLUMNS} FROM verifications WHERE status = 'manual_review' AND created_at < :since LIMIT :limit")
 HISTORY_RESOLVED = sql(
     f"SELECT {_HISTORY_COLUMNS} FROM verifications WHERE resolved_at >= :since AND status = 'resolved' AND created_at < :since "
     "AND review_started_at IS NOT NULL LIMIT :limit"
 )
 
 
-async def queue(
-    tx: Tx, *, account: str | None, reason: str | None, older_than: datetime, limit: int
-) -> list[dict[str, Any]]:
+async def queue(tx: Tx, *, account: str | None, reason: str | None, older_than: datetime, limit: int) -> list[dict[str, Any]]:
     return await tx.fetch_all(QUEUE, account=account, reason=reason, older_than=older_than, limit=limit)
 
 
