@@ -201,3 +201,14 @@ async def test_any_other_request_comes_back_exactly_as_cal_com_answered_it(clien
 
     assert (response.status_code, response.content) == (direct.status_code, direct.content)
     assert fake.creates == 0
+
+
+async def test_an_account_changed_through_the_api_is_seen_by_the_guard_at_once(client, fake: FakeCalcom, salon) -> None:
+    assert (await client.get("/calcom/salon-1/v2/bookings", headers=PLATFORM)).status_code == 200  # now kept by the guard
+
+    switched = await client.patch("/api/accounts/salon-1", json={"guard": False}, headers=AUTH)
+    assert switched.status_code == 200
+    calls = fake.calls
+
+    assert (await client.get("/calcom/salon-1/v2/bookings", headers=PLATFORM)).status_code == 404
+    assert fake.calls == calls

@@ -93,3 +93,28 @@ async def test_same_appointment_and_phase_is_a_duplicate_only_when_the_phase_is_
     async with db.read() as tx:
         rows = await tx.fetch_all(sql("SELECT uid, of_uid FROM booking_duplicates ORDER BY uid"))
     assert rows == [{"uid": "a2", "of_uid": "a1"}]
+
+
+async def test_a_disabled_accounts_guard_create_goes_to_review_as_its_own_records_do(app, client, clock: FakeClock) -> None:
+    await create_account(client, enabled=False)
+    await post_webhook(client, booking_event(uid="bk", start=at(0), metadata={"verifier_ref": "vr_1"}))
+    view = await record_guard(app, guard_request("guard:vr_1", at(0)), "vr_1", clock)
+    assert (view["status"], view["review_reason"], view["resolved_via"]) == ("manual_review", "verification_disabled", "system")
+    assert view["next_check_at"] is None and view["phases"][0]["booking"] is None
+    again = await record_guard(app, guard_request("guard:vr_1", at(0)), "vr_1", clock)
+    assert again["id"] == view["id"] and again["status"] == "manual_review"
+
+
+async def test_with_verification_switched_off_a_guard_create_goes_to_review(database_url: str, clock: FakeClock) -> None:
+    from service.settings import Settings
+    from service.web.app import create_app
+
+    from .helpers import API_TOKEN
+
+    app = create_app(Settings(_env_file=None, database_url=database_url, api_token=API_TOKEN, post_sync_verification=False), clock=clock)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            await create_account(http)
+            await post_webhook(http, booking_event(uid="bk", start=at(0), metadata={"verifier_ref": "vr_1"}))
+            view = await record_guard(app, guard_request("guard:vr_1", at(0)), "vr_1", clock)
+    assert (view["status"], view["review_reason"], view["resolved_via"]) == ("manual_review", "verification_disabled", "system")

@@ -221,6 +221,7 @@ class SecretCache:
         self.monotonic = monotonic
         self.clock = clock
         self._cache: dict[str, tuple[float, tuple[str, str | None, datetime | None] | None]] = {}
+        self.also_forget: list[Callable[[str], None]] = []  # other per-account caches (the booking guard's)
 
     async def get(self, account: str, *, fresh: bool = False) -> list[str] | None:
         """The secrets a webhook of `account` may be signed with now (current first), or None for an unknown account."""
@@ -249,3 +250,5 @@ class SecretCache:
 
     def forget(self, account: str) -> None:
         self._cache.pop(account, None)
+        for forget in self.also_forget:
+            forget(account)

@@ -3,6 +3,8 @@
 Every request under `/calcom/{account}/` is forwarded unchanged to the account's Cal.com base;
 `POST /v2/bookings` goes through `guard_create`. No database transaction is open while Cal.com
 works; the key's rate-limit reading is written afterwards, in its own short transaction.
+Accounts are kept for a second (`AccountCache`): a create through the guard reads no account
+row; a change through the API or console is seen at once, one from another process within the second.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import hmac
 import logging
 import random
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -31,6 +34,35 @@ PLENTY = 5 * ratelimit.RESERVE  # remaining requests above which a reading is on
 RESTATE = timedelta(seconds=10)
 
 
+class AccountCache:
+    """Guarded accounts by id, kept for `ttl` seconds; only accounts that exist and are guarded are kept."""
+
+    def __init__(self, db: Database, *, ttl: float = 1.0, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.db = db
+        self.ttl = ttl
+        self.monotonic = monotonic
+        self._cache: dict[str, tuple[float, Account]] = {}
+
+    async def get(self, account_id: str, *, fresh: bool = False) -> tuple[Account | None, bool]:
+        """The account (or None) and whether it came from the cache."""
+        now = self.monotonic()
+        hit = self._cache.get(account_id)
+        if hit is not None and not fresh and now - hit[0] < self.ttl:
+            return hit[1], True
+        async with self.db.read() as tx:
+            account = await account_store.get(tx, account_id)
+        if account is None or not account.guard:
+            self._cache.pop(account_id, None)
+        else:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[account_id] = (now, account)
+        return account, False
+
+    def forget(self, account_id: str) -> None:
+        self._cache.pop(account_id, None)
+
+
 class Guard:
     """Admission, target and pacing for everything under `/calcom/{account}/`."""
 
@@ -41,21 +73,25 @@ class Guard:
         self.clock = clock
         self.rng = random.Random()
         self._paced: dict[str, datetime] = {}
+        self.accounts = AccountCache(db)
 
     async def admit(self, account_id: str, authorization: str | None) -> Account:
         """The account, when it exists, is guarded and the bearer is its own Cal.com key (else 404 / 401)."""
-        account = None
-        if ACCOUNT_ID.match(account_id):
-            async with self.db.read() as tx:
-                account = await account_store.get(tx, account_id)
-        if account is None or not account.guard:
-            raise NotFound(f"unknown account {account_id[:64]!r} (or its booking guard is switched off)")
+        account, cached = (await self.accounts.get(account_id)) if ACCOUNT_ID.match(account_id) else (None, False)
         scheme, _, token = (authorization or "").strip().partition(" ")
         presented = token.strip().encode("utf-8", "replace")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(presented, account.calcom_api_key.encode("utf-8")):
+        if account is not None and cached and not _bearer_of(account, scheme, presented):
+            account, _ = await self.accounts.get(account_id, fresh=True)  # the key may have just changed
+        if account is None or not account.guard:
+            raise NotFound(f"unknown account {account_id[:64]!r} (or its booking guard is switched off)")
+        if not _bearer_of(account, scheme, presented):
             log.warning("guard request refused: wrong or missing bearer", extra={"event": "guard_unauthorized", "account": account.id})
             raise Unauthorized("Authorization: Bearer <the account's Cal.com API key> is required; nothing was forwarded")
         return account
+
+    def forget(self, account_id: str) -> None:
+        """The account changed here: read it afresh on its next request."""
+        self.accounts.forget(account_id)
 
     def target(self, account: Account, raw_rest: str, query: str) -> str:
         """The Cal.com URL for the rest of the path: under the account's base, or a 400."""
@@ -86,3 +122,7 @@ class Guard:
                 await account_store.set_pace(tx, hashed, paused_until=paused, remaining=remaining, reset_at=reset_at, now=now)
         except Exception as exc:  # pacing is advice; the answer already went out
             log.warning("guard could not store the key's pace", extra={"event": "guard_pace_failed", "error": type(exc).__name__})
+
+
+def _bearer_of(account: Account, scheme: str, presented: bytes) -> bool:
+    return scheme.lower() == "bearer" and hmac.compare_digest(presented, account.calcom_api_key.encode("utf-8"))

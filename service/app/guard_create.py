@@ -99,10 +99,10 @@ class BookingCreates:
         if create is None:
             return await self._untagged(account, url, headers, body, "not-json")
         ref = new_ref()
-        tagged, why = rules.tag(create, ref)
+        tagged, why = rules.tagged_create(create, ref)
         if tagged is None:
             return await self._untagged(account, url, headers, body, why or "untagged")
-        attempt = Attempt(ref, tagged, json.loads(tagged), self.guard.clock())
+        attempt = Attempt(ref, _json(tagged), tagged, self.guard.clock())
         if key is not None:
             claimed = await self._claim(account, key, rules.fingerprint(body), attempt)
             if isinstance(claimed, Outcome):

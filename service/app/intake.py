@@ -118,30 +118,40 @@ class Intake:
 
         Settled at once from what is stored: a create whose tagged booking is known is verified here
         (`resolved_via` guard); one whose outcome is unknown stays pending for the usual checks.
+        With verification switched off (everywhere or for the account) it is recorded as `record`
+        records it then: straight to manual review, never checked.
         """
+        resolved: list[str] = []
         async with self.db.transaction() as tx:
             await tx.lock_account(request.account)
             account = await account_store.get(tx, request.account)
             if account is None:
                 raise NotFound(f"unknown account {request.account!r}")
+            enabled = self.settings.post_sync_verification and account.enabled
             existing = await verification_store.by_ref(tx, account.id, verifier_ref)
             if existing is not None:
                 seq, created = existing["seq"], False
             else:
-                seq, _ = await self._insert(tx, request, request.fingerprint(), now, True, verifier_ref=verifier_ref)
+                seq, _ = await self._insert(tx, request, request.fingerprint(), now, enabled, verifier_ref=verifier_ref)
                 created = True
-            settled = await settle_guarded(
-                tx,
-                account,
-                now,
-                mode="instant",
-                trigger="guard",
-                settle_seconds=self.settings.settle_seconds,
-                seqs=[seq],
-                tags=[str(request.appointment_id), guard_appointment(verifier_ref)],
-            )
+            if enabled:
+                settled = await settle_guarded(
+                    tx,
+                    account,
+                    now,
+                    mode="instant",
+                    trigger="guard",
+                    settle_seconds=self.settings.settle_seconds,
+                    seqs=[seq],
+                    tags=[str(request.appointment_id), guard_appointment(verifier_ref)],
+                )
+                resolved = settled.resolved
+            elif created:
+                rows = await verification_store.by_seqs(tx, [seq])
+                phases = await verification_store.phases_of(tx, [seq])
+                resolved = await apply(tx, account, plan.disabled(rows[0], phases[seq]), now)
             view = await load_view(tx, seq)
-        self.notifier.resolved(settled.resolved)
+        self.notifier.resolved(resolved)
         return Recorded(created, view)
 
     async def _insert(

@@ -187,6 +187,7 @@ async def serving(settings: Settings, clock: Clock = system_clock, *, calcom_tra
                 forwarding(transport=calcom_transport, allow_private=settings.allow_private_targets)
             )
             runtime.guard = Guard(db, settings, forwarder, clock)
+            runtime.secrets.also_forget.append(runtime.guard.forget)
             runtime.bookings = BookingCreates(runtime.guard, runtime.intake, tally)
             runtime.duplicates = Duplicates(db)
             flusher = Flusher(db, tally)

@@ -61,6 +61,12 @@ def parse_create(body: bytes) -> dict[str, Any] | None:
 
 def tag(create: dict[str, Any], ref: str) -> tuple[bytes | None, str | None]:
     """The body to forward with `metadata.verifier_ref` added, or (None, why it stays untagged)."""
+    tagged, why = tagged_create(create, ref)
+    return (None, why) if tagged is None else (json.dumps(tagged, separators=(",", ":"), ensure_ascii=False).encode(), None)
+
+
+def tagged_create(create: dict[str, Any], ref: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The create with `metadata.verifier_ref` added, or (None, why it stays untagged)."""
     metadata = create.get("metadata")
     if metadata is None:
         metadata = {}
@@ -68,8 +74,7 @@ def tag(create: dict[str, Any], ref: str) -> tuple[bytes | None, str | None]:
         return None, "metadata-not-object"
     if REF_KEY not in metadata and len(metadata) >= METADATA_KEYS_MAX:
         return None, "metadata-full"
-    tagged = {**create, "metadata": {**metadata, REF_KEY: ref}}
-    return json.dumps(tagged, separators=(",", ":"), ensure_ascii=False).encode(), None
+    return {**create, "metadata": {**metadata, REF_KEY: ref}}, None
 
 
 def requested_start(create: dict[str, Any]) -> datetime | None:
