@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     calcom_alert_seconds: float = Field(default=300.0, gt=0, le=7 * 86400)
     # /status and /metrics name accounts only when asked to (they may be customers' names).
     status_show_accounts: bool = False
+    # Testing only: the web process stores and answers webhooks but never matches them itself.
+    hold_webhook_matching: bool = False
 
     @field_validator("database_url")
     @classmethod

@@ -75,12 +75,15 @@ OBSERVATION_ROW = {
 EVENT_ROW = {
     f"{column}_0": value
     for column, value in {"account": BIG, "body_sha256": "x", "trigger_event": "BOOKING_CREATED", "booking_uid": "u",
-                          "event_created_at": TS, "received_at": TS, "body": "{}"}.items()
+                          "event_created_at": TS, "received_at": TS, "body": "{}", "unmatched": 1}.items()
 }
 
 CASES = [
     # The webhook path (service/ingest.py).
     Case("insert_events", lambda: event_store._insert_events_query(1), EVENT_ROW),
+    # Matching after the store: the claim of stored events by seq, and the sweep of those left unmatched.
+    Case("claim_unmatched", lambda: event_store.CLAIM_UNMATCHED, {"seqs": [5, 6]}, {"webhook_events": (Key(("seq",)),)}),
+    Case("unmatched", lambda: event_store.UNMATCHED, {"after": 0, "before": TS, "limit": 256}, {"webhook_events": (Range("seq"),)}),
     Case("units_of", lambda: observation_store.UNITS_OF, {"account": BIG, "uids": ["u-1", "u-2"]},
          {"booking_observations": (Key(("account", "uid")),)}),
     Case("upsert_many", lambda: observation_store.UPSERT, OBSERVATION_ROW),

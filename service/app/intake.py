@@ -8,6 +8,7 @@ import builtins
 import logging
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -57,9 +58,13 @@ class Intake:
         self.db = db
         self.settings = settings
         self.notifier = notifier
+        # Waits until the webhooks this process already answered are matched (their observations stored).
+        self.catch_up: Callable[[], Awaitable[None]] | None = None
 
     async def record(self, request: VerificationIn, now: datetime) -> Recorded:
         """Record a failed sync; matched against what webhooks already told us, inside this call."""
+        if self.catch_up is not None:
+            await self.catch_up()
         fingerprint = request.fingerprint()
         resolved: list[str] = []
         async with self.db.transaction() as tx:
@@ -116,6 +121,8 @@ class Intake:
         Settled at once from what is stored: a create whose tagged booking is known is verified here
         (`resolved_via` guard); one whose outcome is unknown stays pending for the usual checks.
         """
+        if self.catch_up is not None:
+            await self.catch_up()
         async with self.db.transaction() as tx:
             await tx.lock_account(request.account)
             account = await account_store.get(tx, request.account)

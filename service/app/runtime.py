@@ -117,7 +117,10 @@ async def serving(settings: Settings, clock: Clock = system_clock, *, calcom_tra
         notifier = Notifier(db)
         async with connected(timeout_seconds=settings.calcom_timeout_seconds, tally=tally, clock=clock, transport=calcom_transport) as calcom:
             runtime = _runtime(settings, clock, db, notifier, calcom, tally)
-            runtime.ingestor = Ingestor(db, notifier, clock, settle_seconds=settings.settle_seconds)
+            runtime.ingestor = Ingestor(
+                db, notifier, clock, settle_seconds=settings.settle_seconds, hold_matching=settings.hold_webhook_matching
+            )
+            runtime.intake.catch_up = runtime.ingestor.caught_up
             flusher = Flusher(db, tally)
             await notifier.start()
             await runtime.ingestor.start()
