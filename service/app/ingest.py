@@ -2,7 +2,7 @@
 
 Cal.com waits for our answer inside its own booking request, so the answer must be quick and
 must mean "stored". Each request hands its parsed event to one writer task and waits; the writer
-takes everything queued meanwhile and appends it in one transaction of one statement (one round
+takes everything queued meanwhile and appends it in one statement committed on its own (one round
 trip to the driver and one fsync for many events), and the senders get their 200. Matching
 happens after that commit, in this process, in its own transaction: the events stored since the
 last match are matched together, from what was stored. Each stored event that concerns a booking
@@ -169,7 +169,7 @@ class Ingestor:
         clock: Callable[[], datetime],
         *,
         settle_seconds: float = 2.0,
-        max_batch: int = 256,
+        max_batch: int = event_store.EVENTS_PER_STATEMENT,
         hold_matching: bool = False,
     ) -> None:
         self.db = db
@@ -256,7 +256,8 @@ class Ingestor:
         first: dict[tuple[str, str], Submission] = {}
         for item in batch:  # the first of several identical bodies counts; the rest are duplicates
             first.setdefault((item.account, item.body_sha256), item)
-        async with self.db.transaction() as tx:
+        # One statement, committed on its own: no BEGIN/COMMIT trips around it (max_batch keeps it one).
+        async with self.db.autocommit() as tx:
             new = await event_store.insert_events(tx, [_event_row(i) for i in first.values()])
         stored = [Stored(seq, key[0], first[key].event) for key, seq in new.items() if first[key].event.concerns_bookings]
         if stored and not self.hold_matching:

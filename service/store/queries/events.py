@@ -9,6 +9,7 @@ from service.store.connector import Query, Tx, sql
 
 _EVENT_COLUMNS = ("account", "body_sha256", "trigger_event", "booking_uid", "event_created_at", "received_at", "body", "unmatched")
 _INSERT_EVENTS: dict[int, Query] = {}
+EVENTS_PER_STATEMENT = 200
 
 
 def _insert_events_query(count: int) -> Query:
@@ -49,11 +50,11 @@ CLAIM_UNMATCHED = sql(
 async def insert_events(tx: Tx, rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
     """Store raw webhook events once each; answer the new ones' (account, body hash) with their seq.
 
-    One statement per 200 events (a batch is one round trip to the driver, not one per event).
+    One statement per EVENTS_PER_STATEMENT events (a batch is one round trip to the driver, not one per event).
     """
     new: dict[tuple[str, str], int] = {}
-    for start in range(0, len(rows), 200):
-        chunk = rows[start : start + 200]
+    for start in range(0, len(rows), EVENTS_PER_STATEMENT):
+        chunk = rows[start : start + EVENTS_PER_STATEMENT]
         params = {f"{c}_{i}": row[c] for i, row in enumerate(chunk) for c in _EVENT_COLUMNS}
         for r in await tx.fetch_all(_insert_events_query(len(chunk)), **params):
             new[(r["account"], r["body_sha256"])] = int(r["seq"])
