@@ -205,7 +205,9 @@ class Database(abc.ABC):
         """Statements that each commit on their own, durably, in one trip to the driver (no BEGIN/COMMIT).
 
         For a write that is one statement (the webhook writer's batch insert); several statements
-        here are NOT atomic together. The default falls back to a transaction.
+        here are NOT atomic together. The default falls back to a transaction (SQLite keeps
+        BEGIN IMMEDIATE … COMMIT: its trips are thread hops, and a quick A/B at 100 webhooks/s did not
+        show the autocommit statement faster).
         """
         return self.transaction()
 

@@ -190,13 +190,6 @@ class SqliteDatabase(Database):
                 await _commit(tx.raw)
 
     @asynccontextmanager
-    async def autocommit(self) -> AsyncIterator[Tx]:
-        """The writer outside BEGIN (isolation_level=None): each statement is its own transaction."""
-        assert self._writer is not None, "database not connected"
-        async with self._write_lock:
-            yield self._writer
-
-    @asynccontextmanager
     async def schema_transaction(self) -> AsyncIterator[Tx]:
         """A write transaction with foreign keys checked once, before COMMIT, instead of per statement.
 
