@@ -288,8 +288,9 @@ def measure_web(bdb: BenchDB, template: str, script: Path, connections: int, *, 
     return run
 
 
-def measure_bare_store(bdb: BenchDB, template: str, script: Path, connections: int, *, warmup: float = 2.0,
-                       seconds: float = 10.0) -> LoadRun:
+def measure_bare_store(
+    bdb: BenchDB, template: str, script: Path, connections: int, *, warmup: float = 2.0, seconds: float = 10.0
+) -> LoadRun:
     """bare_store_app.py on a fresh copy of `template` under wrk; then count the bodies it stored."""
     url = bdb.fresh(template)
     try:
@@ -312,5 +313,3 @@ def count_kinds(n: int) -> dict[str, int]:
         kind = load_booking(i).kind
         counts[kind] = counts.get(kind, 0) + 1
     return counts
-
-

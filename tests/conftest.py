@@ -30,8 +30,7 @@ from .helpers import API_TOKEN, FakeClock
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 PG_SKIP_REASON = (
-    "PostgreSQL tests skipped: set TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test "
-    "to run them (CI does, see .ci/run)"
+    "PostgreSQL tests skipped: set TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test to run them (CI does, see .ci/run)"
 )
 _counter = itertools.count()
 _template: dict[str, str] = {}

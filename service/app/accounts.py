@@ -106,7 +106,9 @@ class Accounts:
             fresh = await account_store.get(tx, account.id)
         if changed:
             level = logging.ERROR if state == "broken" else logging.INFO
-            log.log(level, "Cal.com credentials %s", state, extra={"event": f"credentials_{state}", "account": account.id, "trigger": "new_key"})
+            log.log(
+                level, "Cal.com credentials %s", state, extra={"event": f"credentials_{state}", "account": account.id, "trigger": "new_key"}
+            )
         return fresh or account
 
     async def delete(self, account_id: str) -> None:

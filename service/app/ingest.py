@@ -281,7 +281,10 @@ class Ingestor:
                 try:
                     await self.matcher.match(batch)
                 except DatabaseUnavailable:
-                    log.warning("webhook events stored, matching them waits for the database", extra={"event": "webhook_match_deferred", "count": len(batch)})
+                    log.warning(
+                        "webhook events stored, matching them waits for the database",
+                        extra={"event": "webhook_match_deferred", "count": len(batch)},
+                    )
             self._idle.set()
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):

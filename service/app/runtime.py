@@ -115,7 +115,9 @@ async def serving(settings: Settings, clock: Clock = system_clock, *, calcom_tra
     try:
         await migrations.apply_pending_migrations(db)
         notifier = Notifier(db)
-        async with connected(timeout_seconds=settings.calcom_timeout_seconds, tally=tally, clock=clock, transport=calcom_transport) as calcom:
+        async with connected(
+            timeout_seconds=settings.calcom_timeout_seconds, tally=tally, clock=clock, transport=calcom_transport
+        ) as calcom:
             runtime = _runtime(settings, clock, db, notifier, calcom, tally)
             runtime.ingestor = Ingestor(
                 db, notifier, clock, settle_seconds=settings.settle_seconds, hold_matching=settings.hold_webhook_matching
@@ -154,7 +156,9 @@ async def operating(settings: Settings, clock: Clock = system_clock, *, calcom_t
                 "run `python -m service migrate` first (otherwise set DATABASE_URL)"
             )
         # The notifier is never started: no long-polls wait in this process, `resolved()` wakes no one.
-        async with connected(timeout_seconds=settings.calcom_timeout_seconds, tally=tally, clock=clock, transport=calcom_transport) as calcom:
+        async with connected(
+            timeout_seconds=settings.calcom_timeout_seconds, tally=tally, clock=clock, transport=calcom_transport
+        ) as calcom:
             yield _runtime(settings, clock, db, Notifier(db), calcom, tally)
         with contextlib.suppress(Exception):
             await flush(db, tally)

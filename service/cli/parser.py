@@ -222,7 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--port", type=int, default=None)
     web.set_defaults(func=cmd_web)
     commands.add_parser("poll", help="poll Cal.com and deliver callbacks (the poller process)").set_defaults(func=cmd_poll)
-    commands.add_parser("run", help="what `make run` does: release, then web (until it answers), then the other Procfile processes").set_defaults(func=cmd_run)
+    commands.add_parser(
+        "run", help="what `make run` does: release, then web (until it answers), then the other Procfile processes"
+    ).set_defaults(func=cmd_run)
     _add_accounts(commands)
     _add_verifications(commands)
     status = commands.add_parser("status", help="the /status figures: counts, review queue, recovery rate, pollers, problems")

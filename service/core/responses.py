@@ -83,7 +83,9 @@ class VerificationOut(TypedDict):
     status: Status
     review_reason: ReviewReason | None
     resolution: Literal["synced", "failed"] | None
-    resolved_via: Annotated[ResolvedVia | None, Field(description="the source of the evidence that completed the match; null while pending")]
+    resolved_via: Annotated[
+        ResolvedVia | None, Field(description="the source of the evidence that completed the match; null while pending")
+    ]
     note: str | None
     created_at: Instant
     resolved_at: Instant | None

@@ -112,12 +112,12 @@ class CallbackDeliverer:
         if reason is not None:
             async with self._db.transaction() as tx:
                 await outbox_store.abandon(tx, row["seq"], self._owner, reason)
-            log.warning(
-                "verdict callback abandoned: %s", reason, extra={"event": "callback_failed", **ids, "attempts": row["attempts"]}
-            )
+            log.warning("verdict callback abandoned: %s", reason, extra={"event": "callback_failed", **ids, "attempts": row["attempts"]})
             return False
         assert account is not None and account.callback_url and account.callback_secret
-        attempt = await self._sender.post(account.callback_url, account.callback_secret, row["id"], row["payload"].encode("utf-8"), self._fresh(now))
+        attempt = await self._sender.post(
+            account.callback_url, account.callback_secret, row["id"], row["payload"].encode("utf-8"), self._fresh(now)
+        )
         now = self._fresh(now)  # after the POST: retries and the give-up horizon count from its end
         attempts = row["attempts"] + 1
         retry_at: datetime | None = None

@@ -76,7 +76,7 @@ async def put_account(request: Request) -> JSONResponse:
 @api.operation(
     "GET",
     "/accounts/{account}",
-    summary="Read an account (its secrets read \"set\")",
+    summary='Read an account (its secrets read "set")',
     params=[ACCOUNT_PARAM],
     responses={200: (AccountOut, "the account"), 404: "no such account", 422: INVALID},
 )
@@ -207,4 +207,3 @@ async def resolve_verification(request: Request) -> JSONResponse:
     body: ResolveIn = parse(ResolveIn, await read_body(request, services.settings.max_body_bytes))
     view = await services.intake.resolve(request.path_params["id"], body, services.clock())
     return JSONResponse(view)
-
