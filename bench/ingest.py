@@ -1,11 +1,14 @@
 """Webhook ingest: signed BOOKING_CREATED events/s through the real endpoint with 10,000
-pending verifications, as a ratio to a bare Starlette endpoint that only checks the HMAC.
+pending verifications, as a ratio to a bare Starlette endpoint that only checks the HMAC, and to
+that endpoint plus a group-committed durable insert of the raw body (the floor of any receiver on
+this stack that answers only once the event is on disk).
 
     .venv/bin/python bench/ingest.py --db both [--repeat 3] [--append]
 
 Per repetition and per wrk concurrency (-c32, -c128; -t1; 2 s warm-up, then 10 s): the bare endpoint,
-then `python -m service web` on a fresh copy of the seeded database for each dialect, back to back.
-The figure is the median over repetitions of (real events/s ÷ bare events/s) of the same repetition.
+then per dialect the bare+store endpoint (`bare_store_app.py`) and `python -m service web`, each on
+a fresh copy of the seeded database, back to back. The figures are medians over repetitions of the
+ratios within the same repetition.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ def measure(
     script = c.wrk_script(c.write_wrk_data(BODIES))
     bare: dict[int, list[c.LoadRun]] = {n: [] for n in connections}
     real: dict[tuple[str, int], list[c.LoadRun]] = {(d, n): [] for d in dbs for n in connections}
+    floor: dict[tuple[str, int], list[c.LoadRun]] = {(d, n): [] for d in dbs for n in connections}
     benches = {d: c.BenchDB(d) for d in dbs}
     try:
         for d in dbs:
@@ -42,10 +46,17 @@ def measure(
                 bare[n].append(b)
                 print(f"  rep {rep + 1} c{n} bare: {b.rate:.0f}/s p99 {b.p99_ms:.1f} ms", flush=True)
                 for d in dbs:
+                    f = c.measure_bare_store(benches[d], "p", script, n, warmup=warmup, seconds=seconds)
+                    floor[(d, n)].append(f)
+                    print(
+                        f"  rep {rep + 1} c{n} {d} bare+store: {f.rate:.0f}/s ({f.rate / b.rate:.2f}×) p99 {f.p99_ms:.1f} ms, "
+                        f"stored {f.stored}/{f.completed}..{f.issued}, ok={f.ok}",
+                        flush=True,
+                    )
                     r = c.measure_web(benches[d], "p", script, n, warmup=warmup, seconds=seconds)
                     real[(d, n)].append(r)
                     print(
-                        f"  rep {rep + 1} c{n} {d}: {r.rate:.0f}/s ({r.rate / b.rate:.2f}×) p99 {r.p99_ms:.1f} ms, "
+                        f"  rep {rep + 1} c{n} {d}: {r.rate:.0f}/s ({r.rate / b.rate:.2f}× bare, {r.rate / f.rate:.2f}× bare+store) p99 {r.p99_ms:.1f} ms, "
                         f"{r.cpu_ms_per_event:.2f} CPU-ms/event, stored {r.stored}/{r.completed}..{r.issued}, "
                         f"verdicts {r.verdicts}, ok={r.ok}",
                         flush=True,
@@ -57,17 +68,21 @@ def measure(
     rows, summary = [], []
     for d in dbs:
         for n in connections:
-            runs, refs = real[(d, n)], bare[n]
+            runs, refs, floors = real[(d, n)], bare[n], floor[(d, n)]
             ratios = [r.rate / b.rate for r, b in zip(runs, refs)]
             ratio = c.median(ratios)
-            ok = all(r.ok for r in runs)
+            to_floor = [r.rate / f.rate for r, f in zip(runs, floors)]
+            ok = all(r.ok for r in runs) and all(f.ok for f in floors)
             rows.append(
                 [
                     d,
                     f"-c{n}",
                     f"{c.median([r.rate for r in runs]):.0f}",
                     f"{c.median([b.rate for b in refs]):.0f}",
+                    f"{c.median([f.rate for f in floors]):.0f}",
                     f"**{ratio:.2f}×** ({', '.join(f'{x:.2f}' for x in ratios)})",
+                    f"{c.median(to_floor):.2f}× ({', '.join(f'{x:.2f}' for x in to_floor)})",
+                    f"{c.median([f.rate / b.rate for f, b in zip(floors, refs)]):.2f}×",
                     f"{c.median([r.p50_ms for r in runs]):.1f} / {c.median([r.p99_ms for r in runs]):.1f}",
                     f"{c.median([b.p99_ms for b in refs]):.1f}",
                     f"{c.median([r.cpu_ms_per_event for r in runs]):.2f}",
@@ -84,7 +99,7 @@ def measure(
     kinds = c.count_kinds(20_000)
     body = "\n".join(
         [
-            f"Real endpoint vs bare HMAC endpoint, {pending:,} pending verifications over {c.ACCOUNTS} accounts; wrk -t1, "
+            f"Real endpoint vs bare HMAC endpoint and bare endpoint + group-committed insert of the raw body (bare_store_app.py), {pending:,} pending verifications over {c.ACCOUNTS} accounts; wrk -t1, "
             f"{warmup:g} s warm-up + {seconds:g} s; median of {repeat} back-to-back repetitions (each repetition's own ratio in brackets).",
             "",
             c.table(
@@ -93,7 +108,10 @@ def measure(
                     "wrk",
                     "real events/s",
                     "bare events/s",
+                    "bare+store events/s",
                     "ratio real/bare",
+                    "ratio real/bare+store",
+                    "ratio bare+store/bare",
                     "real p50/p99 ms",
                     "bare p99 ms",
                     "web CPU-ms/event",

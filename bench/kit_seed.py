@@ -124,6 +124,7 @@ async def seed(database_url: str, pending: int, *, calcom_api_base: str | None =
                     "event_type_id": p.event_type_id,
                     "host_email": p.host_email,
                     "attendee_email": p.attendee_email,
+                    "attendee_phone": p.attendee_phone,
                     "staff_required": p.staff_required,
                     "active": p.staff_required,
                     "status": "pending" if p.staff_required else "not_required",

@@ -114,6 +114,14 @@ def bare() -> Server:
     return Server("bare", [PY, str(BENCH / "bare_app.py"), "--port", str(port)], {"BENCH_SECRETS": secrets}, port)
 
 
+def bare_store(database_url: str) -> Server:
+    """bench/bare_store_app.py: the bare endpoint plus a group-committed durable insert of the raw body."""
+    port = free_port()
+    secrets = json.dumps({account_id(a): webhook_secret(a) for a in range(ACCOUNTS)})
+    env = {"BENCH_SECRETS": secrets, "DATABASE_URL": database_url}
+    return Server("bare-store", [PY, str(BENCH / "bare_store_app.py"), "--port", str(port)], env, port)
+
+
 def fake_calcom(api_keys: Sequence[str], limit: int = 120) -> Server:
     port = free_port()
     args = [PY, "-m", "service.testing.fakecalcom", "--port", str(port), "--limit", str(limit)]

@@ -119,6 +119,8 @@ class Settings(BaseSettings):
     secret_keys: SecretStr | None = None
     # Let callback_url and calcom_api_base point at loopback and private addresses (development, tests).
     allow_private_targets: bool = False
+    # Testing only: the web process stores and answers webhooks but never matches them itself.
+    hold_webhook_matching: bool = False
 
     @field_validator("database_url")
     @classmethod

@@ -157,9 +157,24 @@ async def app(settings: Settings, clock: FakeClock, calcom_transport: httpx.Asyn
         yield application
 
 
+class MatchedTransport(httpx.ASGITransport):
+    """The app in-process; each answer is handed over once the webhooks answered so far are matched.
+
+    A webhook is answered when it is stored and matched just after; a test reading the outcome right
+    after the answer would otherwise race that match.
+    """
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        ingestor = getattr(self.app.state.services, "ingestor", None)  # type: ignore[attr-defined]
+        if ingestor is not None:
+            await ingestor.caught_up()
+        return response
+
+
 @pytest.fixture
 async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    transport = MatchedTransport(app=app)  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, base_url="http://verifier.test") as http:
         yield http
 

@@ -12,7 +12,7 @@ import httpx
 from service.settings import Settings
 from service.web.app import create_app
 
-from .conftest import _plain
+from .conftest import MatchedTransport, _plain
 from .helpers import API_KEY, AUTH, WEBHOOK_SECRET, FakeClock
 
 BODY = {"calcom_api_key": API_KEY, "webhook_secret": WEBHOOK_SECRET}
@@ -22,7 +22,7 @@ BODY = {"calcom_api_key": API_KEY, "webhook_secret": WEBHOOK_SECRET}
 async def web_process(settings: Settings, clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings, clock=clock)
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://web") as http:
+        async with httpx.AsyncClient(transport=MatchedTransport(app=app), base_url="http://web") as http:
             yield http
 
 

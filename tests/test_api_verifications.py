@@ -8,6 +8,7 @@ import pytest
 
 from service.store.connector import Database, sql
 
+from .conftest import MatchedTransport
 from .helpers import API_KEY, AUTH, WEBHOOK_SECRET, FakeClock, create_account, failure, phase, record
 
 START = datetime(2026, 12, 1, 10, 0, tzinfo=timezone(timedelta(hours=1)))
@@ -225,7 +226,7 @@ async def test_api_without_configured_token_answers_503(database_url: str, clock
 
     app = create_app(Settings(_env_file=None, database_url=database_url), clock=clock)
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        async with httpx.AsyncClient(transport=MatchedTransport(app=app), base_url="http://t") as http:
             response = await http.get("/api/verifications", headers={"Authorization": "Bearer anything-at-all-123"})
             assert response.status_code == 503
             assert "API_TOKEN" in response.json()["error"]["message"]

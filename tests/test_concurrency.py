@@ -15,6 +15,7 @@ from service.settings import Settings
 from service.store.connector import Database, sql
 from service.web.app import create_app
 
+from .conftest import MatchedTransport
 from .helpers import AUTH, CALLBACK_SECRET, FakeClock, booking_event, create_account, failure, phase, post_webhook, record
 
 T = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
@@ -25,7 +26,7 @@ async def web_process(settings: Settings, clock: FakeClock) -> AsyncIterator[tup
     """One more `web` process: its own app, connection pool, ingest writer and notifier."""
     app = create_app(settings, clock=clock)
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://web") as http:
+        async with httpx.AsyncClient(transport=MatchedTransport(app=app), base_url="http://web") as http:
             yield app, http
 
 

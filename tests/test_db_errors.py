@@ -20,7 +20,7 @@ from service.settings import Settings
 from service.store.connector import Database, sql, translate
 from service.web.app import create_app
 
-from .conftest import _plain
+from .conftest import MatchedTransport, _plain
 from .helpers import AUTH, FakeClock, create_account
 
 INSERT_POLLER = sql(
@@ -73,7 +73,7 @@ async def web(settings: Settings, clock: FakeClock) -> AsyncIterator[httpx.Async
     """The web app with its errors answered as HTTP (a 500 is a response here, not a raised exception)."""
     app = create_app(settings, clock=clock)
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # type: ignore[arg-type]
+        transport = MatchedTransport(app=app, raise_app_exceptions=False)  # type: ignore[arg-type]
         async with httpx.AsyncClient(transport=transport, base_url="http://verifier.test") as http:
             yield http
 

@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 
 from service.store.connector import Database, sql
 
+from .conftest import MatchedTransport
 from .helpers import AUTH, EXAMPLES, OTHER_WEBHOOK_SECRET, booking_event, create_account, sign
 
 FUZZ = settings(
@@ -305,7 +306,7 @@ def valid_wait(raw: str) -> bool:
 async def edge(app: object) -> Any:
     """Like the `client` fixture, but an unhandled error reaches the test as the 500 a caller would
     get (the default ASGI transport re-raises it inside the test instead)."""
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # type: ignore[arg-type]
+    transport = MatchedTransport(app=app, raise_app_exceptions=False)  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, base_url="http://verifier.test") as http:
         yield http
 

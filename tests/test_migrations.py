@@ -12,7 +12,7 @@ import pytest
 from service.store import migrations
 from service.store.connector import Database, sql
 
-from .conftest import PG_SKIP_REASON, PG_URL, _admin_execute, _with_database
+from .conftest import PG_SKIP_REASON, PG_URL, MatchedTransport, _admin_execute, _with_database
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,6 +104,6 @@ async def test_web_started_without_release_migrates_itself(tmp_path: Path) -> No
     url = f"sqlite+aiosqlite:///{tmp_path / 'never-released.sqlite3'}"
     app = create_app(Settings(_env_file=None, database_url=url, api_token=API_TOKEN))
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        async with httpx.AsyncClient(transport=MatchedTransport(app=app), base_url="http://t") as http:
             ready = await http.get("/readyz")
             assert ready.status_code == 200 and ready.json()["migrations"] == "current"

@@ -19,6 +19,7 @@ from service.settings import Settings
 from service.web.app import create_app
 from service.web.openapi import Api, document, path_param
 
+from .conftest import MatchedTransport
 from .helpers import API_KEY, API_TOKEN, AUTH, CALLBACK_SECRET, WEBHOOK_SECRET, FakeClock, booking_event, failure, phase, post_webhook
 
 T = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
@@ -327,6 +328,6 @@ async def test_real_answers_fit_the_document(client: httpx.AsyncClient, clock: F
 
 async def test_unconfigured_api_answers_fit_the_document(database_url: str, clock: FakeClock) -> None:
     app = create_app(Settings(_env_file=None, database_url=database_url), clock=clock)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=MatchedTransport(app=app), base_url="http://t") as http:
         await Conformance(http)("GET", "/api/verifications", 503)
         await Conformance(http)("PUT", "/api/accounts/salon-1", 503, json={})

@@ -40,6 +40,7 @@ from service.testing.fakecalcom import FakeCalcom
 from service.web.app import create_app
 from service.workers.poller import Poller
 
+from .conftest import MatchedTransport
 from .helpers import API_TOKEN, AUTH, WEBHOOK_SECRET, FakeClock, booking_event, post_webhook
 
 T = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
@@ -280,7 +281,7 @@ async def world(database_url: str) -> AsyncIterator[tuple[World, httpx.AsyncClie
     db = Database(database_url)
     await db.connect()
     async with app.router.lifespan_context(app):
-        api = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://verifier.test")
+        api = httpx.AsyncClient(transport=MatchedTransport(app=app), base_url="http://verifier.test")
         calcom = httpx.AsyncClient(transport=httpx.ASGITransport(app=world.fake.app), base_url="http://calcom.test")
         async with api, calcom:
             poller = Poller(db, world.settings, CalcomClient(calcom, clock=world.clock), clock=world.clock, owner="oracle")

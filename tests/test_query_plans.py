@@ -123,12 +123,16 @@ EVENT_ROW = {
         "event_created_at": TS,
         "received_at": TS,
         "body": "{}",
+        "unmatched": 1,
     }.items()
 }
 
 CASES = [
     # The webhook path (service/ingest.py).
     Case("insert_events", lambda: event_store._insert_events_query(1), EVENT_ROW),
+    # Matching after the store: the claim of stored events by seq, and the sweep of those left unmatched.
+    Case("claim_unmatched", lambda: event_store.CLAIM_UNMATCHED, {"seqs": [5, 6]}, {"webhook_events": (Key(("seq",)),)}),
+    Case("unmatched", lambda: event_store.UNMATCHED, {"after": 0, "before": TS, "limit": 256}, {"webhook_events": (Range("seq"),)}),
     Case(
         "units_of",
         lambda: observation_store.UNITS_OF,

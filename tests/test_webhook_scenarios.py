@@ -11,6 +11,7 @@ import pytest
 
 from service.store.connector import Database, sql
 
+from .conftest import MatchedTransport
 from .helpers import AUTH, OTHER_WEBHOOK_SECRET, FakeClock, booking_event, create_account, failure, phase, post_webhook, record
 
 T = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)  # 10:00 in Berlin
@@ -295,7 +296,7 @@ async def test_kill_switch_sends_failures_straight_to_review(database_url: str, 
 
     app = create_app(Settings(_env_file=None, database_url=database_url, api_token=API_TOKEN, post_sync_verification=False), clock=clock)
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        async with httpx.AsyncClient(transport=MatchedTransport(app=app), base_url="http://t") as http:
             await create_account(http)
             await post_webhook(http, booking_event(uid="b", start=at(0)))
             body = (await record(http, failure())).json()

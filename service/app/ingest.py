@@ -1,9 +1,15 @@
-"""Storing signed webhook events with group commit.
+"""Storing signed webhook events with group commit, then matching them just after.
 
 Cal.com waits for our answer inside its own booking request, so the answer must be quick and
 must mean "stored". Each request hands its parsed event to one writer task and waits; the writer
-takes everything queued meanwhile and stores, matches and commits it in one transaction (one
-fsync for many events). Under light load a batch is one event and nothing waits for company.
+takes everything queued meanwhile and appends it in one statement committed on its own (one round
+trip to the driver and one fsync for many events), and the senders get their 200. Matching
+happens after that commit, in this process, in its own transaction: the events stored since the
+last match are matched together, from what was stored. Each stored event that concerns a booking
+carries a durable `unmatched` marker, cleared in the matching transaction; an event whose process
+died between the two is matched by the next web process start, by this process' periodic sweep,
+or by the poller's next tick (`Matcher.sweep`), whichever comes first, and exactly once.
+
 If a batch fails for a reason other than the database being away, its events are retried one by
 one so a single poisonous event cannot fail its neighbours.
 """
@@ -22,8 +28,8 @@ from service.app.notify import Notifier
 from service.app.settle import settle_guarded
 from service.core.observations import Observation
 from service.core.times import merge_windows
-from service.core.webhooks import GoneUid, WebhookEvent, gone_units
-from service.errors import DatabaseUnavailable
+from service.core.webhooks import GoneUid, WebhookEvent, gone_units, parse
+from service.errors import BadRequest, DatabaseUnavailable
 from service.store.connector import Database, Tx
 from service.store.queries import accounts as account_store
 from service.store.queries import events as event_store
@@ -31,6 +37,10 @@ from service.store.queries import observations as observation_store
 from service.store.queries import verifications as verification_store
 
 log = logging.getLogger("service.app.ingest")
+SWEEP_SECONDS = 5.0  # how often the web process looks for stored events nobody matched (and their minimum age)
+# How long an intake waits for the webhooks already answered to be matched. Past it the intake goes on:
+# a booking matched later still settles the verification (matching settles the pending ones near it).
+CATCH_UP_SECONDS = 2.0
 
 
 @dataclass
@@ -43,78 +53,62 @@ class Submission:
     future: asyncio.Future[bool] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
-class Ingestor:
-    """The single writer of webhook events in this process."""
+@dataclass(frozen=True)
+class Stored:
+    """An event stored with its `unmatched` marker set, as the matcher takes it."""
 
-    def __init__(
-        self, db: Database, notifier: Notifier, clock: Callable[[], datetime], *, settle_seconds: float = 2.0, max_batch: int = 256
-    ) -> None:
+    seq: int
+    account: str
+    event: WebhookEvent
+
+
+class Matcher:
+    """Matches stored events: claims their markers, stores their observations and settles, in one transaction."""
+
+    def __init__(self, db: Database, notifier: Notifier, clock: Callable[[], datetime], *, settle_seconds: float = 2.0) -> None:
         self.db = db
-        self.settle_seconds = settle_seconds
         self.notifier = notifier
         self.clock = clock
-        self.max_batch = max_batch
-        self._queue: asyncio.Queue[Submission] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-        self.batches = 0
-        self.events = 0
+        self.settle_seconds = settle_seconds
+        self.matched = 0
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="webhook-ingest")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            # Let queued events finish: their senders are waiting for an answer.
-            while not self._queue.empty():  # noqa: ASYNC110 (a few ms at shutdown)
-                await asyncio.sleep(0.01)
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def submit(self, submission: Submission) -> bool:
-        """Store one event; answer True when it was new, False for a duplicate body."""
-        self._queue.put_nowait(submission)
-        # Shielded: a sender that hangs up does not cancel the write others share.
-        return await asyncio.shield(submission.future)
-
-    async def _run(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            await self._process(batch)
-
-    async def _process(self, batch: list[Submission]) -> None:
+    async def match(self, batch: list[Stored]) -> None:
+        """Match a batch; one by one when the batch fails (so one poisonous event fails alone)."""
         try:
-            results = await self._commit(batch)
-        except DatabaseUnavailable as exc:
-            for item in batch:
-                _fail(item, exc)
-            return
+            await self._match(batch)
+        except DatabaseUnavailable:
+            raise  # the markers stay; the next sweep retries
         except Exception:
-            if len(batch) == 1:
-                log.exception("webhook event could not be stored", extra={"event": "webhook_store_failed", "account": batch[0].account})
-                _fail(batch[0], RuntimeError("webhook event could not be stored"))
+            if len(batch) > 1:
+                for item in batch:
+                    await self.match([item])
                 return
-            for item in batch:
-                await self._process([item])
-            return
-        for item, new in zip(batch, results):
-            if not item.future.done():
-                item.future.set_result(new)
+            log.exception("stored webhook event could not be matched", extra={"event": "webhook_match_failed", "account": batch[0].account})
+            # Its body stays stored for audit and replay; the marker is cleared so no sweep loops on it.
+            async with self.db.transaction() as tx:
+                await event_store.claim_unmatched(tx, [batch[0].seq])
 
-    async def _commit(self, batch: list[Submission]) -> list[bool]:
-        """One transaction for the batch; its statement count does not grow with the accounts in it."""
+    async def sweep(self, before: datetime, *, limit: int = 256) -> int:
+        """Match every event stored before `before` whose marker is still set; answer how many were matched."""
+        after, done = 0, 0
+        while True:
+            async with self.db.read() as tx:
+                rows = await event_store.unmatched(tx, before, after=after, limit=limit)
+            if not rows:
+                return done
+            batch = [Stored(int(r["seq"]), r["account"], _reparse(r)) for r in rows]
+            await self.match(batch)
+            after = batch[-1].seq
+            done += len(batch)
+            log.info("stored webhook events matched late", extra={"event": "webhook_events_recovered", "count": len(batch)})
+
+    async def _match(self, batch: list[Stored]) -> None:
         now = self.clock()
         resolved: list[str] = []
-        first: dict[tuple[str, str], Submission] = {}
-        for item in batch:  # the first of several identical bodies counts; the rest are duplicates
-            first.setdefault((item.account, item.body_sha256), item)
         async with self.db.transaction() as tx:
             await tx.lock_accounts(item.account for item in batch)
-            new_keys = await event_store.insert_events(tx, [_event_row(i) for i in first.values()])
-            fresh = [item for key, item in first.items() if key in new_keys]
+            claimed = await event_store.claim_unmatched(tx, [item.seq for item in batch])
+            fresh = [item for item in batch if item.seq in claimed]
             changes: list[tuple[str, Observation]] = [(i.account, o) for i in fresh for o in i.event.changes]
             gone: dict[str, list[GoneUid]] = {}
             for item in fresh:
@@ -125,13 +119,11 @@ class Ingestor:
                 changes += [(account_id, o) for g in gones for o in gone_units(g, units.get(g.uid, []))]
             if changes:
                 await observation_store.upsert_many(tx, changes, now)
-                resolved = await self._match(tx, changes, now)
+                resolved = await self._settle(tx, changes, now)
+        self.matched += len(fresh)
         self.notifier.resolved(resolved)
-        self.batches += 1
-        self.events += len(batch)
-        return [(i.account, i.body_sha256) in new_keys and first[(i.account, i.body_sha256)] is i for i in batch]
 
-    async def _match(self, tx: Tx, changes: list[tuple[str, Observation]], now: datetime) -> list[str]:
+    async def _settle(self, tx: Tx, changes: list[tuple[str, Observation]], now: datetime) -> list[str]:
         """Settle the pending verifications near the changed bookings (one probe for every account)."""
         accounts = await account_store.get_many(tx, [a for a, _ in changes])
         windows: list[tuple[str, datetime, datetime]] = []
@@ -160,6 +152,169 @@ class Ingestor:
         return resolved
 
 
+def _reparse(row: dict[str, object]) -> WebhookEvent:
+    """The event as it was when stored (only bodies that parsed were stored)."""
+    received_at = row["received_at"]
+    assert isinstance(received_at, datetime)
+    try:
+        return parse(str(row["body"]).encode("utf-8"), "application/json", received_at)
+    except BadRequest:
+        return WebhookEvent("unreadable", None, None)
+
+
+class Ingestor:
+    """The single writer of webhook events in this process, and the matcher that follows it."""
+
+    def __init__(
+        self,
+        db: Database,
+        notifier: Notifier,
+        clock: Callable[[], datetime],
+        *,
+        settle_seconds: float = 2.0,
+        max_batch: int = event_store.EVENTS_PER_STATEMENT,
+        hold_matching: bool = False,
+    ) -> None:
+        self.db = db
+        self.settle_seconds = settle_seconds
+        self.notifier = notifier
+        self.clock = clock
+        self.max_batch = max_batch
+        # Testing only: store and answer, never match (a crash between the two, made deterministic).
+        self.hold_matching = hold_matching
+        self.matcher = Matcher(db, notifier, clock, settle_seconds=settle_seconds)
+        self._queue: asyncio.Queue[Submission] = asyncio.Queue()
+        self._to_match: list[Stored] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        # Events handed to the matcher so far, and how many of them it has been through (matched, or
+        # left to the sweep): an intake waits for the count of its moment only, never for later events.
+        self._queued = 0
+        self._done = 0
+        self._progress = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+        self._matching: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.events = 0
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="webhook-ingest")
+        if not self.hold_matching:
+            self._idle.clear()  # the start-up sweep (events a previous process stored and did not match)
+            self._matching = asyncio.create_task(self._match_loop(), name="webhook-match")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            # Let queued events finish: their senders are waiting for an answer.
+            while not self._queue.empty():  # noqa: ASYNC110 (a few ms at shutdown)
+                await asyncio.sleep(0.01)
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._matching is not None:
+            # Matching what was stored is quick; whatever is left is swept by the next start or poll.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), timeout=5)
+            self._matching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._matching
+            self._matching = None
+
+    async def submit(self, submission: Submission) -> bool:
+        """Store one event; answer True when it was new, False for a duplicate body."""
+        self._queue.put_nowait(submission)
+        # Shielded: a sender that hangs up does not cancel the write others share.
+        return await asyncio.shield(submission.future)
+
+    async def caught_up(self, within: float | None = None) -> None:
+        """Return once the events this process answered 200 for until now are matched, or after `within` seconds."""
+        if self.hold_matching or self._matching is None or self._done >= self._queued:
+            return
+        target = self._queued
+        async with self._progress:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait_for(lambda: self._done >= target), within or CATCH_UP_SECONDS)
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._process(batch)
+
+    async def _process(self, batch: list[Submission]) -> None:
+        try:
+            results = await self._store(batch)
+        except DatabaseUnavailable as exc:
+            for item in batch:
+                _fail(item, exc)
+            return
+        except Exception:
+            if len(batch) == 1:
+                log.exception("webhook event could not be stored", extra={"event": "webhook_store_failed", "account": batch[0].account})
+                _fail(batch[0], RuntimeError("webhook event could not be stored"))
+                return
+            for item in batch:
+                await self._process([item])
+            return
+        for item, new in zip(batch, results):
+            if not item.future.done():
+                item.future.set_result(new)
+
+    async def _store(self, batch: list[Submission]) -> list[bool]:
+        """One transaction of one statement for the batch; the stored events go on to the matcher."""
+        first: dict[tuple[str, str], Submission] = {}
+        for item in batch:  # the first of several identical bodies counts; the rest are duplicates
+            first.setdefault((item.account, item.body_sha256), item)
+        # One statement, committed on its own: no BEGIN/COMMIT trips around it (max_batch keeps it one).
+        async with self.db.autocommit() as tx:
+            new = await event_store.insert_events(tx, [_event_row(i) for i in first.values()])
+        stored = [Stored(seq, key[0], first[key].event) for key, seq in new.items() if first[key].event.concerns_bookings]
+        if stored and not self.hold_matching:
+            self._to_match += stored
+            self._queued += len(stored)
+            self._idle.clear()
+            self._wake.set()
+        self.batches += 1
+        self.events += len(batch)
+        return [(i.account, i.body_sha256) in new and first[(i.account, i.body_sha256)] is i for i in batch]
+
+    async def _match_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        await self._sweep(self.clock())  # at once: a previous process may have stored events it never matched
+        sweep_at = loop.time() + SWEEP_SECONDS
+        while True:
+            if loop.time() >= sweep_at:  # events whose matching failed (database away) or another process left
+                await self._sweep(self.clock() - timedelta(seconds=SWEEP_SECONDS))
+                sweep_at = loop.time() + SWEEP_SECONDS
+            while self._to_match:
+                batch, self._to_match = self._to_match[: self.max_batch], self._to_match[self.max_batch :]
+                try:
+                    await self.matcher.match(batch)
+                except DatabaseUnavailable:
+                    log.warning(
+                        "webhook events stored, matching them waits for the database",
+                        extra={"event": "webhook_match_deferred", "count": len(batch)},
+                    )
+                except Exception:  # the loop must live on; the events stay marked unmatched for the sweep
+                    log.exception("matching stored webhook events failed", extra={"event": "webhook_match_failed", "count": len(batch)})
+                self._done += len(batch)
+                async with self._progress:
+                    self._progress.notify_all()
+            self._idle.set()
+            self._wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, sweep_at - loop.time()))
+
+    async def _sweep(self, before: datetime) -> None:
+        try:
+            await self.matcher.sweep(before)
+        except Exception as exc:
+            log.warning("sweep of unmatched webhook events failed", extra={"event": "webhook_sweep_failed", "error": type(exc).__name__})
+
+
 def _event_row(item: Submission) -> dict[str, object]:
     return {
         "account": item.account,
@@ -169,6 +324,7 @@ def _event_row(item: Submission) -> dict[str, object]:
         "event_created_at": item.event.created_at,
         "received_at": item.received_at,
         "body": item.body.decode("utf-8", "replace"),
+        "unmatched": 1 if item.event.concerns_bookings else 0,
     }
 
 

@@ -8,6 +8,7 @@ import builtins
 import logging
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -60,9 +61,13 @@ class Intake:
         self.db = db
         self.settings = settings
         self.notifier = notifier
+        # Waits until the webhooks this process already answered are matched (their observations stored).
+        self.catch_up: Callable[[], Awaitable[None]] | None = None
 
     async def record(self, request: VerificationIn, now: datetime) -> Recorded:
         """Record a failed sync; matched against what webhooks already told us, inside this call."""
+        if self.catch_up is not None:
+            await self.catch_up()
         fingerprint = request.fingerprint()
         resolved: list[str] = []
         async with self.db.transaction() as tx:
@@ -121,6 +126,8 @@ class Intake:
         With verification switched off (everywhere or for the account) it is recorded as `record`
         records it then: straight to manual review, never checked.
         """
+        if self.catch_up is not None:
+            await self.catch_up()
         resolved: list[str] = []
         async with self.db.transaction() as tx:
             await tx.lock_account(request.account)

@@ -126,6 +126,12 @@ class PostgresDatabase(Database):
                     raise self.translate(exc) from exc
 
     @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[Tx]:
+        """A pooled connection outside a transaction block: each statement commits alone, in one round trip."""
+        async with self._connection() as raw:
+            yield PostgresTx(raw)
+
+    @asynccontextmanager
     async def read(self) -> AsyncIterator[Tx]:
         async with self._connection() as raw:
             transaction = raw.transaction(readonly=True, isolation="repeatable_read")

@@ -22,6 +22,8 @@ from typing import Any
 
 from service.app.counting import flush
 from service.app.group import evidence_tags, load_group
+from service.app.ingest import SWEEP_SECONDS, Matcher
+from service.app.notify import Notifier
 from service.app.settle import settle_guarded
 from service.clients.calcom import CalcomClient
 from service.core import checks, ratelimit, times
@@ -93,6 +95,8 @@ class Poller:
         self.ticks = 0
         self._last_heartbeat: datetime | None = None
         self._last_prune: datetime | None = None
+        # Webhook events a web process stored and did not live to match (its waiters are in other processes).
+        self.matcher = Matcher(db, Notifier(db), clock, settle_seconds=settings.settle_seconds)
 
     @property
     def lease(self) -> timedelta:
@@ -107,6 +111,10 @@ class Poller:
         self.ticks += 1
         report = TickReport()
         await self._heartbeat(now)
+        try:
+            await self.matcher.sweep(now - timedelta(seconds=SWEEP_SECONDS))
+        except Exception as exc:  # the markers stay; the next tick tries again
+            report.errors.append(f"unmatched webhooks: {type(exc).__name__}")
         async with self.db.transaction() as tx:
             account_ids = await account_store.claim_for_poll(tx, self.owner, now, self._lease_until(now))
         report.accounts = len(account_ids)

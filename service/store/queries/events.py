@@ -7,8 +7,9 @@ from typing import Any
 
 from service.store.connector import Query, Tx, sql
 
-_EVENT_COLUMNS = ("account", "body_sha256", "trigger_event", "booking_uid", "event_created_at", "received_at", "body")
+_EVENT_COLUMNS = ("account", "body_sha256", "trigger_event", "booking_uid", "event_created_at", "received_at", "body", "unmatched")
 _INSERT_EVENTS: dict[int, Query] = {}
+EVENTS_PER_STATEMENT = 200
 
 
 def _insert_events_query(count: int) -> Query:
@@ -18,7 +19,7 @@ def _insert_events_query(count: int) -> Query:
         rows = ", ".join("(" + ", ".join(f":{c}_{i}" for c in _EVENT_COLUMNS) + ")" for i in range(count))
         query = sql(
             f"INSERT INTO webhook_events ({', '.join(_EVENT_COLUMNS)}) VALUES {rows} "
-            "ON CONFLICT (account, body_sha256) DO NOTHING RETURNING account, body_sha256"
+            "ON CONFLICT (account, body_sha256) DO NOTHING RETURNING seq, account, body_sha256"
         )
         _INSERT_EVENTS[count] = query
     return query
@@ -35,14 +36,42 @@ PRUNE_EVENTS = sql(
 )
 
 
-async def insert_events(tx: Tx, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    """Store raw webhook events once each; answer the (account, body hash) pairs that were new."""
-    new: set[tuple[str, str]] = set()
-    for start in range(0, len(rows), 200):
-        chunk = rows[start : start + 200]
+# Stored but not yet matched (oldest first), and the claim that takes them for matching: an event
+# whose marker another matcher cleared meanwhile is not returned, so each is matched once.
+UNMATCHED = sql(
+    "SELECT seq, account, received_at, body FROM webhook_events "
+    "WHERE unmatched = 1 AND seq > :after AND received_at <= :before ORDER BY seq LIMIT :limit"
+)
+CLAIM_UNMATCHED = sql(
+    "UPDATE webhook_events SET unmatched = 0 WHERE unmatched = 1 AND seq IN (SELECT value FROM json_each(:seqs)) RETURNING seq",
+    postgresql="UPDATE webhook_events SET unmatched = 0 WHERE unmatched = 1 AND seq = ANY(:seqs) RETURNING seq",
+)
+
+
+async def insert_events(tx: Tx, rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
+    """Store raw webhook events once each; answer the new ones' (account, body hash) with their seq.
+
+    One statement per EVENTS_PER_STATEMENT events (a batch is one round trip to the driver, not one per event).
+    """
+    new: dict[tuple[str, str], int] = {}
+    for start in range(0, len(rows), EVENTS_PER_STATEMENT):
+        chunk = rows[start : start + EVENTS_PER_STATEMENT]
         params = {f"{c}_{i}": row[c] for i, row in enumerate(chunk) for c in _EVENT_COLUMNS}
-        new |= {(r["account"], r["body_sha256"]) for r in await tx.fetch_all(_insert_events_query(len(chunk)), **params)}
+        for r in await tx.fetch_all(_insert_events_query(len(chunk)), **params):
+            new[(r["account"], r["body_sha256"])] = int(r["seq"])
     return new
+
+
+async def unmatched(tx: Tx, before: datetime, *, after: int = 0, limit: int = 500) -> list[dict[str, Any]]:
+    """Events stored before `before` and still waiting to be matched, oldest first."""
+    return await tx.fetch_all(UNMATCHED, after=after, before=before, limit=limit)
+
+
+async def claim_unmatched(tx: Tx, seqs: list[int]) -> set[int]:
+    """Clear the marker of these events; answer those this call cleared (the others are someone else's)."""
+    if not seqs:
+        return set()
+    return {int(r["seq"]) for r in await tx.fetch_all(CLAIM_UNMATCHED, seqs=sorted(set(seqs)))}
 
 
 async def prune_events(tx: Tx, before: datetime, limit: int = 5000) -> int:
