@@ -246,9 +246,11 @@ async def test_failed_sign_ins_are_slowed_down_more_each_time() -> None:
 async def test_account_changes_through_the_api_are_audited_too(console: httpx.AsyncClient) -> None:
     await create_account(console)
     await console.patch("/api/accounts/salon-1", json={"enabled": False}, headers=AUTH)
+    await console.patch("/api/accounts/salon-1", json={"time_zone": "Europe/Berlin"}, headers=AUTH)
     await sign_in(console)
     audit = (await console.get("/console/audit")).text
     assert "account_created" in audit and "account_changed" in audit and "enabled: False" in audit
+    assert "time_zone: Europe/Berlin" in audit
     assert not [s for s in ALL_SECRETS if s in audit]
 
 
