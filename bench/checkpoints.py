@@ -49,8 +49,15 @@ async def open_loop(path: str, policy: str, first: int, rate: float, seconds: fl
     async def one(k: int, scheduled: float) -> None:
         body = c.load_booking(first + k).body
         now = dt.datetime.now(dt.timezone.utc)
-        await ingestor.submit(Submission(account=c.account_id((first + k) % c.ACCOUNTS), body=body, body_sha256=hashlib.sha256(body).hexdigest(),
-                                         event=parse(body, "application/json", now), received_at=now))
+        await ingestor.submit(
+            Submission(
+                account=c.account_id((first + k) % c.ACCOUNTS),
+                body=body,
+                body_sha256=hashlib.sha256(body).hexdigest(),
+                event=parse(body, "application/json", now),
+                received_at=now,
+            )
+        )
         if k >= skip:
             latencies.append((time.perf_counter() - scheduled) * 1000)
 
@@ -80,7 +87,9 @@ async def _store(path: str, count: int) -> None:
         await db.disconnect()
 
 
-def measure(*, stored: int = 50_000, repeat: int = 3, rate: float = 100.0, seconds: float = 30.0, warmup: float = 2.0) -> tuple[str, list[tuple[str, str, str]]]:
+def measure(
+    *, stored: int = 50_000, repeat: int = 3, rate: float = 100.0, seconds: float = 30.0, warmup: float = 2.0
+) -> tuple[str, list[tuple[str, str, str]]]:
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
     with c.BenchDB("sqlite") as bdb:
         bdb.template("p", 10_000)
@@ -104,22 +113,35 @@ def measure(*, stored: int = 50_000, repeat: int = 3, rate: float = 100.0, secon
                                 os.unlink(path + suffix)
                     first += int(rate * (warmup + seconds))
                     results.setdefault((size, policy), []).append(r)
-                    print(f"  rep {rep + 1} {size}, {policy}: p50 {r['p50']:.2f} p99 {r['p99']:.2f} max {r['max']:.1f} ms, "
-                          f"WAL file {r['wal_mb']:.1f} MB", flush=True)
+                    print(
+                        f"  rep {rep + 1} {size}, {policy}: p50 {r['p50']:.2f} p99 {r['p99']:.2f} max {r['max']:.1f} ms, "
+                        f"WAL file {r['wal_mb']:.1f} MB",
+                        flush=True,
+                    )
     rows, summary = [], []
     for (size, policy), runs in results.items():
         p99 = c.median([r["p99"] for r in runs])
-        rows.append([size, policy, f"{c.median([r['p50'] for r in runs]):.2f}", f"**{p99:.2f}** (" + ", ".join(f"{r['p99']:.1f}" for r in runs) + ")",
-                     f"{c.median([r['max'] for r in runs]):.1f}", f"{c.median([r['wal_mb'] for r in runs]):.1f}"])
+        rows.append(
+            [
+                size,
+                policy,
+                f"{c.median([r['p50'] for r in runs]):.2f}",
+                f"**{p99:.2f}** (" + ", ".join(f"{r['p99']:.1f}" for r in runs) + ")",
+                f"{c.median([r['max'] for r in runs]):.1f}",
+                f"{c.median([r['wal_mb'] for r in runs]):.1f}",
+            ]
+        )
     for size in sizes:
         own, ours = (c.median([r["p99"] for r in results[(size, p)]]) for p in POLICIES)
         summary.append((f"checkpoints, {size}", f"p99 {own:.1f} ms (sqlite) → {ours:.1f} ms (checkpointer)", c.verdict(ours <= own)))
-    body = "\n".join([
-        f"In-process Ingestor, open loop at {rate:g} events/s, {warmup:g} s warm-up + {seconds:g} s measured, latency from the scheduled "
-        f"submission to the stored answer; median of {repeat} runs (each run's p99 in brackets); WAL file size when the run ended.",
-        "",
-        c.table(["database", "checkpoints", "p50 ms", "p99 ms", "max ms", "WAL MB"], rows),
-    ])
+    body = "\n".join(
+        [
+            f"In-process Ingestor, open loop at {rate:g} events/s, {warmup:g} s warm-up + {seconds:g} s measured, latency from the scheduled "
+            f"submission to the stored answer; median of {repeat} runs (each run's p99 in brackets); WAL file size when the run ended.",
+            "",
+            c.table(["database", "checkpoints", "p50 ms", "p99 ms", "max ms", "WAL MB"], rows),
+        ]
+    )
     return body, summary
 
 

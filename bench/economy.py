@@ -41,18 +41,32 @@ def add_bookings(fake: c.Server, pending: int) -> tuple[int, int]:
                     continue  # the sync really failed: no booking
                 for p in c.verification_phases(a, k):
                     if p.get("staff_required", True):
-                        control.post("/_fake/bookings", json={
-                            "api_key": c.api_key(a), "start": p["start"].isoformat(), "end": p["end"].isoformat(),
-                            "event_type_id": p["event_type_id"], "hosts": [p["host_email"]], "attendees": [p["attendee_email"]],
-                        }).raise_for_status()
+                        control.post(
+                            "/_fake/bookings",
+                            json={
+                                "api_key": c.api_key(a),
+                                "start": p["start"].isoformat(),
+                                "end": p["end"].isoformat(),
+                                "event_type_id": p["event_type_id"],
+                                "hosts": [p["host_email"]],
+                                "attendees": [p["attendee_email"]],
+                            },
+                        ).raise_for_status()
                         ours += 1
             span = per_account * c.GRID
             for n in range(NOISE_PER_ACCOUNT):
                 start = c.T0 + dt.timedelta(seconds=rng.uniform(0, span.total_seconds()))
-                control.post("/_fake/bookings", json={
-                    "api_key": c.api_key(a), "start": start.isoformat(), "end": (start + dt.timedelta(minutes=30)).isoformat(),
-                    "event_type_id": 100, "hosts": [c.host(n)], "attendees": [f"noise-{a}-{n}@example.com"],
-                }).raise_for_status()
+                control.post(
+                    "/_fake/bookings",
+                    json={
+                        "api_key": c.api_key(a),
+                        "start": start.isoformat(),
+                        "end": (start + dt.timedelta(minutes=30)).isoformat(),
+                        "event_type_id": 100,
+                        "hosts": [c.host(n)],
+                        "attendees": [f"noise-{a}-{n}@example.com"],
+                    },
+                ).raise_for_status()
                 noise += 1
     return ours, noise
 
@@ -75,8 +89,16 @@ async def poll(url: str, fake: c.Server, created: dt.datetime) -> list[dict[str,
                 before = (await control.get("/_fake/calls")).json()["total"]
                 report = await poller.tick(at + dt.timedelta(milliseconds=1))
                 after = (await control.get("/_fake/calls")).json()["total"]
-                ticks.append({"due": report.due, "calls": after - before, "reported_calls": report.calls,
-                              "verdicts": report.verdicts, "deferred": report.deferred, "errors": len(report.errors)})
+                ticks.append(
+                    {
+                        "due": report.due,
+                        "calls": after - before,
+                        "reported_calls": report.calls,
+                        "verdicts": report.verdicts,
+                        "deferred": report.deferred,
+                        "errors": len(report.errors),
+                    }
+                )
     finally:
         await db.disconnect()
     return ticks
@@ -89,9 +111,16 @@ def seed_way(fake: c.Server, pending: int) -> int:
         for a in range(c.ACCOUNTS):
             for k in range(pending // c.ACCOUNTS):
                 phases = [p for p in c.verification_phases(a, k) if p.get("staff_required", True)]
-                http.get("/v2/bookings", headers={"Authorization": f"Bearer {c.api_key(a)}", "cal-api-version": "2024-08-13"},
-                         params={"status": "upcoming", "afterStart": (phases[0]["start"] - dt.timedelta(minutes=5)).isoformat(),
-                                 "beforeEnd": (phases[-1]["end"] + dt.timedelta(minutes=5)).isoformat(), "take": "250"})
+                http.get(
+                    "/v2/bookings",
+                    headers={"Authorization": f"Bearer {c.api_key(a)}", "cal-api-version": "2024-08-13"},
+                    params={
+                        "status": "upcoming",
+                        "afterStart": (phases[0]["start"] - dt.timedelta(minutes=5)).isoformat(),
+                        "beforeEnd": (phases[-1]["end"] + dt.timedelta(minutes=5)).isoformat(),
+                        "take": "250",
+                    },
+                )
         return http.get("/_fake/calls").json()["total"] - before
 
 
@@ -113,25 +142,57 @@ def measure(dbs: list[str], *, pending: int = PENDING) -> tuple[str, list[tuple[
         per_first = first["calls"] / max(1, first["due"])
         per_all = calls / max(1, due)
         ref = reference / pending
-        rows.append([d, f"{first['due']}", f"{first['calls']}", f"**{per_first:.3f}**", f"{due}", f"{calls}", f"{per_all:.3f}",
-                     f"{ref:.2f}", f"{per_first / ref:.3f}×", f"{verified} / {review}"])
-        summary.append((f"economy {d}", f"{per_first:.3f} calls/due (first tick), {per_all:.3f} over all ticks; first version {ref:.2f}",
-                        c.verdict(per_first <= TARGET)))
+        rows.append(
+            [
+                d,
+                f"{first['due']}",
+                f"{first['calls']}",
+                f"**{per_first:.3f}**",
+                f"{due}",
+                f"{calls}",
+                f"{per_all:.3f}",
+                f"{ref:.2f}",
+                f"{per_first / ref:.3f}×",
+                f"{verified} / {review}",
+            ]
+        )
+        summary.append(
+            (
+                f"economy {d}",
+                f"{per_first:.3f} calls/due (first tick), {per_all:.3f} over all ticks; first version {ref:.2f}",
+                c.verdict(per_first <= TARGET),
+            )
+        )
         notes.append(f"{d} ticks (due/calls/verdicts): " + ", ".join(f"{t['due']}/{t['calls']}/{t['verdicts']}" for t in ticks))
         print("  " + notes[-1], flush=True)
-    body = "\n".join([
-        f"{pending:,} pending verifications over {c.ACCOUNTS} accounts (a quarter of them two-booking Dauerwelle), phases "
-        f"{c.GRID.seconds // 60} min apart per account ({pending // c.ACCOUNTS * c.GRID.seconds / 3600:.0f} h of calendar each); "
-        f"the fake holds {ours} of their bookings and {noise} noise bookings.",
-        "",
-        c.table(["db", "due, 1st tick", "calls, 1st tick", "calls/due, 1st tick", "due, all ticks", "calls, all ticks",
-                 "calls/due, all ticks", "first version's way (same run)", "1st tick vs first version", "verified / manual review"], rows),
-        "",
-        *[f"- {n}" for n in notes],
-        "",
-        "The first tick is the target's case (every pending verification due at once). Later ticks carry only the 10% without a "
-        "booking, 10 per account, so one query per account gives 0.1 calls per due verification there.",
-    ])
+    body = "\n".join(
+        [
+            f"{pending:,} pending verifications over {c.ACCOUNTS} accounts (a quarter of them two-booking Dauerwelle), phases "
+            f"{c.GRID.seconds // 60} min apart per account ({pending // c.ACCOUNTS * c.GRID.seconds / 3600:.0f} h of calendar each); "
+            f"the fake holds {ours} of their bookings and {noise} noise bookings.",
+            "",
+            c.table(
+                [
+                    "db",
+                    "due, 1st tick",
+                    "calls, 1st tick",
+                    "calls/due, 1st tick",
+                    "due, all ticks",
+                    "calls, all ticks",
+                    "calls/due, all ticks",
+                    "first version's way (same run)",
+                    "1st tick vs first version",
+                    "verified / manual review",
+                ],
+                rows,
+            ),
+            "",
+            *[f"- {n}" for n in notes],
+            "",
+            "The first tick is the target's case (every pending verification due at once). Later ticks carry only the 10% without a "
+            "booking, 10 per account, so one query per account gives 0.1 calls per due verification there.",
+        ]
+    )
     return body, summary
 
 

@@ -39,9 +39,12 @@ EVENT_TYPE = 1001
 
 def _body(k: int, tag: str) -> dict[str, Any]:
     start = c.T0 + dt.timedelta(minutes=30 * k)
-    return {"start": start.strftime("%Y-%m-%dT%H:%M:%SZ"), "eventTypeId": EVENT_TYPE,
-            "attendee": {"name": "Bench", "email": f"{tag}{k}@bench.example", "timeZone": "Europe/Berlin"},
-            "metadata": {"appointment_id": f"{tag}-{k}", "phase": "A"}}
+    return {
+        "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "eventTypeId": EVENT_TYPE,
+        "attendee": {"name": "Bench", "email": f"{tag}{k}@bench.example", "timeZone": "Europe/Berlin"},
+        "metadata": {"appointment_id": f"{tag}-{k}", "phase": "A"},
+    }
 
 
 async def _setup(fake: httpx.AsyncClient, web: httpx.AsyncClient, fake_url: str, web_url: str) -> None:
@@ -52,7 +55,9 @@ async def _setup(fake: httpx.AsyncClient, web: httpx.AsyncClient, fake_url: str,
     assert answer.status_code in (200, 201), answer.text
 
 
-async def _successes(fake: httpx.AsyncClient, web: httpx.AsyncClient, rate: float, seconds: float, warmup: float, first: int) -> dict[str, Any]:
+async def _successes(
+    fake: httpx.AsyncClient, web: httpx.AsyncClient, rate: float, seconds: float, warmup: float, first: int
+) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {KEY}", "cal-api-version": "2024-08-13"}
     total = int(rate * (warmup + seconds))
     skip = int(rate * warmup)
@@ -114,33 +119,56 @@ def measure(dbs: list[str], *, rate: float, seconds: float, recoveries: int) -> 
             url = c.PG_ADMIN  # the database BENCH_PG_URL names, used as it is
         c.migrate(url)
         with c.fake_calcom([KEY], limit=1_000_000) as fake_server, c.web(url) as web_server:
+
             async def run() -> tuple[dict[str, Any], dict[str, Any]]:
                 limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-                async with httpx.AsyncClient(base_url=fake_server.url, limits=limits, timeout=60) as fake, \
-                        httpx.AsyncClient(base_url=web_server.url, limits=limits, timeout=60) as web:
+                async with (
+                    httpx.AsyncClient(base_url=fake_server.url, limits=limits, timeout=60) as fake,
+                    httpx.AsyncClient(base_url=web_server.url, limits=limits, timeout=60) as web,
+                ):
                     await _setup(fake, web, fake_server.url, web_server.url)
                     offset = int(time.time()) % 100_000 * 10  # fresh slots on a reused database
                     ok = await _successes(fake, web, rate, seconds, 2.0, offset)
                     fn = await _recoveries(fake, web, recoveries, offset + int(rate * (seconds + 2)) + 10)
                     return ok, fn
+
             ok, fn = c.run_async(run())
         direct, guard = ok["latencies"]["direct"], ok["latencies"]["guard"]
         added = c.percentile(guard, 99) - c.percentile(direct, 99)
         fn_direct, fn_guard = fn["latencies"]["direct"], fn["latencies"]["guard"]
         recovery = c.percentile(fn_guard, 99) - c.percentile(fn_direct, 99)
-        body.append(f"### {dialect}\n\n" + c.table(
-            ["creates", "n", "p50 ms", "p99 ms", "max ms"],
-            [_row("successful, direct to the fake", direct), _row("successful, through the guard", guard),
-             _row("500 after the write, direct (the error)", fn_direct), _row("500 after the write, guard (recovered 201)", fn_guard)],
-        ) + f"\n\nfailed successful creates: direct {ok['failures']['direct']}, guard {ok['failures']['guard']}; "
-            f"recoveries answered other than expected: {fn['wrong']}")
-        summary.append([f"{dialect}: guard p99 added at {rate:g} creates/s ≤ {ADDED_P99_TARGET_MS:g} ms", f"{added:.2f} ms",
-                        c.verdict(added <= ADDED_P99_TARGET_MS and not ok["failures"]["guard"] and not ok["failures"]["direct"])])
-        summary.append([f"{dialect}: recovery (error answer → 201) p99 ≤ {RECOVERY_P99_TARGET_MS:g} ms", f"{recovery:.2f} ms",
-                        c.verdict(recovery <= RECOVERY_P99_TARGET_MS and not fn["wrong"])])
+        body.append(
+            f"### {dialect}\n\n"
+            + c.table(
+                ["creates", "n", "p50 ms", "p99 ms", "max ms"],
+                [
+                    _row("successful, direct to the fake", direct),
+                    _row("successful, through the guard", guard),
+                    _row("500 after the write, direct (the error)", fn_direct),
+                    _row("500 after the write, guard (recovered 201)", fn_guard),
+                ],
+            )
+            + f"\n\nfailed successful creates: direct {ok['failures']['direct']}, guard {ok['failures']['guard']}; "
+            f"recoveries answered other than expected: {fn['wrong']}"
+        )
+        summary.append(
+            [
+                f"{dialect}: guard p99 added at {rate:g} creates/s ≤ {ADDED_P99_TARGET_MS:g} ms",
+                f"{added:.2f} ms",
+                c.verdict(added <= ADDED_P99_TARGET_MS and not ok["failures"]["guard"] and not ok["failures"]["direct"]),
+            ]
+        )
+        summary.append(
+            [
+                f"{dialect}: recovery (error answer → 201) p99 ≤ {RECOVERY_P99_TARGET_MS:g} ms",
+                f"{recovery:.2f} ms",
+                c.verdict(recovery <= RECOVERY_P99_TARGET_MS and not fn["wrong"]),
+            ]
+        )
     return "\n\n".join(body), summary
 
 
 if __name__ == "__main__":
-    c.script(__doc__ or "", "Booking guard overhead and recovery", measure,
-             rate=(float, 50.0), seconds=(float, 20.0), recoveries=(int, 200))
+    c.script(
+        __doc__ or "", "Booking guard overhead and recovery", measure, rate=(float, 50.0), seconds=(float, 20.0), recoveries=(int, 200)
+    )

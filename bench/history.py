@@ -102,8 +102,9 @@ LABELS = {
 }
 
 
-def measure(dbs: list[str], *, stored: int = 50_000, repeat: int = 3, rate: float = 100.0, seconds: float = 30.0,
-            warmup: float = 2.0, n: int = 300) -> tuple[str, list[tuple[str, str, str]]]:
+def measure(
+    dbs: list[str], *, stored: int = 50_000, repeat: int = 3, rate: float = 100.0, seconds: float = 30.0, warmup: float = 2.0, n: int = 300
+) -> tuple[str, list[tuple[str, str, str]]]:
     results: dict[str, list[dict[str, Any]]] = {d: [] for d in dbs}
     counts: dict[str, list[tuple[int, int]]] = {d: [] for d in dbs}
     benches = {d: c.BenchDB(d) for d in dbs}
@@ -116,17 +117,25 @@ def measure(dbs: list[str], *, stored: int = 50_000, repeat: int = 3, rate: floa
                 try:
                     with c.web(url) as server:
                         r = c.run_async(one_run(url, server.port, stored, rate, seconds, warmup, n))
-                    counts[d].append((int(benches[d].query(url, "SELECT COUNT(*) FROM webhook_events")),
-                                      int(benches[d].query(url, "SELECT COUNT(*) FROM booking_observations"))))
+                    counts[d].append(
+                        (
+                            int(benches[d].query(url, "SELECT COUNT(*) FROM webhook_events")),
+                            int(benches[d].query(url, "SELECT COUNT(*) FROM booking_observations")),
+                        )
+                    )
                 finally:
                     benches[d].drop(url)
                 results[d].append(r)
                 wrong = sum(r[when]["verdict"][o]["wrong"] for when in ("before", "after") for o in ("a", "b"))
                 non200 = sum(r[when]["latency"]["non200"] for when in ("before", "after"))
                 b, a = _figures(r["before"]), _figures(r["after"])
-                print(f"  rep {rep + 1} {d}: " + "; ".join(f"{k} p99 {b[k]:.2f} → {a[k]:.2f} ms" for k in b)
-                      + f"; history stored at {r['fill_rate']:.0f}/s; stored {counts[d][-1][0]} webhooks, {counts[d][-1][1]} observations; "
-                      f"not verified {wrong}, non-200 {non200}", flush=True)
+                print(
+                    f"  rep {rep + 1} {d}: "
+                    + "; ".join(f"{k} p99 {b[k]:.2f} → {a[k]:.2f} ms" for k in b)
+                    + f"; history stored at {r['fill_rate']:.0f}/s; stored {counts[d][-1][0]} webhooks, {counts[d][-1][1]} observations; "
+                    f"not verified {wrong}, non-200 {non200}",
+                    flush=True,
+                )
     finally:
         for bdb in benches.values():
             bdb.cleanup()
@@ -139,26 +148,43 @@ def measure(dbs: list[str], *, stored: int = 50_000, repeat: int = 3, rate: floa
             after = [_figures(r["after"])[key] for r in runs]
             ratios = [y / x for x, y in zip(before, after)]
             ratio, p99_after = c.median(ratios), c.median(after)
-            rows.append([d, LABELS[key], f"{c.median(before):.2f} (" + ", ".join(f"{x:.1f}" for x in before) + ")",
-                         f"**{p99_after:.2f}** (" + ", ".join(f"{y:.1f}" for y in after) + ")", f"**{ratio:.2f}×**"])
+            rows.append(
+                [
+                    d,
+                    LABELS[key],
+                    f"{c.median(before):.2f} (" + ", ".join(f"{x:.1f}" for x in before) + ")",
+                    f"**{p99_after:.2f}** (" + ", ".join(f"{y:.1f}" for y in after) + ")",
+                    f"**{ratio:.2f}×**",
+                ]
+            )
             ok = ratio <= RATIO and p99_after <= TARGETS_MS[key]
             summary.append((f"history {d} {key}", f"p99 {c.median(before):.1f} → {p99_after:.1f} ms ({ratio:.2f}×)", c.verdict(ok)))
         wrong = sum(r[w]["verdict"][o]["wrong"] for r in runs for w in ("before", "after") for o in ("a", "b"))
         non200 = sum(r[w]["latency"]["non200"] for r in runs for w in ("before", "after"))
         events = int(c.median([x for x, _ in counts[d]]))
         observations = int(c.median([y for _, y in counts[d]]))
-        rows.append([d, f"history stored at {c.median([r['fill_rate'] for r in runs]):.0f} webhooks/s; at the end {events:,} webhook "
-                        f"bodies, {observations:,} observations; not verified {wrong}, non-200 {non200}", "", "", ""])
+        rows.append(
+            [
+                d,
+                f"history stored at {c.median([r['fill_rate'] for r in runs]):.0f} webhooks/s; at the end {events:,} webhook "
+                f"bodies, {observations:,} observations; not verified {wrong}, non-200 {non200}",
+                "",
+                "",
+                "",
+            ]
+        )
         if wrong or non200:
             summary.append((f"history {d} correctness", f"not verified {wrong}, non-200 {non200}", "MISS"))
-    body = "\n".join([
-        f"One web server per run on a fresh 10,000-pending copy: p99 before, then {stored:,} unique webhooks stored through the "
-        f"endpoint ({IN_FLIGHT} in flight) and the database settled (PostgreSQL: VACUUM ANALYZE + CHECKPOINT; SQLite: 3 s), "
-        f"then p99 after, in the same run; median of {repeat} runs (each run's p99 in brackets). "
-        f"Latency: open loop at {rate:g}/s, {warmup:g} s warm-up + {seconds:g} s; verdicts: {n} per order after {verdict.WARMUP} warm-ups.",
-        "",
-        c.table(["db", "figure (p99)", "before ms", "after ms", "after ÷ before"], rows),
-    ])
+    body = "\n".join(
+        [
+            f"One web server per run on a fresh 10,000-pending copy: p99 before, then {stored:,} unique webhooks stored through the "
+            f"endpoint ({IN_FLIGHT} in flight) and the database settled (PostgreSQL: VACUUM ANALYZE + CHECKPOINT; SQLite: 3 s), "
+            f"then p99 after, in the same run; median of {repeat} runs (each run's p99 in brackets). "
+            f"Latency: open loop at {rate:g}/s, {warmup:g} s warm-up + {seconds:g} s; verdicts: {n} per order after {verdict.WARMUP} warm-ups.",
+            "",
+            c.table(["db", "figure (p99)", "before ms", "after ms", "after ÷ before"], rows),
+        ]
+    )
     return body, summary
 
 
@@ -178,8 +204,15 @@ async def _ingest(db: Any, first: int, count: int, in_flight: int) -> None:
         for i in following:
             body = c.load_booking(i).body
             now = dt.datetime.now(dt.timezone.utc)
-            await ingestor.submit(Submission(account=c.account_id(i % c.ACCOUNTS), body=body, body_sha256=hashlib.sha256(body).hexdigest(),
-                                             event=parse(body, "application/json", now), received_at=now))
+            await ingestor.submit(
+                Submission(
+                    account=c.account_id(i % c.ACCOUNTS),
+                    body=body,
+                    body_sha256=hashlib.sha256(body).hexdigest(),
+                    event=parse(body, "application/json", now),
+                    received_at=now,
+                )
+            )
 
     await asyncio.gather(*(sender() for _ in range(in_flight)))
     await ingestor.stop()
@@ -204,8 +237,15 @@ async def _intake(db: Any, url: str, tag: str, base: dt.datetime, count: int) ->
         who = f"statements-{tag}-{i}@example.com"
         body = c.booking_for(a, start, who, i, tag).body
         now = dt.datetime.now(dt.timezone.utc)
-        await ingestor.submit(Submission(account=c.account_id(a), body=body, body_sha256=hashlib.sha256(body).hexdigest(),
-                                         event=parse(body, "application/json", now), received_at=now))
+        await ingestor.submit(
+            Submission(
+                account=c.account_id(a),
+                body=body,
+                body_sha256=hashlib.sha256(body).hexdigest(),
+                event=parse(body, "application/json", now),
+                received_at=now,
+            )
+        )
         request = VerificationIn.model_validate_json(json.dumps(verdict.verification(a, f"{tag}-{i}", start, who)))
         recorded = await intake.record(request, now)
         assert recorded.view["status"] == "verified", recorded.view["status"]
@@ -221,8 +261,12 @@ def _instrument() -> None:
     from service.store import connector as dbmod
     from service.store.queries import accounts, observations, outbox, verifications
 
-    names = {id(value): f"{module.__name__.rsplit('.', 1)[1]}.{name}" for module in (accounts, observations, outbox, verifications)
-             for name, value in vars(module).items() if isinstance(value, dbmod.Query)}
+    names = {
+        id(value): f"{module.__name__.rsplit('.', 1)[1]}.{name}"
+        for module in (accounts, observations, outbox, verifications)
+        for name, value in vars(module).items()
+        if isinstance(value, dbmod.Query)
+    }
 
     def timed(original: Any, key: Any) -> Any:
         async def run(*args: Any, **params: Any) -> Any:
@@ -233,6 +277,7 @@ def _instrument() -> None:
                 entry = STATS[key(*args)]
                 entry[0] += 1
                 entry[1] += time.perf_counter() - t
+
         return run
 
     def statement(_tx: Any, query: Any, *_: Any) -> str:
@@ -282,9 +327,11 @@ def statements(d: str, *, stored: int = 50_000, events: int = 2000, verdicts: in
         n2, t2 = stats["after"].get(k, (0, 0.0))
         us1, us2 = t1 * 1e6 / max(1, n1), t2 * 1e6 / max(1, n2)
         rows.append([f"`{k}`", n1, f"{us1:.0f}", n2, f"{us2:.0f}", f"{us2 / us1:.2f}×" if us1 else ""])
-    return (f"{d}: {events} webhooks one at a time, then {verdicts} intake calls (webhook first) — on a fresh 10,000-pending copy, "
-            f"and again after {stored:,} more webhooks were stored.\n\n"
-            + c.table(["statement", "n before", "µs before", "n after", "µs after", "after ÷ before"], rows))
+    return (
+        f"{d}: {events} webhooks one at a time, then {verdicts} intake calls (webhook first) — on a fresh 10,000-pending copy, "
+        f"and again after {stored:,} more webhooks were stored.\n\n"
+        + c.table(["statement", "n before", "µs before", "n after", "µs after", "after ÷ before"], rows)
+    )
 
 
 def main() -> None:

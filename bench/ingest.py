@@ -19,8 +19,15 @@ import common as c
 BODIES = 200_000
 
 
-def measure(dbs: list[str], *, pending: int = 10_000, connections: tuple[int, ...] = (32, 128), repeat: int = 3,
-            seconds: float = 10.0, warmup: float = 2.0) -> tuple[str, list[tuple[str, str, str]]]:
+def measure(
+    dbs: list[str],
+    *,
+    pending: int = 10_000,
+    connections: tuple[int, ...] = (32, 128),
+    repeat: int = 3,
+    seconds: float = 10.0,
+    warmup: float = 2.0,
+) -> tuple[str, list[tuple[str, str, str]]]:
     """Run the comparison; answer the Markdown section and the (target, figure, PASS/MISS) rows."""
     script = c.wrk_script(c.write_wrk_data(BODIES))
     bare: dict[int, list[c.LoadRun]] = {n: [] for n in connections}
@@ -37,9 +44,12 @@ def measure(dbs: list[str], *, pending: int = 10_000, connections: tuple[int, ..
                 for d in dbs:
                     r = c.measure_web(benches[d], "p", script, n, warmup=warmup, seconds=seconds)
                     real[(d, n)].append(r)
-                    print(f"  rep {rep + 1} c{n} {d}: {r.rate:.0f}/s ({r.rate / b.rate:.2f}×) p99 {r.p99_ms:.1f} ms, "
-                          f"{r.cpu_ms_per_event:.2f} CPU-ms/event, stored {r.stored}/{r.completed}..{r.issued}, "
-                          f"verdicts {r.verdicts}, ok={r.ok}", flush=True)
+                    print(
+                        f"  rep {rep + 1} c{n} {d}: {r.rate:.0f}/s ({r.rate / b.rate:.2f}×) p99 {r.p99_ms:.1f} ms, "
+                        f"{r.cpu_ms_per_event:.2f} CPU-ms/event, stored {r.stored}/{r.completed}..{r.issued}, "
+                        f"verdicts {r.verdicts}, ok={r.ok}",
+                        flush=True,
+                    )
     finally:
         for bdb in benches.values():
             bdb.cleanup()
@@ -51,29 +61,54 @@ def measure(dbs: list[str], *, pending: int = 10_000, connections: tuple[int, ..
             ratios = [r.rate / b.rate for r, b in zip(runs, refs)]
             ratio = c.median(ratios)
             ok = all(r.ok for r in runs)
-            rows.append([
-                d, f"-c{n}", f"{c.median([r.rate for r in runs]):.0f}", f"{c.median([b.rate for b in refs]):.0f}",
-                f"**{ratio:.2f}×** ({', '.join(f'{x:.2f}' for x in ratios)})",
-                f"{c.median([r.p50_ms for r in runs]):.1f} / {c.median([r.p99_ms for r in runs]):.1f}",
-                f"{c.median([b.p99_ms for b in refs]):.1f}",
-                f"{c.median([r.cpu_ms_per_event for r in runs]):.2f}",
-                f"{int(c.median([r.verdicts or 0 for r in runs]))}",
-                "yes" if ok else "NO: " + "; ".join(f"errors {r.errors}, non-2xx {r.non2xx}, stored {r.stored} of {r.completed}..{r.issued}" for r in runs if not r.ok),
-            ])
+            rows.append(
+                [
+                    d,
+                    f"-c{n}",
+                    f"{c.median([r.rate for r in runs]):.0f}",
+                    f"{c.median([b.rate for b in refs]):.0f}",
+                    f"**{ratio:.2f}×** ({', '.join(f'{x:.2f}' for x in ratios)})",
+                    f"{c.median([r.p50_ms for r in runs]):.1f} / {c.median([r.p99_ms for r in runs]):.1f}",
+                    f"{c.median([b.p99_ms for b in refs]):.1f}",
+                    f"{c.median([r.cpu_ms_per_event for r in runs]):.2f}",
+                    f"{int(c.median([r.verdicts or 0 for r in runs]))}",
+                    "yes"
+                    if ok
+                    else "NO: "
+                    + "; ".join(
+                        f"errors {r.errors}, non-2xx {r.non2xx}, stored {r.stored} of {r.completed}..{r.issued}" for r in runs if not r.ok
+                    ),
+                ]
+            )
             summary.append((f"ingest {d} -c{n}", f"{ratio:.2f}× bare", c.verdict(ratio >= 0.5 and ok)))
     kinds = c.count_kinds(20_000)
-    body = "\n".join([
-        f"Real endpoint vs bare HMAC endpoint, {pending:,} pending verifications over {c.ACCOUNTS} accounts; wrk -t1, "
-        f"{warmup:g} s warm-up + {seconds:g} s; median of {repeat} back-to-back repetitions (each repetition's own ratio in brackets).",
-        "",
-        c.table(["db", "wrk", "real events/s", "bare events/s", "ratio real/bare", "real p50/p99 ms", "bare p99 ms",
-                 "web CPU-ms/event", "verdicts/run", "all 2xx, stored = sent"], rows),
-        "",
-        f"Load stream: unique signed BOOKING_CREATED bodies ({len(c.load_booking(0).body):,} bytes) round-robin over the "
-        f"accounts; {kinds['match'] / 200:.0f}% complete a pending phase, {kinds['near'] / 200:.0f}% start 2 min from a pending "
-        f"phase but do not fit it (real candidate search), {kinds['far'] / 200:.0f}% lie far from any pending phase. "
-        "CPU-ms/event is the web process' user+system time only (PostgreSQL's backend not included).",
-    ])
+    body = "\n".join(
+        [
+            f"Real endpoint vs bare HMAC endpoint, {pending:,} pending verifications over {c.ACCOUNTS} accounts; wrk -t1, "
+            f"{warmup:g} s warm-up + {seconds:g} s; median of {repeat} back-to-back repetitions (each repetition's own ratio in brackets).",
+            "",
+            c.table(
+                [
+                    "db",
+                    "wrk",
+                    "real events/s",
+                    "bare events/s",
+                    "ratio real/bare",
+                    "real p50/p99 ms",
+                    "bare p99 ms",
+                    "web CPU-ms/event",
+                    "verdicts/run",
+                    "all 2xx, stored = sent",
+                ],
+                rows,
+            ),
+            "",
+            f"Load stream: unique signed BOOKING_CREATED bodies ({len(c.load_booking(0).body):,} bytes) round-robin over the "
+            f"accounts; {kinds['match'] / 200:.0f}% complete a pending phase, {kinds['near'] / 200:.0f}% start 2 min from a pending "
+            f"phase but do not fit it (real candidate search), {kinds['far'] / 200:.0f}% lie far from any pending phase. "
+            "CPU-ms/event is the web process' user+system time only (PostgreSQL's backend not included).",
+        ]
+    )
     return body, summary
 
 
@@ -85,8 +120,13 @@ def main() -> None:
     p.add_argument("--connections", default="32,128")
     args = p.parse_args()
     m = c.machine()
-    body, summary = measure(c.databases(args.db), pending=args.pending, repeat=args.repeat, seconds=args.seconds,
-                            connections=tuple(int(x) for x in args.connections.split(",")))
+    body, summary = measure(
+        c.databases(args.db),
+        pending=args.pending,
+        repeat=args.repeat,
+        seconds=args.seconds,
+        connections=tuple(int(x) for x in args.connections.split(",")),
+    )
     c.report("Webhook ingest", m, body, summary, args.append)
 
 

@@ -299,5 +299,3 @@ def count_kinds(n: int) -> dict[str, int]:
         kind = load_booking(i).kind
         counts[kind] = counts.get(kind, 0) + 1
     return counts
-
-

@@ -88,23 +88,46 @@ async def seed(database_url: str, pending: int, *, calcom_api_base: str | None =
 
         def rows(a: int, k: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             request = VerificationIn.model_validate(
-                {"account": account_id(a), "appointment_id": str(k), "service": "Dauerwelle" if k % 4 == 3 else "Herrenhaarschnitt",
-                 "sync_error": "Cal.com HTTP 400: bench", "phases": verification_phases(a, k)}
+                {
+                    "account": account_id(a),
+                    "appointment_id": str(k),
+                    "service": "Dauerwelle" if k % 4 == 3 else "Herrenhaarschnitt",
+                    "sync_error": "Cal.com HTTP 400: bench",
+                    "phases": verification_phases(a, k),
+                }
             )
             required = [p for p in request.phases if p.staff_required]
             row = {
-                "id": str(uuid.uuid4()), "account": request.account, "appointment_id": request.appointment_id,
-                "service": request.service, "sync_error": request.sync_error, "fingerprint": request.fingerprint(),
-                "status": "pending", "review_reason": None, "resolved_via": None, "resolved_at": None,
+                "id": str(uuid.uuid4()),
+                "account": request.account,
+                "appointment_id": request.appointment_id,
+                "service": request.service,
+                "sync_error": request.sync_error,
+                "fingerprint": request.fingerprint(),
+                "status": "pending",
+                "review_reason": None,
+                "resolved_via": None,
+                "resolved_at": None,
                 "window_start_at": min(p.start for p in required),
                 "window_end_at": max((p.end or p.start + dt.timedelta(hours=12)) for p in required),
-                "next_check_at": created + dt.timedelta(seconds=2), "deadline_at": deadline, "now": created,
+                "next_check_at": created + dt.timedelta(seconds=2),
+                "deadline_at": deadline,
+                "now": created,
             }
             phases = [
-                {"key": p.key, "position": i, "account": request.account, "start_at": p.start, "end_at": p.end,
-                 "event_type_id": p.event_type_id, "host_email": p.host_email, "attendee_email": p.attendee_email,
-                 "staff_required": p.staff_required, "active": p.staff_required,
-                 "status": "pending" if p.staff_required else "not_required"}
+                {
+                    "key": p.key,
+                    "position": i,
+                    "account": request.account,
+                    "start_at": p.start,
+                    "end_at": p.end,
+                    "event_type_id": p.event_type_id,
+                    "host_email": p.host_email,
+                    "attendee_email": p.attendee_email,
+                    "staff_required": p.staff_required,
+                    "active": p.staff_required,
+                    "status": "pending" if p.staff_required else "not_required",
+                }
                 for i, p in enumerate(request.phases)
             ]
             return row, phases
@@ -124,5 +147,3 @@ async def seed(database_url: str, pending: int, *, calcom_api_base: str | None =
                 await write(a)
     finally:
         await db.disconnect()
-
-

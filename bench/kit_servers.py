@@ -230,5 +230,3 @@ def admin(statement: str, *, database: str | None = None, fetch: bool = False) -
             await connection.close()
 
     return asyncio.run(run())
-
-

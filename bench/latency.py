@@ -62,7 +62,9 @@ async def open_loop(port: int, first: int, rate: float, seconds: float, warmup: 
     }
 
 
-def measure(dbs: list[str], *, rate: float = 100.0, seconds: float = 30.0, warmup: float = 2.0, repeat: int = 3) -> tuple[str, list[tuple[str, str, str]]]:
+def measure(
+    dbs: list[str], *, rate: float = 100.0, seconds: float = 30.0, warmup: float = 2.0, repeat: int = 3
+) -> tuple[str, list[tuple[str, str, str]]]:
     results: dict[str, list[dict[str, object]]] = {"bare": [], **{d: [] for d in dbs}}
     benches = {d: c.BenchDB(d) for d in dbs}
     verdicts: dict[str, list[int]] = {d: [] for d in dbs}
@@ -83,8 +85,11 @@ def measure(dbs: list[str], *, rate: float = 100.0, seconds: float = 30.0, warmu
                 finally:
                     benches[d].drop(url)
                 results[d].append(r)
-                print(f"  rep {rep + 1} {d}: p50 {r['p50']:.2f} p99 {r['p99']:.2f} max {r['max']:.1f} ms, non-200 {r['non200']}, "
-                      f"verdicts {verdicts[d][-1]}", flush=True)
+                print(
+                    f"  rep {rep + 1} {d}: p50 {r['p50']:.2f} p99 {r['p99']:.2f} max {r['max']:.1f} ms, non-200 {r['non200']}, "
+                    f"verdicts {verdicts[d][-1]}",
+                    flush=True,
+                )
     finally:
         for bdb in benches.values():
             bdb.cleanup()
@@ -97,23 +102,37 @@ def measure(dbs: list[str], *, rate: float = 100.0, seconds: float = 30.0, warmu
         p99 = c.median([r["p99"] for r in runs])  # type: ignore[misc]
         ratios = [r["p99"] / b["p99"] for r, b in zip(runs, results["bare"])]  # type: ignore[operator]
         bad = sum(r["non200"] for r in runs)  # type: ignore[misc]
-        rows.append([
-            name if name == "bare" else f"web, {name}", f"{p50:.2f}", f"**{p99:.2f}** (" + ", ".join(f"{r['p99']:.1f}" for r in runs) + ")",
-            f"{c.median([r['max'] for r in runs]):.1f}", "1" if name == "bare" else f"{c.median(ratios):.1f}×",
-            str(bad), "" if name == "bare" else str(int(c.median(verdicts[name]))),
-        ])
+        rows.append(
+            [
+                name if name == "bare" else f"web, {name}",
+                f"{p50:.2f}",
+                f"**{p99:.2f}** (" + ", ".join(f"{r['p99']:.1f}" for r in runs) + ")",
+                f"{c.median([r['max'] for r in runs]):.1f}",
+                "1" if name == "bare" else f"{c.median(ratios):.1f}×",
+                str(bad),
+                "" if name == "bare" else str(int(c.median(verdicts[name]))),
+            ]
+        )
         if name != "bare":
-            summary.append((f"latency {name}", f"p99 {p99:.1f} ms ({c.median(ratios):.1f}× bare {bare_p99:.1f} ms)", c.verdict(p99 <= TARGET_P99_MS and bad == 0)))
+            summary.append(
+                (
+                    f"latency {name}",
+                    f"p99 {p99:.1f} ms ({c.median(ratios):.1f}× bare {bare_p99:.1f} ms)",
+                    c.verdict(p99 <= TARGET_P99_MS and bad == 0),
+                )
+            )
     kinds = results[dbs[0]][0]["kinds"] if dbs else {}
-    body = "\n".join([
-        f"Open loop, {rate:g} webhooks/s on a fixed grid, {warmup:g} s warm-up + {seconds:g} s measured "
-        f"({int(rate * seconds)} requests), latency from the scheduled send time; median of {repeat} repetitions "
-        "(each repetition's p99 in brackets). The web server holds 10,000 pending verifications.",
-        "",
-        c.table(["server", "p50 ms", "p99 ms", "max ms", "p99 vs bare", "non-200", "verdicts/run"], rows),
-        "",
-        f"Measured requests by kind: {kinds}.",
-    ])
+    body = "\n".join(
+        [
+            f"Open loop, {rate:g} webhooks/s on a fixed grid, {warmup:g} s warm-up + {seconds:g} s measured "
+            f"({int(rate * seconds)} requests), latency from the scheduled send time; median of {repeat} repetitions "
+            "(each repetition's p99 in brackets). The web server holds 10,000 pending verifications.",
+            "",
+            c.table(["server", "p50 ms", "p99 ms", "max ms", "p99 vs bare", "non-200", "verdicts/run"], rows),
+            "",
+            f"Measured requests by kind: {kinds}.",
+        ]
+    )
     return body, summary
 
 

@@ -44,10 +44,28 @@ def chain_rows(n: int) -> tuple[dict, dict, list[Booking]]:
     rows, phases, bookings = {}, {}, []
     for i in range(n):
         start = T + dt.timedelta(minutes=4 * i)
-        rows[i] = {"seq": i, "id": f"v{i}", "account": "a", "appointment_id": str(i), "created_at": T - dt.timedelta(hours=1),
-                   "complete_checks": 1}
-        phases[i] = [{"key": "A", "start_at": start, "event_type_id": None, "host_email": HOST, "attendee_email": None,
-                      "attendee_phone": None, "staff_required": True, "status": "pending", "booking_uid": None, "booking_seat": None}]
+        rows[i] = {
+            "seq": i,
+            "id": f"v{i}",
+            "account": "a",
+            "appointment_id": str(i),
+            "created_at": T - dt.timedelta(hours=1),
+            "complete_checks": 1,
+        }
+        phases[i] = [
+            {
+                "key": "A",
+                "start_at": start,
+                "event_type_id": None,
+                "host_email": HOST,
+                "attendee_email": None,
+                "attendee_phone": None,
+                "staff_required": True,
+                "status": "pending",
+                "booking_uid": None,
+                "booking_seat": None,
+            }
+        ]
         bookings.append(Booking("a", f"b{i}", start + dt.timedelta(minutes=1), hosts=frozenset({HOST})))
     return rows, phases, bookings
 
@@ -66,22 +84,58 @@ def time_decide(n: int, repeat: int) -> list[float]:
 
 async def seed_chain(db: Database, account: str, n: int) -> set[int]:
     async with db.transaction() as tx:
-        await account_store.upsert(tx, account, {"calcom_api_key": f"key-{account}", "webhook_secret": "s", "calcom_api_base": None,
-                                                 "callback_url": None, "callback_secret": None, "match_tolerance_seconds": 300,
-                                                 "enabled": True}, T)
+        await account_store.upsert(
+            tx,
+            account,
+            {
+                "calcom_api_key": f"key-{account}",
+                "webhook_secret": "s",
+                "calcom_api_base": None,
+                "callback_url": None,
+                "callback_secret": None,
+                "match_tolerance_seconds": 300,
+                "enabled": True,
+            },
+            T,
+        )
         seqs = set()
         for i in range(n):
             start = T + dt.timedelta(minutes=4 * i)
-            row = {"id": f"{account}-v{i}", "account": account, "appointment_id": str(i), "service": None, "sync_error": None,
-                   "fingerprint": "x", "status": "pending", "review_reason": None, "resolved_via": None, "resolved_at": None,
-                   "window_start_at": start, "window_end_at": start + dt.timedelta(minutes=30), "next_check_at": T,
-                   "deadline_at": T + dt.timedelta(minutes=15), "now": T - dt.timedelta(hours=1)}
-            phase = {"key": "A", "position": 0, "account": account, "start_at": start, "end_at": start + dt.timedelta(minutes=30),
-                     "event_type_id": None, "host_email": HOST, "attendee_email": None, "attendee_phone": None,
-                     "staff_required": True, "active": True, "status": "pending"}
+            row = {
+                "id": f"{account}-v{i}",
+                "account": account,
+                "appointment_id": str(i),
+                "service": None,
+                "sync_error": None,
+                "fingerprint": "x",
+                "status": "pending",
+                "review_reason": None,
+                "resolved_via": None,
+                "resolved_at": None,
+                "window_start_at": start,
+                "window_end_at": start + dt.timedelta(minutes=30),
+                "next_check_at": T,
+                "deadline_at": T + dt.timedelta(minutes=15),
+                "now": T - dt.timedelta(hours=1),
+            }
+            phase = {
+                "key": "A",
+                "position": 0,
+                "account": account,
+                "start_at": start,
+                "end_at": start + dt.timedelta(minutes=30),
+                "event_type_id": None,
+                "host_email": HOST,
+                "attendee_email": None,
+                "attendee_phone": None,
+                "staff_required": True,
+                "active": True,
+                "status": "pending",
+            }
             seqs.add(await verification_store.insert(tx, row, [phase]))
-            seen = Observation(uid=f"{account}-b{i}", start=start + dt.timedelta(minutes=1), state="exists", event_at=T, source="webhook",
-                               hosts=(HOST,))
+            seen = Observation(
+                uid=f"{account}-b{i}", start=start + dt.timedelta(minutes=1), state="exists", event_at=T, source="webhook", hosts=(HOST,)
+            )
             await observation_store.upsert(tx, account, [seen], T)
     return seqs
 
@@ -129,7 +183,9 @@ def measure(dbs: list[str], repeat: int) -> tuple[str, list]:
         rows.append([f"settle ({name})", "-", *(f"{c.median(settled[n]):.2f} / {max(settled[n]):.2f}" for n in (1, 200))])
         worst = max(worst, c.median(settled[200]))
     body = c.table(["what", "", "group of 1: median / max ms", "chain of 200: median / max ms"], rows)
-    summary = [("group of 200 chained decided within 100 ms", f"{worst:.1f} ms (worst of pure max and settle medians)", c.verdict(worst <= 100))]
+    summary = [
+        ("group of 200 chained decided within 100 ms", f"{worst:.1f} ms (worst of pure max and settle medians)", c.verdict(worst <= 100))
+    ]
     return body, summary
 
 

@@ -63,12 +63,29 @@ def record(db: str, pending: int, seconds: float, connections: int, mode: str = 
         url = bdb.fresh("p")
         with c.web(url) as server:
             warm = c.wrk(server.url, script, connections=connections, seconds=2)
-            spy = subprocess.Popen([py_spy(), "record", "--pid", str(server.pid), *MODES[mode], "--rate", "200",
-                                    "--duration", str(int(seconds)), "--format", "raw", "--output", str(out)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            spy = subprocess.Popen(
+                [
+                    py_spy(),
+                    "record",
+                    "--pid",
+                    str(server.pid),
+                    *MODES[mode],
+                    "--rate",
+                    "200",
+                    "--duration",
+                    str(int(seconds)),
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(out),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
             result: list[c.WrkResult] = []
-            runner = threading.Thread(target=lambda: result.append(
-                c.wrk(server.url, script, connections=connections, seconds=seconds + 1, offset=warm.issued)))
+            runner = threading.Thread(
+                target=lambda: result.append(c.wrk(server.url, script, connections=connections, seconds=seconds + 1, offset=warm.issued))
+            )
             runner.start()
             spy.wait(timeout=seconds + 60)
             runner.join()
@@ -144,7 +161,10 @@ def main() -> None:
     else:
         for db in c.databases(args.db):
             out = record(db, args.pending, args.seconds, args.connections, args.mode)
-            texts.append(f"### {db}, {args.pending:,} pending, wrk -c{args.connections}, py-spy {' '.join(MODES[args.mode])} (raw: bench/results/{out.name})\n\n" + aggregate(out))
+            texts.append(
+                f"### {db}, {args.pending:,} pending, wrk -c{args.connections}, py-spy {' '.join(MODES[args.mode])} (raw: bench/results/{out.name})\n\n"
+                + aggregate(out)
+            )
     text = "\n\n".join(texts)
     print(text)
     if args.append:

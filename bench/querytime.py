@@ -40,6 +40,7 @@ def _instrument() -> None:
                     key = key if not key.startswith("INSERT INTO webhook_events") else "INSERT INTO webhook_events … (multi-row)"
                     STATS[key][0] += 1
                     STATS[key][1] += time.perf_counter() - t
+
             return run()
 
         setattr(dbmod.Tx, name, wrapped)
@@ -78,8 +79,15 @@ async def drive(url: str, events: int, concurrency: int) -> float:
             b = c.load_booking(queue.pop(0))
             body = b.body
             now = dt.datetime.now(dt.timezone.utc)
-            await ingestor.submit(Submission(account=c.account_id(b.account), body=body, body_sha256=hashlib.sha256(body).hexdigest(),
-                                             event=parse(body, "application/json", now), received_at=now))
+            await ingestor.submit(
+                Submission(
+                    account=c.account_id(b.account),
+                    body=body,
+                    body_sha256=hashlib.sha256(body).hexdigest(),
+                    event=parse(body, "application/json", now),
+                    received_at=now,
+                )
+            )
 
     t = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -113,10 +121,21 @@ def main() -> None:
             for k in keys:
                 n1, t1 = results[small][1].get(k, (0, 0.0))
                 n2, t2 = results[large][1].get(k, (0, 0.0))
-                rows.append([f"`{k}`", n1, f"{t1 * 1e6 / max(1, n1):.0f}", f"{t1 * 1e3 / args.events:.3f}", n2,
-                             f"{t2 * 1e6 / max(1, n2):.0f}", f"{t2 * 1e3 / args.events:.3f}"])
-            print(f"\n### {d}: {args.events} events, {args.concurrency} in flight; wall {results[small][0]:.1f} s ({small:,} pending) "
-                  f"vs {results[large][0]:.1f} s ({large:,} pending)\n")
+                rows.append(
+                    [
+                        f"`{k}`",
+                        n1,
+                        f"{t1 * 1e6 / max(1, n1):.0f}",
+                        f"{t1 * 1e3 / args.events:.3f}",
+                        n2,
+                        f"{t2 * 1e6 / max(1, n2):.0f}",
+                        f"{t2 * 1e3 / args.events:.3f}",
+                    ]
+                )
+            print(
+                f"\n### {d}: {args.events} events, {args.concurrency} in flight; wall {results[small][0]:.1f} s ({small:,} pending) "
+                f"vs {results[large][0]:.1f} s ({large:,} pending)\n"
+            )
             print(c.table(["statement", f"n {small:,}", "µs/stmt", "ms/event", f"n {large:,}", "µs/stmt", "ms/event"], rows))
 
 

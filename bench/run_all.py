@@ -57,14 +57,24 @@ def main() -> None:
                 if any(r[0].startswith(f"{kind} {d}") and r[2] == "MISS" for r in summary):
                     print(f"== profile {d} {pending}", flush=True)
                     raw = profiling.record(d, pending, 15, 32, "gil")
-                    sections.append((f"Profile: {d}, {pending:,} pending, wrk -c32, py-spy --gil (bench/profile_web.py; raw stacks in bench/results/{raw.name})",
-                                     profiling.aggregate(raw)))
+                    sections.append(
+                        (
+                            f"Profile: {d}, {pending:,} pending, wrk -c32, py-spy --gil (bench/profile_web.py; raw stacks in bench/results/{raw.name})",
+                            profiling.aggregate(raw),
+                        )
+                    )
 
-    text = "\n".join([
-        c.machine_line(m), "", f"`{c.command_line()}` ({(time.monotonic() - started) / 60:.0f} min)", "",
-        c.table(["target", "measured", ""], summary), "",
-        *(f"### {title}\n\n{body}\n" for title, body in sections),
-    ])
+    text = "\n".join(
+        [
+            c.machine_line(m),
+            "",
+            f"`{c.command_line()}` ({(time.monotonic() - started) / 60:.0f} min)",
+            "",
+            c.table(["target", "measured", ""], summary),
+            "",
+            *(f"### {title}\n\n{body}\n" for title, body in sections),
+        ]
+    )
     print("\n" + text)
     if not args.no_append:
         c.append(f"Results — {m['date']}", text)

@@ -34,8 +34,11 @@ def measure(dbs: list[str], *, repeat: int = 3, connections: int = 32, seconds: 
                 for size, name in ((SMALL, "small"), (LARGE, "large")):
                     r = c.measure_web(benches[d], name, script, connections, seconds=seconds)
                     runs[(d, size)].append(r)
-                    print(f"  rep {rep + 1} {d} {size:>6} pending: {r.rate:.0f}/s, {r.cpu_ms_per_event:.3f} CPU-ms/event, "
-                          f"RSS {r.rss_mb:.0f} MB, verdicts {r.verdicts}, ok={r.ok}", flush=True)
+                    print(
+                        f"  rep {rep + 1} {d} {size:>6} pending: {r.rate:.0f}/s, {r.cpu_ms_per_event:.3f} CPU-ms/event, "
+                        f"RSS {r.rss_mb:.0f} MB, verdicts {r.verdicts}, ok={r.ok}",
+                        flush=True,
+                    )
     finally:
         for bdb in benches.values():
             bdb.cleanup()
@@ -47,21 +50,47 @@ def measure(dbs: list[str], *, repeat: int = 3, connections: int = 32, seconds: 
         cpu = [big.cpu_ms_per_event / s.cpu_ms_per_event for s, big in zip(small, large)]
         rss = c.median([big.rss_mb for big in large])
         ok = all(r.ok for r in small + large)
-        rows.append([
-            d, f"{c.median([s.rate for s in small]):.0f}", f"{c.median([big.rate for big in large]):.0f}",
-            f"**{c.median(wall):.2f}×** (" + ", ".join(f"{x:.2f}" for x in wall) + ")",
-            f"{c.median([s.cpu_ms_per_event for s in small]):.3f} → {c.median([big.cpu_ms_per_event for big in large]):.3f}",
-            f"{c.median(cpu):.2f}×", f"{c.median([s.rss_mb for s in small]):.0f}", f"**{rss:.0f}**", "yes" if ok else "NO",
-        ])
-        summary.append((f"scale {d}", f"{c.median(wall):.2f}× wall, {c.median(cpu):.2f}× web CPU per webhook (100k vs 1k)",
-                        c.verdict(c.median(wall) <= TARGET_RATIO and ok)))
+        rows.append(
+            [
+                d,
+                f"{c.median([s.rate for s in small]):.0f}",
+                f"{c.median([big.rate for big in large]):.0f}",
+                f"**{c.median(wall):.2f}×** (" + ", ".join(f"{x:.2f}" for x in wall) + ")",
+                f"{c.median([s.cpu_ms_per_event for s in small]):.3f} → {c.median([big.cpu_ms_per_event for big in large]):.3f}",
+                f"{c.median(cpu):.2f}×",
+                f"{c.median([s.rss_mb for s in small]):.0f}",
+                f"**{rss:.0f}**",
+                "yes" if ok else "NO",
+            ]
+        )
+        summary.append(
+            (
+                f"scale {d}",
+                f"{c.median(wall):.2f}× wall, {c.median(cpu):.2f}× web CPU per webhook (100k vs 1k)",
+                c.verdict(c.median(wall) <= TARGET_RATIO and ok),
+            )
+        )
         summary.append((f"memory {d}", f"{rss:.0f} MB RSS with 100k pending", c.verdict(rss <= TARGET_RSS_MB)))
-    body = "\n".join([
-        f"wrk -t1 -c{connections}, 2 s warm-up + {seconds:g} s, fresh database copy per run, median of {repeat} alternating repetitions.",
-        "",
-        c.table(["db", "events/s, 1k", "events/s, 100k", "wall cost 100k/1k", "web CPU-ms/event 1k → 100k", "CPU cost 100k/1k",
-                 "RSS MB, 1k", "RSS MB, 100k", "all 2xx, stored = sent"], rows),
-    ])
+    body = "\n".join(
+        [
+            f"wrk -t1 -c{connections}, 2 s warm-up + {seconds:g} s, fresh database copy per run, median of {repeat} alternating repetitions.",
+            "",
+            c.table(
+                [
+                    "db",
+                    "events/s, 1k",
+                    "events/s, 100k",
+                    "wall cost 100k/1k",
+                    "web CPU-ms/event 1k → 100k",
+                    "CPU cost 100k/1k",
+                    "RSS MB, 1k",
+                    "RSS MB, 100k",
+                    "all 2xx, stored = sent",
+                ],
+                rows,
+            ),
+        ]
+    )
     return body, summary
 
 

@@ -27,10 +27,20 @@ WARMUP = 20
 
 def verification(a: int, appointment: str, start: dt.datetime, attendee: str) -> dict[str, object]:
     return {
-        "account": c.account_id(a), "appointment_id": appointment, "service": "Herrenhaarschnitt",
+        "account": c.account_id(a),
+        "appointment_id": appointment,
+        "service": "Herrenhaarschnitt",
         "sync_error": "Cal.com HTTP 400: bench",
-        "phases": [{"key": "A", "start": start.isoformat(), "end": (start + dt.timedelta(minutes=30)).isoformat(),
-                    "event_type_id": 101, "host_email": "anna@salon.example", "attendee_email": attendee}],
+        "phases": [
+            {
+                "key": "A",
+                "start": start.isoformat(),
+                "end": (start + dt.timedelta(minutes=30)).isoformat(),
+                "event_type_id": 101,
+                "host_email": "anna@salon.example",
+                "attendee_email": attendee,
+            }
+        ],
     }
 
 
@@ -75,8 +85,14 @@ async def orders(port: int, n: int, *, tag: str = "v", base: dt.datetime | None 
             times.append(elapsed)
             hook.append((answered - t) * 1000)
             wrong += status != 200 or status_get != 200 or final["status"] != "verified"
-    out["b"] = {"p50": c.percentile(times, 50), "p99": c.percentile(times, 99), "max": max(times), "n": len(times), "wrong": wrong,
-                "webhook_p99": c.percentile(hook, 99)}
+    out["b"] = {
+        "p50": c.percentile(times, 50),
+        "p99": c.percentile(times, 99),
+        "max": max(times),
+        "n": len(times),
+        "wrong": wrong,
+        "webhook_p99": c.percentile(hook, 99),
+    }
     await client.close()
     await waiter.close()
     return out
@@ -97,8 +113,11 @@ def measure(dbs: list[str], *, n: int = 300, repeat: int = 3) -> tuple[str, list
                 finally:
                     benches[d].drop(url)
                 results[d].append(r)
-                print(f"  rep {rep + 1} {d}: (a) p50 {r['a']['p50']:.2f} p99 {r['a']['p99']:.2f} ms, wrong {r['a']['wrong']}; "
-                      f"(b) p50 {r['b']['p50']:.2f} p99 {r['b']['p99']:.2f} ms, wrong {r['b']['wrong']}", flush=True)
+                print(
+                    f"  rep {rep + 1} {d}: (a) p50 {r['a']['p50']:.2f} p99 {r['a']['p99']:.2f} ms, wrong {r['a']['wrong']}; "
+                    f"(b) p50 {r['b']['p50']:.2f} p99 {r['b']['p99']:.2f} ms, wrong {r['b']['wrong']}",
+                    flush=True,
+                )
     finally:
         for bdb in benches.values():
             bdb.cleanup()
@@ -110,19 +129,35 @@ def measure(dbs: list[str], *, n: int = 300, repeat: int = 3) -> tuple[str, list
             runs = [r[order] for r in results[d]]
             p99 = c.median([r["p99"] for r in runs])  # type: ignore[misc]
             wrong = sum(r["wrong"] for r in runs)  # type: ignore[misc]
-            rows.append([d, label, f"{c.median([r['p50'] for r in runs]):.2f}",  # type: ignore[misc]
-                         f"**{p99:.2f}** (" + ", ".join(f"{r['p99']:.1f}" for r in runs) + ")",
-                         f"{c.median([r['max'] for r in runs]):.1f}", f"{p99 / seed_ms:.4f}× (1/{seed_ms / p99:.0f})",  # type: ignore[misc]
-                         f"{runs[0]['n']} × {len(runs)}", str(wrong)])
-            summary.append((f"verdict {d} {order}", f"p99 {p99:.1f} ms (first version ≥ {seed_ms:.0f} ms)", c.verdict(p99 <= TARGET_P99_MS and wrong == 0)))
+            rows.append(
+                [
+                    d,
+                    label,
+                    f"{c.median([r['p50'] for r in runs]):.2f}",  # type: ignore[misc]
+                    f"**{p99:.2f}** (" + ", ".join(f"{r['p99']:.1f}" for r in runs) + ")",
+                    f"{c.median([r['max'] for r in runs]):.1f}",
+                    f"{p99 / seed_ms:.4f}× (1/{seed_ms / p99:.0f})",  # type: ignore[misc]
+                    f"{runs[0]['n']} × {len(runs)}",
+                    str(wrong),
+                ]
+            )
+            summary.append(
+                (
+                    f"verdict {d} {order}",
+                    f"p99 {p99:.1f} ms (first version ≥ {seed_ms:.0f} ms)",
+                    c.verdict(p99 <= TARGET_P99_MS and wrong == 0),
+                )
+            )
         hook = c.median([r["b"]["webhook_p99"] for r in results[d]])  # type: ignore[misc]
         rows.append([d, "(b) the webhook's own answer", "", f"{hook:.2f}", "", "", "", ""])
-    body = "\n".join([
-        f"Reference: the first version's time to verdict, ≥ {c.SEED_SECONDS:g} s (its 2 s blocking sleep plus one Cal.com query; not re-run). "
-        f"{n} appointments per order per repetition after {WARMUP} warm-up ones, one at a time; median of {repeat} repetitions.",
-        "",
-        c.table(["db", "order", "p50 ms", "p99 ms", "max ms", "p99 vs first version", "n", "not verified"], rows),
-    ])
+    body = "\n".join(
+        [
+            f"Reference: the first version's time to verdict, ≥ {c.SEED_SECONDS:g} s (its 2 s blocking sleep plus one Cal.com query; not re-run). "
+            f"{n} appointments per order per repetition after {WARMUP} warm-up ones, one at a time; median of {repeat} repetitions.",
+            "",
+            c.table(["db", "order", "p50 ms", "p99 ms", "max ms", "p99 vs first version", "n", "not verified"], rows),
+        ]
+    )
     return body, summary
 
 

@@ -64,7 +64,9 @@ def _plain(value: Any) -> Any:
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    return {key: _plain(value) for key, value in vars(record).items() if key not in _STANDARD and key != "event" and not key.startswith("_")}
+    return {
+        key: _plain(value) for key, value in vars(record).items() if key not in _STANDARD and key != "event" and not key.startswith("_")
+    }
 
 
 class JsonFormatter(logging.Formatter):
@@ -100,7 +102,7 @@ class TextFormatter(logging.Formatter):
 
 def _text(value: Any) -> str:
     if isinstance(value, str):
-        return value if value and not any(c.isspace() or c in "\"=" for c in value) else json.dumps(value, ensure_ascii=False)
+        return value if value and not any(c.isspace() or c in '"=' for c in value) else json.dumps(value, ensure_ascii=False)
     return json.dumps(value, ensure_ascii=False, default=str)
 
 

@@ -38,8 +38,7 @@ os.environ.setdefault("SECRET_KEYS", TEST_SECRET_KEY)
 os.environ.setdefault("ALLOW_PRIVATE_TARGETS", "true")
 secretbox.install(secretbox.SecretBox(os.environ["SECRET_KEYS"].split(",")))
 PG_SKIP_REASON = (
-    "PostgreSQL tests skipped: set TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test "
-    "to run them (CI does, see .ci/run)"
+    "PostgreSQL tests skipped: set TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test to run them (CI does, see .ci/run)"
 )
 _counter = itertools.count()
 _template: dict[str, str] = {}

@@ -21,6 +21,4 @@ def csrf_of(html: str) -> str:
 async def sign_in(client: httpx.AsyncClient, name: str = OPERATOR, password: str = PASSWORD) -> httpx.Response:
     form = await client.get("/console/sign-in")
     assert form.status_code == 200
-    return await client.post(
-        "/console/sign-in", data={"csrf": csrf_of(form.text), "name": name, "password": password, "next": "/console"}
-    )
+    return await client.post("/console/sign-in", data={"csrf": csrf_of(form.text), "name": name, "password": password, "next": "/console"})

@@ -19,7 +19,8 @@ HOOK = "http://verifier.test/webhooks/calcom/salon-1"
 START = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)
 PLATFORM = {"Authorization": f"Bearer {API_KEY}", "cal-api-version": "2024-08-13"}
 CREATE = {
-    "start": "2026-12-01T10:00:00Z", "eventTypeId": 1001,
+    "start": "2026-12-01T10:00:00Z",
+    "eventTypeId": 1001,
     "attendee": {"name": "Max Muster", "email": "max@kunde.example", "timeZone": "Europe/Berlin"},
     "metadata": {"appointment_id": "762", "phase": "A"},
 }
@@ -34,8 +35,14 @@ def guard_timeout() -> float:
 @pytest.fixture
 def settings(database_url: str, guard_timeout: float) -> Settings:
     return Settings(
-        _env_file=None, database_url=database_url, api_token=API_TOKEN, settle_seconds=2, check_schedule=(10, 30, 120, 600),
-        max_body_bytes=65536, guard_calcom_timeout_seconds=guard_timeout, guard_truth_seconds=5,
+        _env_file=None,
+        database_url=database_url,
+        api_token=API_TOKEN,
+        settle_seconds=2,
+        check_schedule=(10, 30, 120, 600),
+        max_body_bytes=65536,
+        guard_calcom_timeout_seconds=guard_timeout,
+        guard_truth_seconds=5,
     )
 
 

@@ -93,11 +93,14 @@ def booking_event(
             "endTime": iso(start + timedelta(minutes=minutes)),
             "eventTypeId": event_type_id,
             "metadata": metadata if metadata is not None else {},
-            "status": status or {"BOOKING_REQUESTED": "PENDING", "BOOKING_CANCELLED": "CANCELLED", "BOOKING_REJECTED": "REJECTED"}.get(trigger, "ACCEPTED"),
+            "status": status
+            or {"BOOKING_REQUESTED": "PENDING", "BOOKING_CANCELLED": "CANCELLED", "BOOKING_REJECTED": "REJECTED"}.get(trigger, "ACCEPTED"),
         }
     )
     payload["organizer"]["email"] = organizer
-    payload["attendees"] = [{"email": a, "name": a.split("@")[0], "timeZone": "Europe/Berlin", "language": {"locale": "de"}} for a in attendees]
+    payload["attendees"] = [
+        {"email": a, "name": a.split("@")[0], "timeZone": "Europe/Berlin", "language": {"locale": "de"}} for a in attendees
+    ]
     if trigger == "BOOKING_CANCELLED":
         payload.pop("metadata", None)
     if extra:
@@ -118,7 +121,9 @@ async def create_account(
     return response
 
 
-async def post_webhook(client: httpx.AsyncClient, envelope: dict[str, Any] | bytes, account: str = "salon-1", secret: str = WEBHOOK_SECRET) -> httpx.Response:
+async def post_webhook(
+    client: httpx.AsyncClient, envelope: dict[str, Any] | bytes, account: str = "salon-1", secret: str = WEBHOOK_SECRET
+) -> httpx.Response:
     request = signed(envelope, secret)
     return await client.post(f"/webhooks/calcom/{account}", content=request.body, headers=request.headers)
 
@@ -131,7 +136,9 @@ def phase(key: str, start: datetime, minutes: int = 30, *, who: str | None = CUS
     return body
 
 
-def failure(appointment_id: str = "762", phases: list[dict[str, Any]] | None = None, account: str = "salon-1", **extra: Any) -> dict[str, Any]:
+def failure(
+    appointment_id: str = "762", phases: list[dict[str, Any]] | None = None, account: str = "salon-1", **extra: Any
+) -> dict[str, Any]:
     start = datetime(2026, 12, 1, 10, 0, tzinfo=timezone(timedelta(hours=1)))
     return {
         "account": account,

@@ -101,7 +101,9 @@ async def sqlite_reads(db: Database, case: Case) -> tuple[list[Read], str]:
     query = case.query()
     async with db.read() as tx:
         tables = {r["name"] for r in await tx.fetch_all(sql("SELECT name FROM sqlite_master WHERE type = 'table'"))}
-        owners = {r["name"]: r["tbl_name"] for r in await tx.fetch_all(sql("SELECT name, tbl_name FROM sqlite_master WHERE type = 'index'"))}
+        owners = {
+            r["name"]: r["tbl_name"] for r in await tx.fetch_all(sql("SELECT name, tbl_name FROM sqlite_master WHERE type = 'index'"))
+        }
         lines = [r["detail"] for r in await tx.fetch_all(sql("EXPLAIN QUERY PLAN " + query.text), **case.params)]
     aliases = _aliases(query.text, tables)
     reads = []
@@ -136,8 +138,11 @@ async def pg_plan(db: Database, case: Case, generic: bool) -> dict[str, Any]:
             await raw.execute("SET LOCAL plan_cache_mode = force_generic_plan")
             await raw.execute(f"PREPARE plan_case AS {text}")
             try:
-                found = await raw.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE plan_case({', '.join(['NULL'] * len(names))})" if names
-                                           else "EXPLAIN (FORMAT JSON) EXECUTE plan_case")
+                found = await raw.fetchval(
+                    f"EXPLAIN (FORMAT JSON) EXECUTE plan_case({', '.join(['NULL'] * len(names))})"
+                    if names
+                    else "EXPLAIN (FORMAT JSON) EXECUTE plan_case"
+                )
             finally:
                 await raw.execute("DEALLOCATE plan_case")
     return (json.loads(found) if isinstance(found, str) else found)[0]["Plan"]

@@ -29,8 +29,7 @@ async def web_process(settings: Settings, clock: FakeClock) -> AsyncIterator[htt
 async def _waiting_on_locks(watcher: asyncpg.Connection, count: int) -> None:
     """Until `count` sessions of this database wait for a lock (an event in the database, polled)."""
     query = (
-        "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
-        "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
     )
     while await watcher.fetchval(query) < count:
         await asyncio.sleep(0.01)

@@ -38,7 +38,9 @@ def patch(client: httpx.AsyncClient, body: object, account: str = "salon-1"):  #
 async def test_accounts_are_listed_without_secrets(client: httpx.AsyncClient) -> None:
     assert (await client.get("/api/accounts", headers=AUTH)).json() == {"items": []}
     await create_account(client, "salon-2", calcom_api_base=CALCOM)
-    await create_account(client, "salon-1", calcom_api_base=CALCOM, callback_url="https://platform.example/hooks", callback_secret=CALLBACK_SECRET)
+    await create_account(
+        client, "salon-1", calcom_api_base=CALCOM, callback_url="https://platform.example/hooks", callback_secret=CALLBACK_SECRET
+    )
     response = await client.get("/api/accounts", headers=AUTH)
     assert response.status_code == 200
     items = response.json()["items"]
@@ -50,15 +52,24 @@ async def test_accounts_are_listed_without_secrets(client: httpx.AsyncClient) ->
 
 
 async def test_patch_changes_only_the_fields_it_sends(client: httpx.AsyncClient) -> None:
-    await create_account(client, calcom_api_base=CALCOM, callback_url="https://platform.example/hooks", callback_secret=CALLBACK_SECRET,
-                         match_tolerance_seconds=120)
+    await create_account(
+        client,
+        calcom_api_base=CALCOM,
+        callback_url="https://platform.example/hooks",
+        callback_secret=CALLBACK_SECRET,
+        match_tolerance_seconds=120,
+    )
     response = await patch(client, {"enabled": False})
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["enabled"] is False
     # What PUT would have erased stays: the callback, its secret, the tolerance, the API base.
     assert (body["callback_url"], body["callback_secret"], body["match_tolerance_seconds"], body["calcom_api_base"]) == (
-        "https://platform.example/hooks", "set", 120, CALCOM)
+        "https://platform.example/hooks",
+        "set",
+        120,
+        CALCOM,
+    )
     body = (await patch(client, {"callback_url": None, "callback_secret": None})).json()
     assert (body["callback_url"], body["callback_secret"], body["enabled"]) == (None, None, False)
 
@@ -95,8 +106,9 @@ async def test_a_replaced_key_is_tried_at_once(client: httpx.AsyncClient, fake: 
     assert body["credentials"] == "ok"
     assert (await patch(client, {"match_tolerance_seconds": 60})).json()["credentials"] == "ok" and fake.calls == calls + 2
     # PUT replacing the key does the same.
-    response = await client.put("/api/accounts/salon-1", json={"calcom_api_key": BAD_KEY, "webhook_secret": WEBHOOK_SECRET,
-                                                              "calcom_api_base": CALCOM}, headers=AUTH)
+    response = await client.put(
+        "/api/accounts/salon-1", json={"calcom_api_key": BAD_KEY, "webhook_secret": WEBHOOK_SECRET, "calcom_api_base": CALCOM}, headers=AUTH
+    )
     assert response.status_code == 200 and response.json()["credentials"] == "broken"
     assert BAD_KEY not in response.text and GOOD_KEY not in response.text
 

@@ -81,7 +81,9 @@ async def test_account_id_must_match_the_pattern(client: httpx.AsyncClient, acco
 
 async def test_accounts_need_the_token(client: httpx.AsyncClient, db: Database) -> None:
     assert (await client.put("/api/accounts/salon-1", json=ACCOUNT)).status_code == 401
-    assert (await client.put("/api/accounts/salon-1", json=ACCOUNT, headers={"Authorization": "Bearer wrong-token-0000000000"})).status_code == 401
+    assert (
+        await client.put("/api/accounts/salon-1", json=ACCOUNT, headers={"Authorization": "Bearer wrong-token-0000000000"})
+    ).status_code == 401
     assert (await client.get("/api/accounts/salon-1")).status_code == 401
     async with db.read() as tx:
         assert await tx.fetch_val(sql("SELECT COUNT(*) AS n FROM accounts")) == 0

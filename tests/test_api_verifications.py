@@ -63,8 +63,19 @@ async def test_replay_is_idempotent_whatever_the_offset_or_order(client: httpx.A
     first = await record(client, failure(phases=phases))
     utc = timezone.utc
     replay_phases = [
-        {"key": "B", "start": (START + timedelta(minutes=30)).astimezone(utc).isoformat(), "end": (START + timedelta(minutes=60)).astimezone(utc).isoformat(), "staff_required": True, "attendee_email": "KUNDE@example.com"},
-        {"key": "A", "start": START.astimezone(utc).isoformat(), "end": (START + timedelta(minutes=30)).astimezone(utc).isoformat(), "attendee_email": "kunde@example.com"},
+        {
+            "key": "B",
+            "start": (START + timedelta(minutes=30)).astimezone(utc).isoformat(),
+            "end": (START + timedelta(minutes=60)).astimezone(utc).isoformat(),
+            "staff_required": True,
+            "attendee_email": "KUNDE@example.com",
+        },
+        {
+            "key": "A",
+            "start": START.astimezone(utc).isoformat(),
+            "end": (START + timedelta(minutes=30)).astimezone(utc).isoformat(),
+            "attendee_email": "kunde@example.com",
+        },
     ]
     replay = await record(client, failure(phases=replay_phases, sync_error="another message", service="other"))
     assert first.status_code == 201 and replay.status_code == 200
@@ -81,7 +92,9 @@ async def test_different_phases_while_pending_is_409(client: httpx.AsyncClient, 
     assert await count(db) == 1
 
 
-async def test_different_phases_after_a_final_verdict_make_a_new_verification(client: httpx.AsyncClient, account: None, db: Database) -> None:
+async def test_different_phases_after_a_final_verdict_make_a_new_verification(
+    client: httpx.AsyncClient, account: None, db: Database
+) -> None:
     first = (await record(client, failure(phases=[phase("A", START)]))).json()
     resolved = await client.post(f"/api/verifications/{first['id']}/resolve", json={"outcome": "failed"}, headers=AUTH)
     assert resolved.status_code == 200
@@ -121,7 +134,11 @@ def _body_variants() -> list[tuple[str, object, str]]:
         ("staff_required as text", failure(phases=[{**phase("A", START), "staff_required": "yes"}]), "phases.0.staff_required"),
         ("phases not a list", {**good, "phases": {"A": "x"}}, "phases"),
         ("bad e-mail", failure(phases=[phase("A", START, host_email="anna")]), "phases.0.host_email"),
-        ("end before start", failure(phases=[{"key": "A", "start": START.isoformat(), "end": (START - timedelta(minutes=5)).isoformat()}]), "phases.0"),
+        (
+            "end before start",
+            failure(phases=[{"key": "A", "start": START.isoformat(), "end": (START - timedelta(minutes=5)).isoformat()}]),
+            "phases.0",
+        ),
         ("missing account", {k: v for k, v in good.items() if k != "account"}, "account"),
         ("missing appointment", {k: v for k, v in good.items() if k != "appointment_id"}, "appointment_id"),
         ("appointment a list", {**good, "appointment_id": [762]}, "appointment_id"),
@@ -145,7 +162,9 @@ async def test_bad_intake_is_422_naming_the_field_and_stores_nothing(
 
 async def test_unknown_fields_are_a_422_naming_them_and_store_nothing(client: httpx.AsyncClient, account: None, db: Database) -> None:
     # A typo must not flip a phase to the default (staff_required: true) without a word.
-    body = failure(phases=[{**phase("A", START), "staff_requried": False}, phase("B", START + timedelta(minutes=30))], customer={"name": "x"})
+    body = failure(
+        phases=[{**phase("A", START), "staff_requried": False}, phase("B", START + timedelta(minutes=30))], customer={"name": "x"}
+    )
     response = await record(client, body)
     assert response.status_code == 422
     fields = {d["field"] for d in response.json()["error"]["details"]}
@@ -171,7 +190,9 @@ async def test_oversize_body_is_413_and_stores_nothing(client: httpx.AsyncClient
     assert await count(db) == 0
 
 
-async def test_oversize_chunked_body_is_413_without_content_length(client: httpx.AsyncClient, account: None, db: Database, settings) -> None:
+async def test_oversize_chunked_body_is_413_without_content_length(
+    client: httpx.AsyncClient, account: None, db: Database, settings
+) -> None:
     async def chunks():
         yield b'{"account": "salon-1", "padding": "'
         for _ in range(settings.max_body_bytes // 1000 + 2):
@@ -188,7 +209,9 @@ async def test_oversize_chunked_body_is_413_without_content_length(client: httpx
     [{}, {"Authorization": "Bearer wrong-token-value-000000"}, {"Authorization": "Basic dXNlcjpwYXNz"}, {"Authorization": "Bearer"}],
     ids=["missing", "wrong", "basic", "empty"],
 )
-async def test_missing_or_wrong_token_is_401_and_stores_nothing(client: httpx.AsyncClient, account: None, db: Database, headers: dict) -> None:
+async def test_missing_or_wrong_token_is_401_and_stores_nothing(
+    client: httpx.AsyncClient, account: None, db: Database, headers: dict
+) -> None:
     response = await client.post("/api/verifications", json=failure(), headers=headers)
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("Bearer")
@@ -288,7 +311,9 @@ async def test_no_response_contains_a_secret(client: httpx.AsyncClient) -> None:
 async def test_openapi_describes_the_api(client: httpx.AsyncClient) -> None:
     document = (await client.get("/openapi.json")).json()
     assert document["openapi"].startswith("3.")
-    assert {"/api/accounts/{account}", "/api/verifications", "/api/verifications/{id}", "/api/verifications/{id}/resolve"} <= set(document["paths"])
+    assert {"/api/accounts/{account}", "/api/verifications", "/api/verifications/{id}", "/api/verifications/{id}/resolve"} <= set(
+        document["paths"]
+    )
     assert "VerificationIn" in document["components"]["schemas"]
 
 

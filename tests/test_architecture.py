@@ -44,7 +44,12 @@ def test_a_wrong_import_breaks_the_import_contracts(tmp_path: Path) -> None:
     clean = subprocess.run([str(linter)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert clean.returncode == 0, clean.stdout + clean.stderr
     times = tmp_path / "service" / "core" / "times.py"
-    times.write_text(times.read_text(encoding="utf-8").replace("from __future__ import annotations\n", "from __future__ import annotations\n\nimport httpx\n", 1), encoding="utf-8")
+    times.write_text(
+        times.read_text(encoding="utf-8").replace(
+            "from __future__ import annotations\n", "from __future__ import annotations\n\nimport httpx\n", 1
+        ),
+        encoding="utf-8",
+    )
     broken = subprocess.run([str(linter), "--no-cache"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert broken.returncode != 0
     assert "service.core is not allowed to import httpx" in broken.stdout

@@ -75,13 +75,21 @@ def seated_item(**overrides: Any) -> dict[str, Any]:
     del item["bookingFieldsResponses"]
     item["attendees"] = [
         {
-            "name": "Eva", "email": "eva@kunde.example", "timeZone": "Europe/Berlin", "absent": False,
-            "seatUid": "3be561a9-31f1-4b8e-aefc-9d9a085f0dd1", "bookingFieldsResponses": {"name": "Eva"},
+            "name": "Eva",
+            "email": "eva@kunde.example",
+            "timeZone": "Europe/Berlin",
+            "absent": False,
+            "seatUid": "3be561a9-31f1-4b8e-aefc-9d9a085f0dd1",
+            "bookingFieldsResponses": {"name": "Eva"},
             "metadata": {"appointment_id": 762, "phase": "B"},
         },
         {
-            "name": "Jan", "email": "JAN@kunde.example", "timeZone": "Europe/Berlin", "absent": False,
-            "seatUid": "9a0f3c1e-5d7b-4e2a-8c6f-1b2d3e4f5a6b", "bookingFieldsResponses": {"name": "Jan"},
+            "name": "Jan",
+            "email": "JAN@kunde.example",
+            "timeZone": "Europe/Berlin",
+            "absent": False,
+            "seatUid": "9a0f3c1e-5d7b-4e2a-8c6f-1b2d3e4f5a6b",
+            "bookingFieldsResponses": {"name": "Jan"},
         },
     ]
     item.update(overrides)
@@ -323,9 +331,9 @@ async def test_client_marks_429_without_headers_as_rate_limited_without_retry_ti
 
 # --- errors -------------------------------------------------------------------------------------
 
+
 def envelope(status: int, code: str, message: str) -> httpx.Response:
-    body = {"status": "error", "timestamp": "2025-10-06T08:00:05.120Z", "path": "/v2/bookings",
-            "error": {"code": code, "message": message}}
+    body = {"status": "error", "timestamp": "2025-10-06T08:00:05.120Z", "path": "/v2/bookings", "error": {"code": code, "message": message}}
     return httpx.Response(status, json=body)
 
 

@@ -32,8 +32,7 @@ from .helpers import AUTH, CALLBACK_SECRET, FakeClock, booking_event, create_acc
 HOOK_URL = "https://platform.example/hooks/verification"
 CREATED = datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc)
 OUTBOX_ROWS = sql(
-    "SELECT id, state, attempts, last_status, last_error, created_at, next_attempt_at, delivered_at, lease_owner "
-    "FROM outbox ORDER BY seq"
+    "SELECT id, state, attempts, last_status, last_error, created_at, next_attempt_at, delivered_at, lease_owner FROM outbox ORDER BY seq"
 )
 
 
@@ -338,9 +337,10 @@ async def test_two_deliverers_ticking_concurrently_deliver_each_event_exactly_on
     other_db = Database(database_url)  # a second process: its own connections
     await other_db.connect()
     try:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(receiver)) as http_a, httpx.AsyncClient(
-            transport=httpx.MockTransport(receiver)
-        ) as http_b:
+        async with (
+            httpx.AsyncClient(transport=httpx.MockTransport(receiver)) as http_a,
+            httpx.AsyncClient(transport=httpx.MockTransport(receiver)) as http_b,
+        ):
             a = make_deliverer(http_a, "poller-a", batch=7)
             b = make_deliverer(http_b, "poller-b", database=other_db, batch=7)
             made = {"a": 0, "b": 0}
@@ -445,7 +445,12 @@ async def test_event_is_abandoned_when_the_account_no_longer_has_a_callback_url(
 
 
 async def test_no_secret_or_url_token_reaches_last_error_or_logs(
-    client: httpx.AsyncClient, clock: FakeClock, db: Database, receiver: Receiver, deliverer: CallbackDeliverer, caplog: pytest.LogCaptureFixture
+    client: httpx.AsyncClient,
+    clock: FakeClock,
+    db: Database,
+    receiver: Receiver,
+    deliverer: CallbackDeliverer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     token = "tok-private-5e6f7a8b"
     url = f"https://platform.example/hooks/{token}/verification?auth={token}"

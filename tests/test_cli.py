@@ -94,9 +94,7 @@ def test_simulate_ignores_the_operators_configuration(capsys: pytest.CaptureFixt
 
 def test_simulate_as_a_real_process(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "API_TOKEN")}
-    done = subprocess.run(
-        [sys.executable, "-m", "service", "simulate"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
-    )
+    done = subprocess.run([sys.executable, "-m", "service", "simulate"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     for phrase in OUTCOMES:
         assert phrase in done.stdout
@@ -119,7 +117,9 @@ def test_bad_configuration_exits_2_with_one_line_naming_the_variable(
     assert err.count("\n") == 1 and err.startswith("configuration error: DATABASE_URL: ")
 
 
-def test_unmigrated_database_says_to_migrate_naming_it(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_unmigrated_database_says_to_migrate_naming_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     path = tmp_path / "empty.sqlite3"
     sqlite3.connect(path).close()  # a database file without our tables
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{path}")
@@ -139,7 +139,9 @@ def test_console_script_is_declared() -> None:
 
 
 def test_accounts_add_reads_secrets_from_stdin_and_never_prints_them(operator_env: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "accounts", "add", "salon-1", "--api-key", "-", "--webhook-secret", "-", stdin=f"{API_KEY}\n{WEBHOOK_SECRET}\n")
+    code, out, err = run(
+        capsys, "accounts", "add", "salon-1", "--api-key", "-", "--webhook-secret", "-", stdin=f"{API_KEY}\n{WEBHOOK_SECRET}\n"
+    )
     assert code == 0, err
     account = json.loads(out)
     assert account["account"] == "salon-1" and account["calcom_api_key"] == "set" and account["webhook_secret"] == "set"
@@ -158,8 +160,17 @@ def test_accounts_add_from_env_with_callback_replaces_and_lists(
     args = ("accounts", "add", "salon-2", "--api-key-env", "SALON_KEY", "--webhook-secret", WEBHOOK_SECRET)
     assert run(capsys, *args)[0] == 0
     code, out, err = run(
-        capsys, *args, "--callback-url", "https://platform.example/hooks", "--callback-secret-env", "SALON_CALLBACK",
-        "--tolerance", "120", "--disabled", "--calcom-api-base", "https://cal.example.com/",
+        capsys,
+        *args,
+        "--callback-url",
+        "https://platform.example/hooks",
+        "--callback-secret-env",
+        "SALON_CALLBACK",
+        "--tolerance",
+        "120",
+        "--disabled",
+        "--calcom-api-base",
+        "https://cal.example.com/",
     )
     assert code == 0 and err == "account salon-2 replaced\n"
     account = json.loads(out)
@@ -200,12 +211,35 @@ def test_accounts_add_prompts_on_a_terminal(operator_env: str, capsys: pytest.Ca
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (("--webhook-secret", WEBHOOK_SECRET), "error: --api-key is required (give a value, - to read it from stdin, or --api-key-env NAME)"),
-        (("--api-key-env", "NOT_SET_ANYWHERE", "--webhook-secret", WEBHOOK_SECRET), "error: --api-key-env: the environment variable NOT_SET_ANYWHERE is not set"),
-        (("--api-key", API_KEY, "--webhook-secret", WEBHOOK_SECRET, "--callback-url", "https://p.example/h", "--callback-secret", "whsec_short"),
-         "error: --callback-secret: must be a Standard Webhooks secret: whsec_ + base64 of 24 to 64 random bytes"),
-        (("--api-key", API_KEY, "--webhook-secret", WEBHOOK_SECRET, "--calcom-api-base", "ftp://x"), "error: --calcom-api-base: must be an http(s) URL"),
-        (("--api-key", API_KEY, "--webhook-secret", WEBHOOK_SECRET, "--tolerance", "99999"), "error: --tolerance: Input should be less than or equal to 3600"),
+        (
+            ("--webhook-secret", WEBHOOK_SECRET),
+            "error: --api-key is required (give a value, - to read it from stdin, or --api-key-env NAME)",
+        ),
+        (
+            ("--api-key-env", "NOT_SET_ANYWHERE", "--webhook-secret", WEBHOOK_SECRET),
+            "error: --api-key-env: the environment variable NOT_SET_ANYWHERE is not set",
+        ),
+        (
+            (
+                "--api-key",
+                API_KEY,
+                "--webhook-secret",
+                WEBHOOK_SECRET,
+                "--callback-url",
+                "https://p.example/h",
+                "--callback-secret",
+                "whsec_short",
+            ),
+            "error: --callback-secret: must be a Standard Webhooks secret: whsec_ + base64 of 24 to 64 random bytes",
+        ),
+        (
+            ("--api-key", API_KEY, "--webhook-secret", WEBHOOK_SECRET, "--calcom-api-base", "ftp://x"),
+            "error: --calcom-api-base: must be an http(s) URL",
+        ),
+        (
+            ("--api-key", API_KEY, "--webhook-secret", WEBHOOK_SECRET, "--tolerance", "99999"),
+            "error: --tolerance: Input should be less than or equal to 3600",
+        ),
     ],
 )
 def test_accounts_add_rejects_bad_input_with_one_line(
@@ -244,21 +278,47 @@ async def seed(url: str) -> dict[str, str]:
     await db.connect()
     try:
         async with db.transaction() as tx:
-            values = {"calcom_api_key": API_KEY, "webhook_secret": WEBHOOK_SECRET, "calcom_api_base": None, "callback_url": None,
-                      "callback_secret": None, "match_tolerance_seconds": 300, "enabled": True}
+            values = {
+                "calcom_api_key": API_KEY,
+                "webhook_secret": WEBHOOK_SECRET,
+                "calcom_api_base": None,
+                "callback_url": None,
+                "callback_secret": None,
+                "match_tolerance_seconds": 300,
+                "enabled": True,
+            }
             await account_store.upsert(tx, "salon-1", values, START)
-            seen = Observation(uid="bk-762", start=START, state="exists", event_at=START, source="webhook", booking_id=13068988,
-                               attendees=("kunde@example.com",))
+            seen = Observation(
+                uid="bk-762",
+                start=START,
+                state="exists",
+                event_at=START,
+                source="webhook",
+                booking_id=13068988,
+                attendees=("kunde@example.com",),
+            )
             await observation_store.upsert(tx, "salon-1", [seen], START)
         intake = Intake(db, settings, Notifier(db))
         ids = {}
         for n, appointment in enumerate(("762", "763", "764")):
             start = START + timedelta(hours=3 * n)
-            request = VerificationIn.model_validate_json(json.dumps(
-                {"account": "salon-1", "appointment_id": appointment, "service": "Herrenhaarschnitt",
-                 "phases": [{"key": "A", "start": start.isoformat(), "end": (start + timedelta(minutes=30)).isoformat(),
-                             "attendee_email": "kunde@example.com"}]}
-            ))
+            request = VerificationIn.model_validate_json(
+                json.dumps(
+                    {
+                        "account": "salon-1",
+                        "appointment_id": appointment,
+                        "service": "Herrenhaarschnitt",
+                        "phases": [
+                            {
+                                "key": "A",
+                                "start": start.isoformat(),
+                                "end": (start + timedelta(minutes=30)).isoformat(),
+                                "attendee_email": "kunde@example.com",
+                            }
+                        ],
+                    }
+                )
+            )
             ids[appointment] = (await intake.record(request, START)).view["id"]
         return ids
     finally:
@@ -284,10 +344,17 @@ def test_verifications_list_show_and_resolve(operator_env: str, capsys: pytest.C
     shown = json.loads(out)
     assert shown["status"] == "verified" and shown["phases"][0]["booking"]["uid"] == "bk-762"
 
-    code, out, err = run(capsys, "verifications", "resolve", ids["763"], "--outcome", "synced", "--note", "found by hand", "--booking", "A=bk-manual")
+    code, out, err = run(
+        capsys, "verifications", "resolve", ids["763"], "--outcome", "synced", "--note", "found by hand", "--booking", "A=bk-manual"
+    )
     assert code == 0 and err == f"verification {ids['763']} resolved as synced\n"
     resolved = json.loads(out)
-    assert (resolved["status"], resolved["resolution"], resolved["resolved_via"], resolved["note"]) == ("resolved", "synced", "operator", "found by hand")
+    assert (resolved["status"], resolved["resolution"], resolved["resolved_via"], resolved["note"]) == (
+        "resolved",
+        "synced",
+        "operator",
+        "found by hand",
+    )
     assert resolved["phases"][0]["booking"]["uid"] == "bk-manual"
 
     code, out, _ = run(capsys, "verifications", "list", "--status", "resolved", "--account", "salon-1")

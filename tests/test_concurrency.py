@@ -29,7 +29,9 @@ async def web_process(settings: Settings, clock: FakeClock) -> AsyncIterator[tup
             yield app, http
 
 
-async def test_racing_webhooks_and_intakes_resolve_each_verification_exactly_once(settings: Settings, clock: FakeClock, db: Database) -> None:
+async def test_racing_webhooks_and_intakes_resolve_each_verification_exactly_once(
+    settings: Settings, clock: FakeClock, db: Database
+) -> None:
     n = 40
     rng = random.Random(7)
     async with web_process(settings, clock) as (_, a), web_process(settings, clock) as (_, b):
@@ -61,7 +63,9 @@ async def test_contended_booking_goes_to_one_verification_only(settings: Setting
     async with web_process(settings, clock) as (_, a), web_process(settings, clock) as (_, b):
         await create_account(a)
         # Ten appointments at increasing distance from one booking: only the nearest may have it.
-        jobs = [record(a if i % 2 else b, failure(appointment_id=str(i), phases=[phase("A", T + timedelta(seconds=10 * i))])) for i in range(10)]
+        jobs = [
+            record(a if i % 2 else b, failure(appointment_id=str(i), phases=[phase("A", T + timedelta(seconds=10 * i))])) for i in range(10)
+        ]
         jobs.append(post_webhook(b, booking_event(uid="only", start=T)))
         await asyncio.gather(*jobs)
         items = (await a.get("/api/verifications", params={"limit": "50"}, headers=AUTH)).json()["items"]
@@ -85,7 +89,9 @@ async def test_long_poll_wakes_when_another_web_process_receives_the_webhook(set
 
 
 @pytest.mark.parametrize("rounds", [3])
-async def test_replayed_intake_under_concurrency_creates_one_verification(settings: Settings, clock: FakeClock, db: Database, rounds: int) -> None:
+async def test_replayed_intake_under_concurrency_creates_one_verification(
+    settings: Settings, clock: FakeClock, db: Database, rounds: int
+) -> None:
     async with web_process(settings, clock) as (_, a), web_process(settings, clock) as (_, b):
         await create_account(a)
         for r in range(rounds):

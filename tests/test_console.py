@@ -42,7 +42,9 @@ def console_settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def console(console_settings: Settings, clock: FakeClock, calcom_transport: httpx.AsyncBaseTransport) -> AsyncIterator[httpx.AsyncClient]:
+async def console(
+    console_settings: Settings, clock: FakeClock, calcom_transport: httpx.AsyncBaseTransport
+) -> AsyncIterator[httpx.AsyncClient]:
     application = create_app(console_settings, clock=clock, calcom_transport=calcom_transport)
     async with application.router.lifespan_context(application):
         services = application.state.services
@@ -93,7 +95,9 @@ async def test_the_cookie_is_secure_over_https(console: httpx.AsyncClient) -> No
 @pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/console", "/api/verifications", "/console\\@evil"])
 async def test_sign_in_sends_nobody_outside_the_console(console: httpx.AsyncClient, target: str) -> None:
     form = await console.get("/console/sign-in")
-    response = await console.post("/console/sign-in", data={"csrf": csrf_of(form.text), "name": OPERATOR, "password": PASSWORD, "next": target})
+    response = await console.post(
+        "/console/sign-in", data={"csrf": csrf_of(form.text), "name": OPERATOR, "password": PASSWORD, "next": target}
+    )
     assert response.status_code == 303 and response.headers["location"] == "/console"
 
 
@@ -226,10 +230,14 @@ async def test_the_accounts_page_changes_the_time_zone_and_the_detail_shows_phas
     # Without the CSRF token nothing changes.
     refused = await console.post("/console/accounts/salon-1", data={"action": "time_zone", "time_zone": "Europe/Berlin"})
     assert refused.status_code == 403
-    bad = await console.post("/console/accounts/salon-1", data={"csrf": csrf_of(page.text), "action": "time_zone", "time_zone": "Mars/Olympus"})
+    bad = await console.post(
+        "/console/accounts/salon-1", data={"csrf": csrf_of(page.text), "action": "time_zone", "time_zone": "Mars/Olympus"}
+    )
     assert bad.status_code == 422 and "time_zone is not valid" in bad.text
     assert (await console.get("/api/accounts/salon-1", headers=AUTH)).json()["time_zone"] == "UTC"
-    saved = await console.post("/console/accounts/salon-1", data={"csrf": csrf_of(page.text), "action": "time_zone", "time_zone": "Europe/Berlin"})
+    saved = await console.post(
+        "/console/accounts/salon-1", data={"csrf": csrf_of(page.text), "action": "time_zone", "time_zone": "Europe/Berlin"}
+    )
     assert saved.status_code == 303
     assert (await console.get("/api/accounts/salon-1", headers=AUTH)).json()["time_zone"] == "Europe/Berlin"
     assert '<dd id="time-zone-salon-1">Europe/Berlin</dd>' in (await console.get("/console/accounts")).text

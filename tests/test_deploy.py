@@ -38,12 +38,18 @@ def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     checked = [u for u in units if "@." not in u.name] + instances
     result = subprocess.run(
         ["systemd-analyze", "verify", "--man=no", *map(str, checked)],
-        capture_output=True, text=True, timeout=60, env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"},
     )
     # Complaints about the machine (no such user, no /etc/calcom-verifier) are not the files' fault.
     problems = [
-        line for line in (result.stdout + result.stderr).splitlines()
-        if line.strip() and "calcom-verifier" in line and not any(
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if line.strip()
+        and "calcom-verifier" in line
+        and not any(
             harmless in line for harmless in ("EnvironmentFile", "User=", "Group=", "No such file or directory", "WorkingDirectory")
         )
     ]
@@ -69,9 +75,25 @@ def test_nginx_config_passes_nginx_t(tmp_path: Path) -> None:
         pytest.skip("openssl not installed: cannot make the test certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=verifier.example.com",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=verifier.example.com",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     site = (DEPLOY / "nginx" / "calcom-verifier.conf").read_text()
     site = site.replace("/etc/letsencrypt/live/verifier.example.com/fullchain.pem", str(cert))
@@ -81,7 +103,9 @@ def test_nginx_config_passes_nginx_t(tmp_path: Path) -> None:
         f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
         f"http {{\n access_log off;\n client_body_temp_path {tmp_path};\n include {tmp_path}/site.conf;\n}}\n"
     )
-    result = subprocess.run([nginx, "-t", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [nginx, "-t", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
 
 

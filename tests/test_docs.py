@@ -32,7 +32,7 @@ def test_the_repository_says_things_in_its_own_words() -> None:
 
 
 def test_every_setting_is_documented() -> None:
-    table = README[README.index("## Configuration"):README.index("## HTTP API")]
+    table = README[README.index("## Configuration") : README.index("## HTTP API")]
     missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in table]
     assert not missing
 

@@ -83,15 +83,42 @@ async def test_fake_answers_in_the_real_response_shape(fake, http):
 
     assert body["status"] == "success"
     assert body["pagination"] == {
-        "totalItems": 1, "remainingItems": 0, "returnedItems": 1, "itemsPerPage": 100, "currentPage": 1,
-        "totalPages": 1, "hasNextPage": False, "hasPreviousPage": False,
+        "totalItems": 1,
+        "remainingItems": 0,
+        "returnedItems": 1,
+        "itemsPerPage": 100,
+        "currentPage": 1,
+        "totalPages": 1,
+        "hasNextPage": False,
+        "hasPreviousPage": False,
     }
     (item,) = body["data"]
-    required = {"id", "uid", "title", "description", "hosts", "status", "start", "end", "duration", "eventTypeId",
-                "eventType", "location", "absentHost", "createdAt", "updatedAt", "attendees", "bookingFieldsResponses"}
+    required = {
+        "id",
+        "uid",
+        "title",
+        "description",
+        "hosts",
+        "status",
+        "start",
+        "end",
+        "duration",
+        "eventTypeId",
+        "eventType",
+        "location",
+        "absentHost",
+        "createdAt",
+        "updatedAt",
+        "attendees",
+        "bookingFieldsResponses",
+    }
     assert required <= item.keys()
     assert (item["start"], item["end"], item["duration"], item["status"]) == (
-        "2025-10-06T13:00:00.000Z", "2025-10-06T13:30:00.000Z", 30, "accepted")
+        "2025-10-06T13:00:00.000Z",
+        "2025-10-06T13:30:00.000Z",
+        30,
+        "accepted",
+    )
     assert item["attendees"][0]["email"] == "max@kunde.example"
     assert item["metadata"] == {"appointment_id": 7}
 
@@ -193,15 +220,29 @@ async def test_fake_pages_with_take_and_skip(fake, http):
 
     assert [item["uid"] for item in body["data"]] == ["b3", "b4", "b5"]
     assert body["pagination"] == {
-        "totalItems": 7, "remainingItems": 1, "returnedItems": 3, "itemsPerPage": 3, "currentPage": 2,
-        "totalPages": 3, "hasNextPage": True, "hasPreviousPage": True,
+        "totalItems": 7,
+        "remainingItems": 1,
+        "returnedItems": 3,
+        "itemsPerPage": 3,
+        "currentPage": 2,
+        "totalPages": 3,
+        "hasNextPage": True,
+        "hasPreviousPage": True,
     }
 
 
 @pytest.mark.parametrize(
     "params",
-    [{"take": "251"}, {"take": "0"}, {"take": "ten"}, {"skip": "-1"}, {"status": "upcoming,soon"},
-     {"afterStart": "yesterday"}, {"beforeEnd": "2025-13-01"}, {"sortStart": "up"}],
+    [
+        {"take": "251"},
+        {"take": "0"},
+        {"take": "ten"},
+        {"skip": "-1"},
+        {"status": "upcoming,soon"},
+        {"afterStart": "yesterday"},
+        {"beforeEnd": "2025-13-01"},
+        {"sortStart": "up"},
+    ],
 )
 async def test_fake_validates_query_like_calcom(http, params):
     response = await get(http, **params)
@@ -258,8 +299,13 @@ def test_fake_reschedules_like_calcom(fake):
 
 @pytest.mark.parametrize(
     "fields",
-    [{"start": "soon"}, {"start": at(2), "end": at(1)}, {"start": at(1), "status": "maybe"},
-     {"start": at(1), "attendees": ["a@x.example"], "seats": ["b@x.example"]}, {"start": at(1), "hosts": "a@x.example"}],
+    [
+        {"start": "soon"},
+        {"start": at(2), "end": at(1)},
+        {"start": at(1), "status": "maybe"},
+        {"start": at(1), "attendees": ["a@x.example"], "seats": ["b@x.example"]},
+        {"start": at(1), "hosts": "a@x.example"},
+    ],
 )
 def test_fake_refuses_impossible_bookings(fake, fields):
     with pytest.raises(ValueError):
@@ -401,9 +447,18 @@ async def test_fake_reset_forgets_everything(fake, http):
 
 
 async def test_control_api_adds_and_changes_bookings(http):
-    added = await http.post("/_fake/bookings", json={
-        "api_key": OTHER_KEY, "uid": "b1", "start": "2025-10-06T14:00:00Z", "end": "2025-10-06T14:45:00Z",
-        "attendees": ["max@kunde.example"], "metadata": {"appointment_id": 1}, "status": "pending"})
+    added = await http.post(
+        "/_fake/bookings",
+        json={
+            "api_key": OTHER_KEY,
+            "uid": "b1",
+            "start": "2025-10-06T14:00:00Z",
+            "end": "2025-10-06T14:45:00Z",
+            "attendees": ["max@kunde.example"],
+            "metadata": {"appointment_id": 1},
+            "status": "pending",
+        },
+    )
     moved = await http.post("/_fake/bookings/b1/reschedule", json={"start": "2025-10-06T16:00:00Z", "new_uid": "b2"})
     cancelled = await http.post("/_fake/bookings/b2/cancel", json={"reason": "ill"})
 
@@ -523,8 +578,13 @@ async def test_client_finds_started_ended_and_pending_bookings(client, fake, sta
 
 
 async def test_client_turns_a_seated_fake_booking_into_seat_observations(client, fake):
-    fake.add_booking(KEY, uid="group", start=at(1), metadata={"appointment_id": 762},
-                     seats=[{"email": "eva@x.example", "seatUid": "s-eva", "metadata": {"phase": "B"}}, "jan@x.example"])
+    fake.add_booking(
+        KEY,
+        uid="group",
+        start=at(1),
+        metadata={"appointment_id": 762},
+        seats=[{"email": "eva@x.example", "seatUid": "s-eva", "metadata": {"phase": "B"}}, "jan@x.example"],
+    )
 
     (item,) = (await fetch(client)).items
     eva, jan = observations_from_api(item, NOW)

@@ -105,9 +105,22 @@ async def test_create_answers_201_with_the_item_the_reads_return(fake, http):
     body = response.json()
     assert body["status"] == "success"
     item = body["data"]
-    assert (item["start"], item["end"], item["duration"], item["status"]) == ("2025-10-07T12:00:00.000Z", "2025-10-07T12:30:00.000Z", 30, "accepted")
-    assert item["attendees"] == [{"name": "Max Muster", "email": "max@kunde.example", "timeZone": "Europe/Berlin", "language": "en",
-                                  "absent": False, "phoneNumber": "+491701234567"}]
+    assert (item["start"], item["end"], item["duration"], item["status"]) == (
+        "2025-10-07T12:00:00.000Z",
+        "2025-10-07T12:30:00.000Z",
+        30,
+        "accepted",
+    )
+    assert item["attendees"] == [
+        {
+            "name": "Max Muster",
+            "email": "max@kunde.example",
+            "timeZone": "Europe/Berlin",
+            "language": "en",
+            "absent": False,
+            "phoneNumber": "+491701234567",
+        }
+    ]
     assert (item["metadata"], item["eventTypeId"], item["eventType"]["id"]) == ({"appointment_id": "a-1"}, 1001, 1001)
     assert item["createdAt"] == "2025-10-06T12:00:00.000Z"
     assert await listed(http) == [item]
@@ -156,22 +169,45 @@ async def test_a_phone_only_attendee_gets_calcoms_made_up_address(http):
 
 # --- validation -----------------------------------------------------------------------------------
 
-METADATA_MESSAGE = ("metadata must be an object with up to 50 keys, each key name up to 40 characters, "
-                    "and values with a maximum length of 500 characters.")
+METADATA_MESSAGE = (
+    "metadata must be an object with up to 50 keys, each key name up to 40 characters, and values with a maximum length of 500 characters."
+)
 
 
 @pytest.mark.parametrize(
     "fields",
     [
-        {"start": None}, {"start": "tomorrow"}, {"start": 1760000000}, {"eventTypeId": None}, {"eventTypeId": "1001"},
-        {"attendee": None}, {"attendee": {"email": "max@kunde.example", "timeZone": "Europe/Berlin"}},
-        {"attendee": {"name": "Max", "email": "max@kunde.example"}}, {"attendee": {**MAX, "timeZone": "Mars/Olympus"}},
-        {"attendee": {**MAX, "email": "not-an-address"}}, {"attendee": {**MAX, "phoneNumber": "0170 12"}},
-        {"attendee": {"name": "Max", "timeZone": "Europe/Berlin"}}, {"lengthInMinutes": -5}, {"guests": "a@b.example"},
+        {"start": None},
+        {"start": "tomorrow"},
+        {"start": 1760000000},
+        {"eventTypeId": None},
+        {"eventTypeId": "1001"},
+        {"attendee": None},
+        {"attendee": {"email": "max@kunde.example", "timeZone": "Europe/Berlin"}},
+        {"attendee": {"name": "Max", "email": "max@kunde.example"}},
+        {"attendee": {**MAX, "timeZone": "Mars/Olympus"}},
+        {"attendee": {**MAX, "email": "not-an-address"}},
+        {"attendee": {**MAX, "phoneNumber": "0170 12"}},
+        {"attendee": {"name": "Max", "timeZone": "Europe/Berlin"}},
+        {"lengthInMinutes": -5},
+        {"guests": "a@b.example"},
     ],
-    ids=["no start", "start not ISO", "start a number", "no event type", "event type a string", "no attendee",
-         "attendee without name", "attendee without time zone", "unknown time zone", "bad email", "bad phone",
-         "neither email nor phone", "negative length", "guests not a list"],
+    ids=[
+        "no start",
+        "start not ISO",
+        "start a number",
+        "no event type",
+        "event type a string",
+        "no attendee",
+        "attendee without name",
+        "attendee without time zone",
+        "unknown time zone",
+        "bad email",
+        "bad phone",
+        "neither email nor phone",
+        "negative length",
+        "guests not a list",
+    ],
 )
 async def test_create_refuses_a_body_calcom_refuses(fake, http, subscriber, fields):
     response = await create(http, **fields)
@@ -182,10 +218,26 @@ async def test_create_refuses_a_body_calcom_refuses(fake, http, subscriber, fiel
 
 @pytest.mark.parametrize(
     "metadata",
-    [{f"k{n}": n for n in range(51)}, {"k" * 41: "x"}, {"note": "x" * 501}, {"nested": {"a": 1}}, {"gone": None},
-     {"list": [1]}, {"emoji": "😀" * 251}, "appointment a-1"],
-    ids=["51 keys", "41-character key", "501-character value", "object value", "null value", "list value",
-         "501 UTF-16 units", "not an object"],
+    [
+        {f"k{n}": n for n in range(51)},
+        {"k" * 41: "x"},
+        {"note": "x" * 501},
+        {"nested": {"a": 1}},
+        {"gone": None},
+        {"list": [1]},
+        {"emoji": "😀" * 251},
+        "appointment a-1",
+    ],
+    ids=[
+        "51 keys",
+        "41-character key",
+        "501-character value",
+        "object value",
+        "null value",
+        "list value",
+        "501 UTF-16 units",
+        "not an object",
+    ],
 )
 async def test_create_enforces_calcoms_metadata_limits(fake, http, metadata):
     response = await create(http, metadata=metadata)
@@ -311,13 +363,18 @@ async def test_creates_for_a_seated_slot_add_seats_to_one_booking(fake, http, su
 async def test_the_verifier_reads_a_new_seats_webhook_as_that_seats_attendee(fake, http, subscriber):
     fake.set_event_type(6006, seats=3)
     await create(http, eventTypeId=6006)
-    await create(http, eventTypeId=6006, attendee={**MAX, "name": "Eva Kern", "email": "eva@kunde.example"},
-                 metadata={"appointment_id": "a-2"})
+    await create(
+        http, eventTypeId=6006, attendee={**MAX, "name": "Eva Kern", "email": "eva@kunde.example"}, metadata={"appointment_id": "a-2"}
+    )
 
     event = parse_webhook(subscriber.received[1].content, "application/json", NOW)
 
     (seen,) = event.changes
-    assert (seen.attendees, seen.appointment_tag, seen.seat) == (("eva@kunde.example",), "a-2", subscriber.bodies()[1]["payload"]["attendeeSeatId"])
+    assert (seen.attendees, seen.appointment_tag, seen.seat) == (
+        ("eva@kunde.example",),
+        "a-2",
+        subscriber.bodies()[1]["payload"]["attendeeSeatId"],
+    )
 
 
 async def test_a_seated_slot_refuses_the_same_attendee_twice_and_a_full_slot(fake, http, subscriber):
@@ -394,7 +451,20 @@ async def test_the_webhook_has_the_shape_of_calcoms_booking_created(http, subscr
     real = example("booking_created.docs-v2021-10-20.json")
     payload = body["payload"]
     assert body.keys() == real.keys() and body["triggerEvent"] == "BOOKING_CREATED"
-    for name in ("uid", "bookingId", "startTime", "endTime", "eventTypeId", "organizer", "attendees", "metadata", "status", "title", "type", "length"):
+    for name in (
+        "uid",
+        "bookingId",
+        "startTime",
+        "endTime",
+        "eventTypeId",
+        "organizer",
+        "attendees",
+        "metadata",
+        "status",
+        "title",
+        "type",
+        "length",
+    ):
         assert type(payload[name]) is type(real["payload"][name]), name
     assert payload["organizer"].keys() >= real["payload"]["organizer"].keys() - {"usernameInOrg"}
     assert (payload["uid"], payload["bookingId"], payload["eventTypeId"]) == (item["uid"], item["id"], 1001)

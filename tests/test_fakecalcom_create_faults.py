@@ -21,7 +21,9 @@ HOOK = "https://verifier.example/webhooks/calcom/salon-1"
 NOW = datetime(2025, 10, 6, 12, 0, tzinfo=timezone.utc)
 HEADERS = {"Authorization": f"Bearer {KEY}", "cal-api-version": "2024-08-13"}
 BODY = {
-    "start": "2025-10-07T12:00:00Z", "eventTypeId": 1001, "metadata": {"appointment_id": "a-1"},
+    "start": "2025-10-07T12:00:00Z",
+    "eventTypeId": 1001,
+    "metadata": {"appointment_id": "a-1"},
     "attendee": {"name": "Max Muster", "email": "max@kunde.example", "timeZone": "Europe/Berlin"},
 }
 
@@ -219,7 +221,10 @@ async def test_a_fake_that_is_down_refuses_creates_too(fake, http):
     assert (await create(http)).status_code == 503 and fake.written == 0
 
 
-@pytest.mark.parametrize("arguments", [{"mode": "timeout"}, {"mode": "slow_answer", "delay": -1}, {"mode": "unavailable_5xx", "status": 418}, {"mode": "conflict", "n": -1}])
+@pytest.mark.parametrize(
+    "arguments",
+    [{"mode": "timeout"}, {"mode": "slow_answer", "delay": -1}, {"mode": "unavailable_5xx", "status": 418}, {"mode": "conflict", "n": -1}],
+)
 def test_the_fake_refuses_a_create_fault_it_cannot_play(fake, arguments):
     mode = arguments.pop("mode")
     with pytest.raises(ValueError):

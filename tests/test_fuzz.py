@@ -37,7 +37,12 @@ from .helpers import AUTH, EXAMPLES, OTHER_WEBHOOK_SECRET, booking_event, create
 FUZZ = settings(
     max_examples=int(os.environ.get("FUZZ_EXAMPLES", "120")),  # e.g. FUZZ_EXAMPLES=5000 for a long hunt
     deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+    ],
 )
 MAX_BODY = 65536  # the `settings` fixture's MAX_BODY_BYTES
 EXAMPLE_BODIES = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(Path(EXAMPLES).glob("*.json"))]
@@ -47,17 +52,34 @@ APPOINTMENTS = itertools.count()
 # --- strategies ---------------------------------------------------------------------------------
 
 odd_text = st.text(
-    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)) | st.sampled_from(["\x00", "\u202e", "\ufeff", "😀", "Ω", "\u0301", "'", '"', "\\", "%"]),
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",))
+    | st.sampled_from(["\x00", "\u202e", "\ufeff", "😀", "Ω", "\u0301", "'", '"', "\\", "%"]),
     max_size=40,
 )
-huge_numbers = st.sampled_from([2**63, 2**63 - 1, -(2**63) - 1, 2**70, 10**30, -1, 0, 1e308, -1e308, 1.5, 2**53 + 1, "99999999999999999999"])
+huge_numbers = st.sampled_from(
+    [2**63, 2**63 - 1, -(2**63) - 1, 2**70, 10**30, -1, 0, 1e308, -1e308, 1.5, 2**53 + 1, "99999999999999999999"]
+)
 numbers = st.integers(min_value=-(2**66), max_value=2**66) | huge_numbers | st.floats(allow_nan=False, allow_infinity=False)
 json_scalars = st.none() | st.booleans() | numbers | odd_text
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(odd_text, inner, max_size=4), max_leaves=12)
+json_values = st.recursive(
+    json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(odd_text, inner, max_size=4), max_leaves=12
+)
 EDGE_TIMES = [
-    "9999-12-31T23:59:59-14:00", "9999-12-31T23:00:00Z", "0001-01-01T00:00:00+14:00", "0001-01-01T00:10:00Z",
-    "2026-12-01T10:00:00", "2026-12-01T10:00:00Z", "2026-12-01T10:00:00+01:00", "2026-12-01T10:00:00.123456789+01:00",
-    "2026-12-01", "10:00", "2026-02-30T10:00:00Z", "2026-12-01T10:00:00+25:00", "2026-12-01T10:00:00+01", "", " ",
+    "9999-12-31T23:59:59-14:00",
+    "9999-12-31T23:00:00Z",
+    "0001-01-01T00:00:00+14:00",
+    "0001-01-01T00:10:00Z",
+    "2026-12-01T10:00:00",
+    "2026-12-01T10:00:00Z",
+    "2026-12-01T10:00:00+01:00",
+    "2026-12-01T10:00:00.123456789+01:00",
+    "2026-12-01",
+    "10:00",
+    "2026-02-30T10:00:00Z",
+    "2026-12-01T10:00:00+25:00",
+    "2026-12-01T10:00:00+01",
+    "",
+    " ",
 ]
 
 
@@ -65,7 +87,9 @@ EDGE_TIMES = [
 def times(draw: st.DrawFn) -> Any:
     """Times as a client might send them: with and without offsets, at the edges of the calendar, or not times at all."""
     moment = draw(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)))
-    offset = draw(st.sampled_from([None, timedelta(0), timedelta(hours=1), timedelta(hours=-14), timedelta(hours=14), timedelta(minutes=330)]))
+    offset = draw(
+        st.sampled_from([None, timedelta(0), timedelta(hours=1), timedelta(hours=-14), timedelta(hours=14), timedelta(minutes=330)])
+    )
     text = moment.isoformat() if offset is None else moment.replace(tzinfo=timezone(offset)).isoformat()
     return draw(st.sampled_from([text]) | st.sampled_from(EDGE_TIMES) | json_scalars)
 
@@ -73,7 +97,11 @@ def times(draw: st.DrawFn) -> Any:
 def edge_for(name: str) -> st.SearchStrategy[Any]:
     """Values to put into field `name`: its own kind at the edges, or any other kind."""
     own = {
-        "start": times(), "end": times(), "createdAt": times(), "startTime": times(), "endTime": times(),
+        "start": times(),
+        "end": times(),
+        "createdAt": times(),
+        "startTime": times(),
+        "endTime": times(),
         "event_type_id": st.integers(min_value=-5, max_value=2**70) | huge_numbers | st.sampled_from([2**63 - 1, 2**63, 2**64, 10**30]),
         "match_tolerance_seconds": st.integers(min_value=-10, max_value=4000) | huge_numbers,
         "host_email": st.sampled_from(["ANNA@SALON.EXAMPLE", "not-an-email", "a@b", "a\x00@b.c", "x" * 400 + "@b.c"]) | st.emails(),
@@ -81,9 +109,15 @@ def edge_for(name: str) -> st.SearchStrategy[Any]:
         "staff_required": st.booleans(),
         "enabled": st.booleans(),
         "appointment_id": st.integers(min_value=-(2**70), max_value=2**70) | st.text(max_size=140) | huge_numbers,
-        "calcom_api_base": st.sampled_from(["https://api.cal.com", "http://127.0.0.1:1", "ftp://x", "https://", "javascript:alert(1)", "http://[::1"]),
-        "callback_url": st.sampled_from(["https://platform.example/hook", "http://[::1]:99999/", "https://user:pw@host/", "https://h/\x00"]),
-        "callback_secret": st.sampled_from(["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_", "whsec_!!!!", "whsec_" + "A" * 200, "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]),
+        "calcom_api_base": st.sampled_from(
+            ["https://api.cal.com", "http://127.0.0.1:1", "ftp://x", "https://", "javascript:alert(1)", "http://[::1"]
+        ),
+        "callback_url": st.sampled_from(
+            ["https://platform.example/hook", "http://[::1]:99999/", "https://user:pw@host/", "https://h/\x00"]
+        ),
+        "callback_secret": st.sampled_from(
+            ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_", "whsec_!!!!", "whsec_" + "A" * 200, "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
+        ),
     }.get(name, odd_text)
     return st.one_of(own, own, own, json_scalars, json_values)
 
@@ -108,7 +142,9 @@ def broken(draw: st.DrawFn, body: dict[str, Any], nested: str | None = None) -> 
 
 @st.composite
 def verification_bodies(draw: st.DrawFn) -> Any:
-    start = draw(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(timezone(timedelta(hours=1)))))
+    start = draw(
+        st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(timezone(timedelta(hours=1))))
+    )
     phase_list = []
     for n, key in enumerate(draw(st.lists(st.sampled_from("ABCD"), min_size=1, max_size=3, unique=True))):
         at = start + timedelta(minutes=30 * n)
@@ -116,16 +152,26 @@ def verification_bodies(draw: st.DrawFn) -> Any:
         if draw(st.booleans()):
             phase.update(event_type_id=101, host_email="anna@salon.example", attendee_email="kunde@example.com")
         phase_list.append(phase)
-    body = {"account": "salon-1", "appointment_id": f"fuzz-{next(APPOINTMENTS)}", "service": "Dauerwelle", "sync_error": "Cal.com HTTP 400", "phases": phase_list}
+    body = {
+        "account": "salon-1",
+        "appointment_id": f"fuzz-{next(APPOINTMENTS)}",
+        "service": "Dauerwelle",
+        "sync_error": "Cal.com HTTP 400",
+        "phases": phase_list,
+    }
     return draw(broken(body, "phases") | st.builds(dict) | json_values) if draw(st.integers(0, 9)) == 0 else draw(broken(body, "phases"))
 
 
 @st.composite
 def account_bodies(draw: st.DrawFn) -> Any:
     body = {
-        "calcom_api_key": "cal_live_fuzz", "webhook_secret": "fuzz-webhook-secret", "calcom_api_base": "https://api.cal.com",
-        "callback_url": "https://platform.example/hook", "callback_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-        "match_tolerance_seconds": 300, "enabled": True,
+        "calcom_api_key": "cal_live_fuzz",
+        "webhook_secret": "fuzz-webhook-secret",
+        "calcom_api_base": "https://api.cal.com",
+        "callback_url": "https://platform.example/hook",
+        "callback_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "match_tolerance_seconds": 300,
+        "enabled": True,
     }
     for name in draw(st.lists(st.sampled_from(sorted(body)), max_size=3)):  # optional fields left out
         if name not in ("calcom_api_key", "webhook_secret"):
@@ -145,14 +191,33 @@ def mutated_examples(draw: st.DrawFn) -> Any:
     payload = body.get("payload")
     for _ in range(draw(st.integers(0, 3))):
         target = payload if isinstance(payload, dict) and draw(st.integers(0, 3)) else body
-        name = draw(st.sampled_from(sorted(target)) | st.sampled_from(["uid", "startTime", "endTime", "bookingId", "eventTypeId", "createdAt", "triggerEvent", "attendees", "metadata", "rescheduleUid", "attendeeSeatId"]))
+        name = draw(
+            st.sampled_from(sorted(target))
+            | st.sampled_from(
+                [
+                    "uid",
+                    "startTime",
+                    "endTime",
+                    "bookingId",
+                    "eventTypeId",
+                    "createdAt",
+                    "triggerEvent",
+                    "attendees",
+                    "metadata",
+                    "rescheduleUid",
+                    "attendeeSeatId",
+                ]
+            )
+        )
         action = draw(st.integers(0, 5))
         if action == 0:
             target.pop(name, None)
         elif name == "triggerEvent":
             body["triggerEvent"] = draw(st.sampled_from(TRIGGERS) | odd_text | json_scalars)
         else:
-            target[name] = draw(edge_for(name) if name in ("startTime", "endTime", "createdAt") else st.one_of(odd_text, huge_numbers, json_values))
+            target[name] = draw(
+                edge_for(name) if name in ("startTime", "endTime", "createdAt") else st.one_of(odd_text, huge_numbers, json_values)
+            )
     return body
 
 
@@ -164,13 +229,49 @@ webhook_bodies = st.one_of(
     st.binary(max_size=512),
     st.builds(encode, json_values, st.booleans()),
     *[st.builds(encode, mutated_examples(), st.booleans())] * 5,
-    st.sampled_from([b"", b"{}", b"[]", b"null", b"triggerEvent=BOOKING_CREATED&payload=x", b"{\"triggerEvent\":", b"\xff\xfe{}", b'{"triggerEvent":"BOOKING_CREATED","payload":{"uid":"a\x00"}}']),
+    st.sampled_from(
+        [
+            b"",
+            b"{}",
+            b"[]",
+            b"null",
+            b"triggerEvent=BOOKING_CREATED&payload=x",
+            b'{"triggerEvent":',
+            b"\xff\xfe{}",
+            b'{"triggerEvent":"BOOKING_CREATED","payload":{"uid":"a\x00"}}',
+        ]
+    ),
     st.builds(lambda n: b"{" + b" " * (MAX_BODY + n) + b"}", st.integers(0, 10)),
 )
 header_values = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40)
-extra_headers = st.dictionaries(st.sampled_from(["content-type", "x-forwarded-for", "content-encoding", "x-random", "authorization"]), header_values, max_size=3)
+extra_headers = st.dictionaries(
+    st.sampled_from(["content-type", "x-forwarded-for", "content-encoding", "x-random", "authorization"]), header_values, max_size=3
+)
 query_values = st.one_of(
-    st.sampled_from(["", "0", "-0", "0.01", "30", "31", "-1", "nan", "inf", "-inf", "1e400", "0x10", "1_0", " 1", "１", "200", "201", "abc", "%00", "\x00"]),
+    st.sampled_from(
+        [
+            "",
+            "0",
+            "-0",
+            "0.01",
+            "30",
+            "31",
+            "-1",
+            "nan",
+            "inf",
+            "-inf",
+            "1e400",
+            "0x10",
+            "1_0",
+            " 1",
+            "１",
+            "200",
+            "201",
+            "abc",
+            "%00",
+            "\x00",
+        ]
+    ),
     odd_text,
 )
 
@@ -226,12 +327,24 @@ async def account(edge: httpx.AsyncClient) -> None:
     headers=extra_headers,
 )
 async def test_fuzzed_webhooks_never_500_and_only_correctly_signed_bodies_are_stored(
-    edge: httpx.AsyncClient, db: Database, account: None, body: bytes, signing: str, account_path: str, odd_path: str, headers: dict[str, str]
+    edge: httpx.AsyncClient,
+    db: Database,
+    account: None,
+    body: bytes,
+    signing: str,
+    account_path: str,
+    odd_path: str,
+    headers: dict[str, str],
 ) -> None:
     account_path = odd_path if account_path == "<odd>" else account_path
     signature = {
-        "right": sign(body), "wrong-secret": sign(body, OTHER_WEBHOOK_SECRET), "no-secret-provided": "no-secret-provided",
-        "garbage": "zz" * 32, "upper-hex": sign(body).upper(), "prefixed": "sha256=" + sign(body), "none": None,
+        "right": sign(body),
+        "wrong-secret": sign(body, OTHER_WEBHOOK_SECRET),
+        "no-secret-provided": "no-secret-provided",
+        "garbage": "zz" * 32,
+        "upper-hex": sign(body).upper(),
+        "prefixed": "sha256=" + sign(body),
+        "none": None,
     }[signing]
     if signature is not None:
         headers["X-Cal-Signature-256"] = signature
@@ -274,15 +387,20 @@ async def test_fuzzed_verification_intake_never_500_and_rejections_store_nothing
     from .helpers import API_TOKEN
 
     headers = {
-        "right": AUTH, "none": {}, "wrong": {"Authorization": "Bearer " + "x" * 32},
-        "basic": {"Authorization": "Basic dXNlcjpwYXNz"}, "lower-bearer": {"Authorization": "bearer " + API_TOKEN},
+        "right": AUTH,
+        "none": {},
+        "wrong": {"Authorization": "Bearer " + "x" * 32},
+        "basic": {"Authorization": "Basic dXNlcjpwYXNz"},
+        "lower-bearer": {"Authorization": "bearer " + API_TOKEN},
     }[token]
     content = body if isinstance(body, bytes) else encode(body, ascii_only)
     params = {"wait": wait} if wait is not None else None
     if wait is not None and valid_wait(wait):
         params = {"wait": "0"}  # a real wait holds the call up to 30 s; valid waits are tested in test_api_verifications
     before = await counts(db)
-    response = await edge.post("/api/verifications", content=content, headers={**headers, "Content-Type": "application/json"}, params=params)
+    response = await edge.post(
+        "/api/verifications", content=content, headers={**headers, "Content-Type": "application/json"}, params=params
+    )
     after = await counts(db)
     authorised = token in ("right", "lower-bearer")
     check_answer(response)
@@ -300,9 +418,13 @@ async def test_fuzzed_verification_intake_never_500_and_rejections_store_nothing
 @FUZZ
 @given(
     verification_id=st.sampled_from(["", "x", "00000000-0000-0000-0000-000000000000"]) | odd_text,
-    params=st.dictionaries(st.sampled_from(["wait", "limit", "cursor", "status", "account", "review_reason", "appointment_id"]), query_values, max_size=4),
+    params=st.dictionaries(
+        st.sampled_from(["wait", "limit", "cursor", "status", "account", "review_reason", "appointment_id"]), query_values, max_size=4
+    ),
 )
-async def test_fuzzed_verification_reads_never_500(edge: httpx.AsyncClient, account: None, verification_id: str, params: dict[str, str]) -> None:
+async def test_fuzzed_verification_reads_never_500(
+    edge: httpx.AsyncClient, account: None, verification_id: str, params: dict[str, str]
+) -> None:
     if "wait" in params and valid_wait(params["wait"]):
         params["wait"] = "0"
     listing = await edge.get("/api/verifications", params=params, headers=AUTH)
@@ -328,7 +450,9 @@ async def test_fuzzed_account_writes_never_500_and_invalid_ones_store_nothing(
 ) -> None:
     content = body if isinstance(body, bytes) else encode(body, ascii_only)
     before = await counts(db)
-    response = await edge.put(f"/api/accounts/{quote(account_id, safe='')}", content=content, headers={**AUTH, "Content-Type": "application/json"})
+    response = await edge.put(
+        f"/api/accounts/{quote(account_id, safe='')}", content=content, headers={**AUTH, "Content-Type": "application/json"}
+    )
     after = await counts(db)
     check_answer(response)
     assert response.status_code in (200, 201, 307, 404, 405, 422), response.text
@@ -381,7 +505,9 @@ async def test_account_secret_with_nul_character_is_a_422(edge: httpx.AsyncClien
 
 
 @pytest.mark.parametrize("case", ["bookingId", "eventTypeId", "startTime", "uid_nul", "trigger_nul", "bookingId_superscript"])
-async def test_signed_webhook_garbage_is_a_200_or_a_400(edge: httpx.AsyncClient, database_url: str, db: Database, account: None, case: str) -> None:
+async def test_signed_webhook_garbage_is_a_200_or_a_400(
+    edge: httpx.AsyncClient, database_url: str, db: Database, account: None, case: str
+) -> None:
     envelope = booking_event(uid="bk-1", start=T)
     if case in ("bookingId", "eventTypeId"):
         envelope["payload"][case] = 2**64
@@ -398,7 +524,9 @@ async def test_signed_webhook_garbage_is_a_200_or_a_400(edge: httpx.AsyncClient,
     assert response.status_code in (200, 400), response.text
 
 
-@pytest.mark.parametrize("url", ["/api/verifications/a%00b", "/api/verifications?account=%00", "/api/verifications?appointment_id=%00", "/webhooks/calcom/%00"])
+@pytest.mark.parametrize(
+    "url", ["/api/verifications/a%00b", "/api/verifications?account=%00", "/api/verifications?appointment_id=%00", "/webhooks/calcom/%00"]
+)
 async def test_nul_character_in_a_path_or_filter_is_not_a_500(edge: httpx.AsyncClient, database_url: str, account: None, url: str) -> None:
     response = await (edge.post(url, content=b"{}") if url.startswith("/webhooks") else edge.get(url, headers=AUTH))
     assert response.status_code in (200, 404, 422), response.text

@@ -67,7 +67,9 @@ async def test_a_contested_booking_waits_for_the_check_so_the_perm_keeps_its_own
     perm's. Decided at the check, the perm gets both of its bookings and the haircut none."""
     await create_account(client, calcom_api_base=CALCOM)
     start = clock()
-    perm = (await record(client, failure("perm", [phase("A", at(0), who=None, host_email=ANNA), phase("B", at(60), who=None, host_email=ANNA)]))).json()
+    perm = (
+        await record(client, failure("perm", [phase("A", at(0), who=None, host_email=ANNA), phase("B", at(60), who=None, host_email=ANNA)]))
+    ).json()
     cut = (await record(client, failure("cut", [phase("A", at(4), who=None, host_email=ANNA)]))).json()
     await booking_everywhere(client, fake, "perm-a", 0)
     assert (await show(client, cut["id"]))["status"] == "pending"
@@ -118,7 +120,9 @@ async def test_a_chain_of_thirty_in_random_order_is_decided_exactly(client, fake
     assert status["matching"] == {"matcher_gave_up": 0, "group_too_large": 0, "settle_failed": 0}
 
 
-async def test_a_phase_that_names_no_one_ends_unconfirmed_with_its_candidate(client, fake: FakeCalcom, poller: Poller, clock: FakeClock) -> None:
+async def test_a_phase_that_names_no_one_ends_unconfirmed_with_its_candidate(
+    client, fake: FakeCalcom, poller: Poller, clock: FakeClock
+) -> None:
     await create_account(client, calcom_api_base=CALCOM)
     pending = (await record(client, failure("762", [phase("A", at(0), who=None)]))).json()
     await booking_everywhere(client, fake, "only", 0)

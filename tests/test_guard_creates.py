@@ -112,7 +112,9 @@ async def test_a_create_whose_webhook_is_lost_is_still_answered_201(client, fake
 
 
 @pytest.mark.parametrize("mode, status", [("rate_limited_429", 429), ("unavailable_5xx", 503)])
-async def test_a_refusal_before_anything_is_written_is_passed_through(client, fake: FakeCalcom, salon, db: Database, mode: str, status: int) -> None:
+async def test_a_refusal_before_anything_is_written_is_passed_through(
+    client, fake: FakeCalcom, salon, db: Database, mode: str, status: int
+) -> None:
     fake.fail_next_create(mode)
 
     response = await book(client)
@@ -167,7 +169,9 @@ async def test_cal_com_down_is_a_502_never_a_guess(client, fake: FakeCalcom, sal
 
 
 async def test_a_body_that_is_not_json_is_forwarded_untagged(client, fake: FakeCalcom, salon) -> None:
-    response = await client.post("/calcom/salon-1/v2/bookings", content=b"start=tomorrow", headers={**_platform(), "Content-Type": "text/plain"})
+    response = await client.post(
+        "/calcom/salon-1/v2/bookings", content=b"start=tomorrow", headers={**_platform(), "Content-Type": "text/plain"}
+    )
 
     assert response.headers["x-verifier-untagged"] == "not-json" and response.status_code == 400
     assert fake.creates == 1

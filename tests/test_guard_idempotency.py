@@ -117,7 +117,8 @@ async def test_a_key_is_forgotten_after_24_hours(client, fake: FakeCalcom, salon
 @pytest.mark.parametrize("key", ["", "x" * 256, "tab\there", "ümlaut"])
 async def test_an_unusable_key_is_400(client, fake: FakeCalcom, salon, key: str) -> None:
     response = await client.post(
-        "/calcom/salon-1/v2/bookings", json={"start": "2026-12-01T10:00:00Z"},
+        "/calcom/salon-1/v2/bookings",
+        json={"start": "2026-12-01T10:00:00Z"},
         headers={"Authorization": "Bearer cal_live_test_key_0a1b2c3d4e5f", "Idempotency-Key": key.encode()},
     )
     assert response.status_code == 400 and fake.creates == 0

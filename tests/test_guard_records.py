@@ -21,9 +21,10 @@ def at(minutes: float) -> datetime:
 
 
 def guard_request(appointment: str, start: datetime, key: str = "A") -> VerificationIn:
-    return VerificationIn.model_validate_json(json.dumps(
-        {"account": "salon-1", "appointment_id": appointment, "sync_error": "guard: Cal.com HTTP 500",
-         "phases": [phase(key, start)]})
+    return VerificationIn.model_validate_json(
+        json.dumps(
+            {"account": "salon-1", "appointment_id": appointment, "sync_error": "guard: Cal.com HTTP 500", "phases": [phase(key, start)]}
+        )
     )
 
 
@@ -69,7 +70,9 @@ async def test_a_booking_created_for_a_guard_create_never_verifies_another_appoi
     assert pending["status"] == "pending" and pending["phases"][0]["booking"] is None
 
 
-async def test_a_second_booking_with_the_same_verifier_ref_is_a_duplicate_and_changes_nothing(app, client, db: Database, clock: FakeClock) -> None:
+async def test_a_second_booking_with_the_same_verifier_ref_is_a_duplicate_and_changes_nothing(
+    app, client, db: Database, clock: FakeClock
+) -> None:
     await create_account(client)
     await post_webhook(client, booking_event(uid="bk-1", start=at(0), metadata={"verifier_ref": "vr_1"}))
     verified = await record_guard(app, guard_request("guard:vr_1", at(0)), "vr_1", clock)

@@ -14,8 +14,15 @@ def test_the_guard_waits_30_seconds_for_cal_com_and_5_for_the_truth_by_default(m
     assert (settings.guard_calcom_timeout_seconds, settings.guard_truth_seconds) == (30.0, 5.0)
 
 
-@pytest.mark.parametrize("name, value", [("GUARD_CALCOM_TIMEOUT_SECONDS", "0"), ("GUARD_CALCOM_TIMEOUT_SECONDS", "301"),
-                                         ("GUARD_TRUTH_SECONDS", "-1"), ("GUARD_TRUTH_SECONDS", "soon")])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("GUARD_CALCOM_TIMEOUT_SECONDS", "0"),
+        ("GUARD_CALCOM_TIMEOUT_SECONDS", "301"),
+        ("GUARD_TRUTH_SECONDS", "-1"),
+        ("GUARD_TRUTH_SECONDS", "soon"),
+    ],
+)
 def test_an_unusable_guard_setting_is_a_one_line_error_naming_it(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError) as caught:

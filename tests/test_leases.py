@@ -170,9 +170,13 @@ async def test_a_429_pause_survives_another_pollers_older_pace_update(
 async def test_an_older_rate_limit_reading_never_replaces_a_newer_one(db: Database) -> None:
     key = key_name(API_KEY)
     async with db.transaction() as tx:
-        await account_store.set_pace(tx, key, paused_until=T + timedelta(seconds=60), remaining=0, reset_at=T + timedelta(seconds=60), now=T)
+        await account_store.set_pace(
+            tx, key, paused_until=T + timedelta(seconds=60), remaining=0, reset_at=T + timedelta(seconds=60), now=T
+        )
         # another poller's reading, taken a second before, stored after
-        await account_store.set_pace(tx, key, paused_until=None, remaining=80, reset_at=T + timedelta(seconds=30), now=T - timedelta(seconds=1))
+        await account_store.set_pace(
+            tx, key, paused_until=None, remaining=80, reset_at=T + timedelta(seconds=30), now=T - timedelta(seconds=1)
+        )
     async with db.read() as tx:
         assert await account_store.get_pace(tx, key) == {
             "paused_until_at": T + timedelta(seconds=60),
@@ -180,7 +184,9 @@ async def test_an_older_rate_limit_reading_never_replaces_a_newer_one(db: Databa
             "reset_at": T + timedelta(seconds=60),
         }
     async with db.transaction() as tx:  # a newer reading in a new window replaces it; the pause (past by then) stays
-        await account_store.set_pace(tx, key, paused_until=None, remaining=119, reset_at=T + timedelta(seconds=130), now=T + timedelta(seconds=70))
+        await account_store.set_pace(
+            tx, key, paused_until=None, remaining=119, reset_at=T + timedelta(seconds=130), now=T + timedelta(seconds=70)
+        )
     async with db.read() as tx:
         pace = await account_store.get_pace(tx, key)
     assert pace == {"paused_until_at": T + timedelta(seconds=60), "remaining": 119, "reset_at": T + timedelta(seconds=130)}

@@ -35,8 +35,15 @@ class Terminal(io.StringIO):
 
 def test_json_lines_carry_no_colour_codes_and_one_time_format() -> None:
     # uvicorn adds the message again with colour codes as `color_message`.
-    line = logs.JsonFormatter().format(record("Uvicorn running on \x1b[1mhttp://0.0.0.0:8000\x1b[0m", color_message="\x1b[32mINFO\x1b[0m",
-                                             event="calcom_backoff", paused_until=WHEN, when=[WHEN]))
+    line = logs.JsonFormatter().format(
+        record(
+            "Uvicorn running on \x1b[1mhttp://0.0.0.0:8000\x1b[0m",
+            color_message="\x1b[32mINFO\x1b[0m",
+            event="calcom_backoff",
+            paused_until=WHEN,
+            when=[WHEN],
+        )
+    )
     assert "\x1b" not in line and "\\u001b" not in line
     entry = json.loads(line)
     assert "color_message" not in entry and entry["msg"] == "Uvicorn running on http://0.0.0.0:8000"
@@ -49,10 +56,15 @@ def test_a_terminal_gets_readable_lines_a_pipe_gets_json() -> None:
     assert isinstance(logs.formatter("auto", io.StringIO()), logs.JsonFormatter)
     assert isinstance(logs.formatter("json", Terminal()), logs.JsonFormatter)
     assert isinstance(logs.formatter("text", io.StringIO()), logs.TextFormatter)
-    line = logs.TextFormatter().format(record("no complete answer from Cal.com", event="calcom_backoff", account="salon-1",
-                                              paused_until=WHEN, error="Cal.com answered 503"))
-    assert line == ('2026-12-01T08:00:00.125Z WARNING calcom_backoff: no complete answer from Cal.com  '
-                    'account=salon-1 paused_until=2026-12-01T08:00:05.250Z error="Cal.com answered 503"')
+    line = logs.TextFormatter().format(
+        record(
+            "no complete answer from Cal.com", event="calcom_backoff", account="salon-1", paused_until=WHEN, error="Cal.com answered 503"
+        )
+    )
+    assert line == (
+        "2026-12-01T08:00:00.125Z WARNING calcom_backoff: no complete answer from Cal.com  "
+        'account=salon-1 paused_until=2026-12-01T08:00:05.250Z error="Cal.com answered 503"'
+    )
 
 
 def test_log_format_is_a_setting() -> None:

@@ -32,8 +32,14 @@ def start(directory: Path, procfile: str | None = None, **variables: str) -> sub
         shutil.copy(ROOT / "Procfile", directory / "Procfile")
     else:
         (directory / "Procfile").write_text(procfile)
-    return subprocess.Popen([sys.executable, "-m", "service", "run"], cwd=directory, env=environment(**variables),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "service", "run"],
+        cwd=directory,
+        env=environment(**variables),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def test_a_start_up_error_comes_first_and_alone(tmp_path: Path) -> None:
@@ -92,7 +98,7 @@ def test_the_banner_comes_once_the_service_answers_and_its_commands_work(tmp_pat
                 break
         output = "\n".join(seen)
         assert "Try it" in output, output
-        banner = output[output.index("The service is up"):]
+        banner = output[output.index("The service is up") :]
         web_started = output.index("web_started")
         assert web_started < output.index("The service is up")  # the web process answered before the banner
         assert f"curl -s localhost:{port}/healthz" in banner and "export $(grep API_TOKEN .env)" in banner
@@ -116,7 +122,7 @@ def test_the_simulate_command_is_the_checkouts_python_relative_to_it() -> None:
 
 
 def test_no_procfile_here_is_one_line(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "service", "run"], cwd=tmp_path, env=environment(), capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "run"], cwd=tmp_path, env=environment(), capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "no Procfile" in result.stderr
-
-

@@ -63,7 +63,9 @@ def test_the_nearer_booking_wins_when_distances_differ() -> None:
 
 def test_constraints_tell_bookings_apart_case_insensitively() -> None:
     t = target(1, 0, host_email="Anna@Salon.example")
-    result = match([t], [booking("bob", 0, hosts=frozenset({"bob@salon.example"})), booking("anna", 0, hosts=frozenset({"ANNA@salon.example"}))], 300)[1]
+    result = match(
+        [t], [booking("bob", 0, hosts=frozenset({"bob@salon.example"})), booking("anna", 0, hosts=frozenset({"ANNA@salon.example"}))], 300
+    )[1]
     assert result.complete and uids(result) == {"A": "anna"}
 
 
@@ -99,7 +101,9 @@ def test_tagged_booking_beats_a_closer_untagged_one_whatever_the_distance() -> N
 
 def test_tagged_booking_goes_to_its_named_phase_or_the_nearest() -> None:
     t = target(1, 0, 30, appointment="762")
-    named = match([t], [booking("p", 0, appointment_tag="762", phase_tag="B"), booking("q", 30, appointment_tag="762", phase_tag="A")], 300)[1]
+    named = match(
+        [t], [booking("p", 0, appointment_tag="762", phase_tag="B"), booking("q", 30, appointment_tag="762", phase_tag="A")], 300
+    )[1]
     assert uids(named) == {"A": "q", "B": "p"}
     nearest = match([t], [booking("p", 29, appointment_tag="762"), booking("q", 1, appointment_tag="762")], 300)[1]
     assert uids(nearest) == {"A": "q", "B": "p"}
@@ -249,6 +253,10 @@ def test_a_complete_single_phase_choice_is_never_a_tie(scenario) -> None:
             rivals = [
                 b
                 for b in bookings
-                if b is not chosen and not b.gone and b.appointment_tag is None and b.account == t.account and eligible(t.phases[0], b, tolerance * 1000)
+                if b is not chosen
+                and not b.gone
+                and b.appointment_tag is None
+                and b.account == t.account
+                and eligible(t.phases[0], b, tolerance * 1000)
             ]
             assert all(distance_ms(t.phases[0], b) > distance_ms(t.phases[0], chosen) for b in rivals)

@@ -107,4 +107,3 @@ async def test_web_started_without_release_migrates_itself(tmp_path: Path) -> No
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
             ready = await http.get("/readyz")
             assert ready.status_code == 200 and ready.json()["migrations"] == "current"
-

@@ -32,8 +32,13 @@ ROW = sql("SELECT state, calcom_status, event_type_id FROM booking_observations 
 def seen(source: str, at: datetime, *, state: str = "exists", status: str = "accepted", event_type_id: int = 101) -> Observation:
     """An observation of booking `bk`: `at` is the webhook's createdAt or the poll's fetch time."""
     return Observation(
-        uid="bk", start=T, state=state, event_at=at, source=source,  # type: ignore[arg-type]
-        calcom_status=status, event_type_id=event_type_id,
+        uid="bk",
+        start=T,
+        state=state,
+        event_at=at,
+        source=source,  # type: ignore[arg-type]
+        calcom_status=status,
+        event_type_id=event_type_id,
     )
 
 

@@ -52,7 +52,9 @@ def answer_errors(doc: dict[str, Any], method: str, path: str, response: httpx.R
         return [f"{method} {templates[0]} does not describe a {status}"]
     if not response.headers["content-type"].startswith("application/json"):
         return [f"{method} {path} answered {response.headers['content-type']}"]
-    return schema_errors(doc, response.json(), "paths", templates[0], method.lower(), "responses", status, "content", "application/json", "schema")
+    return schema_errors(
+        doc, response.json(), "paths", templates[0], method.lower(), "responses", status, "content", "application/json", "schema"
+    )
 
 
 class Conformance:
@@ -106,7 +108,9 @@ def test_every_operation_needs_the_bearer_token() -> None:
             else:  # the administrator's only: a platform token is refused
                 assert "403" in operation["responses"]
     assert scoped == {
-        ("POST", "/api/verifications"), ("GET", "/api/verifications"), ("GET", "/api/verifications/{id}"),
+        ("POST", "/api/verifications"),
+        ("GET", "/api/verifications"),
+        ("GET", "/api/verifications/{id}"),
         ("POST", "/api/verifications/{id}/resolve"),
     }
 
@@ -145,7 +149,9 @@ def test_response_bodies_are_closed() -> None:
     assert all(o["additionalProperties"] is False for o in objects)
 
 
-def _stored_phase(key: str, status: str, booking: tuple[str, str | None] | None = None, seat: str = "", **constraints: Any) -> dict[str, Any]:
+def _stored_phase(
+    key: str, status: str, booking: tuple[str, str | None] | None = None, seat: str = "", **constraints: Any
+) -> dict[str, Any]:
     source, identity = booking or (None, None)
     unseen = source == "operator"  # a booking an operator named that we never observed
     return {
@@ -190,15 +196,41 @@ def _stored_verification(status: str, reason: str | None, via: str | None) -> di
     ("status", "reason", "via", "phases", "callback"),
     [
         ("pending", None, None, [_stored_phase("A", "pending"), _stored_phase("B", "not_required")], None),
-        ("verified", None, "poll", [_stored_phase("A", "matched", ("poll", "tag"), seat="seat-9", event_type_id=101)], {"state": "delivered", "attempts": 1, "last_error": None}),
-        ("manual_review", "calcom_unavailable", "system", [_stored_phase("A", "unknown", attendee_phone="+49 30 1234")], {"state": "failed", "attempts": 8, "last_error": "HTTP 500"}),
-        ("manual_review", "unconfirmed_match", "system", [_stored_phase("A", "matched", ("webhook", "time")), _stored_phase("B", "ambiguous")], {"state": "pending", "attempts": 0, "last_error": None}),
-        ("manual_review", "partial_match", "system", [_stored_phase("A", "matched", ("webhook", "person")), _stored_phase("B", "missing", host_email="anna@salon.example")], None),
+        (
+            "verified",
+            None,
+            "poll",
+            [_stored_phase("A", "matched", ("poll", "tag"), seat="seat-9", event_type_id=101)],
+            {"state": "delivered", "attempts": 1, "last_error": None},
+        ),
+        (
+            "manual_review",
+            "calcom_unavailable",
+            "system",
+            [_stored_phase("A", "unknown", attendee_phone="+49 30 1234")],
+            {"state": "failed", "attempts": 8, "last_error": "HTTP 500"},
+        ),
+        (
+            "manual_review",
+            "unconfirmed_match",
+            "system",
+            [_stored_phase("A", "matched", ("webhook", "time")), _stored_phase("B", "ambiguous")],
+            {"state": "pending", "attempts": 0, "last_error": None},
+        ),
+        (
+            "manual_review",
+            "partial_match",
+            "system",
+            [_stored_phase("A", "matched", ("webhook", "person")), _stored_phase("B", "missing", host_email="anna@salon.example")],
+            None,
+        ),
         ("resolved", None, "operator", [_stored_phase("A", "matched", ("operator", "operator"))], None),
     ],
     ids=["pending", "seat", "unknown", "unconfirmed", "partial", "operator"],
 )
-def test_every_kind_of_verification_fits_the_document(status: str, reason: str | None, via: str | None, phases: list, callback: dict | None) -> None:
+def test_every_kind_of_verification_fits_the_document(
+    status: str, reason: str | None, via: str | None, phases: list, callback: dict | None
+) -> None:
     view = render(_stored_verification(status, reason, via), phases, callback)
     assert schema_errors(document(), view, "components", "schemas", "VerificationOut") == []
 
@@ -232,7 +264,12 @@ async def test_real_answers_fit_the_document(client: httpx.AsyncClient, clock: F
     secret = {"calcom_api_key": API_KEY, "webhook_secret": WEBHOOK_SECRET}
     await call("PUT", "/api/accounts/salon-1", 201, json=secret)
     await call("PUT", "/api/accounts/salon-1", 200, json={**secret, "match_tolerance_seconds": 120, "time_only_matching": True})
-    await call("PUT", "/api/accounts/salon-2", 201, json={**secret, "callback_url": "https://platform.example/hooks", "callback_secret": CALLBACK_SECRET})
+    await call(
+        "PUT",
+        "/api/accounts/salon-2",
+        201,
+        json={**secret, "callback_url": "https://platform.example/hooks", "callback_secret": CALLBACK_SECRET},
+    )
     assert (await call("GET", "/api/accounts/salon-2", 200))["callback_secret"] == "set"
     await call("GET", "/api/accounts/nobody", 404)
     await call("GET", "/api/accounts/Not_An_Id!", 422)
@@ -273,7 +310,13 @@ async def test_real_answers_fit_the_document(client: httpx.AsyncClient, clock: F
     await call("POST", resolve, 422, json={"outcome": "synced", "bookings": {"Z": "uid-1"}})
     await call("POST", resolve, 422, json={"outcome": "maybe"})
     resolved = await call("POST", resolve, 200, json={"outcome": "synced", "note": "booked by phone", "bookings": {"A": "never-seen-uid"}})
-    assert resolved["phases"][0]["booking"] == {"id": None, "uid": "never-seen-uid", "start": None, "source": "operator", "identity": "operator"}
+    assert resolved["phases"][0]["booking"] == {
+        "id": None,
+        "uid": "never-seen-uid",
+        "start": None,
+        "source": "operator",
+        "identity": "operator",
+    }
     await call("POST", resolve, 409, json={"outcome": "failed"})
     await call("POST", "/api/verifications/no-such-id/resolve", 404, json={"outcome": "failed"})
     await call("POST", resolve, 413, content=b"{" + b" " * 70_000 + b"}", headers={**AUTH, "Content-Type": "application/json"})

@@ -53,26 +53,60 @@ async def prepare(url: str, *, unknown: int = 0, pending: int = 0) -> list[str]:
     await db.connect()
     try:
         async with db.transaction() as tx:
-            values = {"calcom_api_key": API_KEY, "webhook_secret": WEBHOOK_SECRET, "calcom_api_base": None, "callback_url": None,
-                      "callback_secret": None, "match_tolerance_seconds": 300, "enabled": True}
+            values = {
+                "calcom_api_key": API_KEY,
+                "webhook_secret": WEBHOOK_SECRET,
+                "calcom_api_base": None,
+                "callback_url": None,
+                "callback_secret": None,
+                "match_tolerance_seconds": 300,
+                "enabled": True,
+            }
             await account_store.upsert(tx, "salon-1", values, START)
         intake = Intake(db, settings, Notifier(db))
         ids = []
         for n in range(unknown + pending):
             start = START + timedelta(hours=n)
-            request = VerificationIn.model_validate_json(json.dumps(
-                {"account": "salon-1", "appointment_id": str(700 + n), "phases": [{"key": "A", "start": start.isoformat(), "attendee_email": "k@example.com"}]}
-            ))
+            request = VerificationIn.model_validate_json(
+                json.dumps(
+                    {
+                        "account": "salon-1",
+                        "appointment_id": str(700 + n),
+                        "phases": [{"key": "A", "start": start.isoformat(), "attendee_email": "k@example.com"}],
+                    }
+                )
+            )
             ids.append((await intake.record(request, START)).view["id"])
         async with db.transaction() as tx:
             for verification_id in ids[:unknown]:
                 row = await verification_store.by_id(tx, verification_id)
                 assert row is not None
-                await verification_store.resolve(tx, row["seq"], expected="pending", status="manual_review", now=START,
-                                                  resolved_via="system", review_reason="calcom_unavailable")
-                await verification_store.set_phases(tx, [{"verification_seq": row["seq"], "key": "A", "status": "unknown", "active": False,
-                                                          "booking_uid": None, "booking_seat": None, "booking_id": None,
-                                                          "booking_start_at": None, "booking_source": None, "booking_identity": None}])
+                await verification_store.resolve(
+                    tx,
+                    row["seq"],
+                    expected="pending",
+                    status="manual_review",
+                    now=START,
+                    resolved_via="system",
+                    review_reason="calcom_unavailable",
+                )
+                await verification_store.set_phases(
+                    tx,
+                    [
+                        {
+                            "verification_seq": row["seq"],
+                            "key": "A",
+                            "status": "unknown",
+                            "active": False,
+                            "booking_uid": None,
+                            "booking_seat": None,
+                            "booking_id": None,
+                            "booking_start_at": None,
+                            "booking_source": None,
+                            "booking_identity": None,
+                        }
+                    ],
+                )
         return ids
     finally:
         await db.disconnect()
@@ -92,7 +126,9 @@ async def statuses(url: str) -> dict[str, tuple[str, str | None]]:
 # -- the database the command line opens -------------------------------------------------------------
 
 
-def test_cli_refuses_to_create_a_database_where_there_is_none(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_cli_refuses_to_create_a_database_where_there_is_none(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.chdir(tmp_path)  # "another directory": the default ./var/verifier.sqlite3 is not here
     monkeypatch.delenv("DATABASE_URL", raising=False)
     for argv in (("accounts", "list"), ("status",), ("verifications", "list")):
@@ -128,7 +164,9 @@ def test_accounts_update_changes_only_what_is_given_and_tries_the_new_key(
 def test_accounts_update_can_keep_the_old_webhook_secret_until_a_time(operator_env: str, capsys: pytest.CaptureFixture[str]) -> None:
     asyncio.run(prepare(operator_env))
     until = "2099-12-02T12:00:00Z"
-    code, out, err = run(capsys, "accounts", "update", "salon-1", "--webhook-secret", "-", "--old-secret-until", until, stdin="whk-new-0000\n")
+    code, out, err = run(
+        capsys, "accounts", "update", "salon-1", "--webhook-secret", "-", "--old-secret-until", until, stdin="whk-new-0000\n"
+    )
     assert code == 0, err
     assert json.loads(out)["webhook_secret_previous_until"] == until
     assert WEBHOOK_SECRET not in out + err and "whk-new-0000" not in out + err

@@ -220,14 +220,27 @@ class World:
         key, account = f"cal_live_oracle_{n}", f"oracle-{n}"
         self.fake.add_api_key(key)
         base = T + timedelta(days=n)
-        body = {"calcom_api_key": key, "webhook_secret": WEBHOOK_SECRET, "calcom_api_base": "http://calcom.test",
-                "match_tolerance_seconds": TOLERANCE_MIN * 60, "time_only_matching": time_only}
+        body = {
+            "calcom_api_key": key,
+            "webhook_secret": WEBHOOK_SECRET,
+            "calcom_api_base": "http://calcom.test",
+            "match_tolerance_seconds": TOLERANCE_MIN * 60,
+            "time_only_matching": time_only,
+        }
         assert (await client.put(f"/api/accounts/{account}", json=body, headers=AUTH)).status_code == 201
         for b in bookings:
             start = base + timedelta(minutes=b.minute)
             metadata = {"appointment_id": f"{n}-{b.tag}", **({"phase": b.tag_phase} if b.tag_phase else {})} if b.tag else None
-            self.fake.add_booking(key, uid=f"{n}-{b.uid}", start=start, end=start + timedelta(minutes=30), hosts=[b.host],
-                                  attendees=[b.attendee], metadata=metadata, status="cancelled" if b.cancelled else "accepted")
+            self.fake.add_booking(
+                key,
+                uid=f"{n}-{b.uid}",
+                start=start,
+                end=start + timedelta(minutes=30),
+                hosts=[b.host],
+                attendees=[b.attendee],
+                metadata=metadata,
+                status="cancelled" if b.cancelled else "accepted",
+            )
             if b.tag and not b.cancelled:
                 # Tagged bookings arrive by webhook (the check only asks Cal.com about the phases'
                 # time window, and a tag counts whatever the time).
@@ -243,7 +256,9 @@ class World:
                 phase = {"key": p.key, "start": start.isoformat(), "end": (start + timedelta(minutes=30)).isoformat()}
                 phase.update({k: v for k, v in (("host_email", p.host), ("attendee_email", p.attendee)) if v})
                 phases.append(phase)
-            response = await client.post("/api/verifications", json={"account": account, "appointment_id": f"{n}-{a.id}", "phases": phases}, headers=AUTH)
+            response = await client.post(
+                "/api/verifications", json={"account": account, "appointment_id": f"{n}-{a.id}", "phases": phases}, headers=AUTH
+            )
             assert response.status_code == 201, response.text
             ids[a.id] = response.json()["id"]
         self.clock.now = started + timedelta(seconds=2)
@@ -252,9 +267,7 @@ class World:
         return {
             a: {
                 "verdict": (v["status"], v["review_reason"]),
-                "phases": {
-                    p["key"]: (p["status"], p["booking"]["uid"].split("-", 1)[1] if p["booking"] else None) for p in v["phases"]
-                },
+                "phases": {p["key"]: (p["status"], p["booking"]["uid"].split("-", 1)[1] if p["booking"] else None) for p in v["phases"]},
             }
             for a, v in views.items()
         }

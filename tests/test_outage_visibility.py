@@ -28,8 +28,14 @@ T = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
 @pytest.fixture(params=[False, True], ids=["counts-only", "show-accounts"])
 def settings(database_url: str, request: pytest.FixtureRequest) -> Settings:
     return Settings(
-        _env_file=None, database_url=database_url, api_token=API_TOKEN, settle_seconds=2, check_schedule=(10, 30, 120, 600),
-        max_body_bytes=65536, calcom_alert_seconds=300, status_show_accounts=request.param,
+        _env_file=None,
+        database_url=database_url,
+        api_token=API_TOKEN,
+        settle_seconds=2,
+        check_schedule=(10, 30, 120, 600),
+        max_body_bytes=65536,
+        calcom_alert_seconds=300,
+        status_show_accounts=request.param,
     )
 
 
@@ -101,7 +107,11 @@ async def test_webhook_refusals_are_logged_and_counted_by_reason(client: httpx.A
     assert (await client.post("/webhooks/calcom/salon-1", content=request.body, headers=request.headers)).status_code == 413
     rejected = [r for r in caplog.records if getattr(r, "event", None) == "webhook_rejected"]
     assert sorted((r.reason, r.status) for r in rejected) == [  # type: ignore[attr-defined]
-        ("bad_payload", 400), ("too_large", 413), ("unknown_account", 404), ("unknown_account", 404)]
+        ("bad_payload", 400),
+        ("too_large", 413),
+        ("unknown_account", 404),
+        ("unknown_account", 404),
+    ]
     assert any(getattr(r, "event", None) == "webhook_signature_rejected" for r in caplog.records)
     traffic = (await client.get("/status")).json()["traffic"]["webhook_rejections"]
     assert traffic == {"unknown_account": 2, "too_large": 1, "bad_signature": 1, "bad_payload": 1, "database_unavailable": 0}
@@ -109,7 +119,9 @@ async def test_webhook_refusals_are_logged_and_counted_by_reason(client: httpx.A
     assert samples[("calcom_verifier_webhook_rejections_total", (("reason", "unknown_account"),))] == 2
 
 
-async def test_api_client_errors_are_counted_by_route_and_422s_logged_by_field(client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture) -> None:
+async def test_api_client_errors_are_counted_by_route_and_422s_logged_by_field(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO)
     await create_account(client)
     typo = failure()

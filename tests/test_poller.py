@@ -91,10 +91,18 @@ async def test_poll_only_verification(client, account, poller: Poller, fake: Fak
     assert (report.due, report.calls, report.verdicts) == (1, 1, 1)
     body = await show(client, pending["id"])
     assert body["status"] == "verified" and body["resolved_via"] == "poll" and body["checks"] == 1
-    assert body["phases"][0]["booking"] == {"id": 13068988, "uid": "bk", "start": "2026-12-01T09:00:00Z", "source": "poll", "identity": "person"}
+    assert body["phases"][0]["booking"] == {
+        "id": 13068988,
+        "uid": "bk",
+        "start": "2026-12-01T09:00:00Z",
+        "source": "poll",
+        "identity": "person",
+    }
 
 
-async def test_query_uses_the_real_contract_and_the_tolerance_window(client, account, poller: Poller, fake: FakeCalcom, clock: FakeClock) -> None:
+async def test_query_uses_the_real_contract_and_the_tolerance_window(
+    client, account, poller: Poller, fake: FakeCalcom, clock: FakeClock
+) -> None:
     await record(client, failure(phases=[phase("A", at(0), 30), phase("B", at(60), 30)]))
     clock.advance(2)
     await poller.tick(clock())
@@ -114,7 +122,9 @@ async def test_phase_without_end_is_searched_for_twelve_hours(client, account, p
     assert fake.requests[0]["params"]["beforeEnd"].startswith("2026-12-01T21:05:00")
 
 
-async def test_real_failure_becomes_no_booking_found_at_the_last_check(client, account, poller: Poller, fake: FakeCalcom, clock: FakeClock) -> None:
+async def test_real_failure_becomes_no_booking_found_at_the_last_check(
+    client, account, poller: Poller, fake: FakeCalcom, clock: FakeClock
+) -> None:
     start = clock()
     pending = (await record(client, failure())).json()
     reports = await run_schedule(poller, clock, start, until=CHECKS[-1] - 1)
@@ -130,7 +140,9 @@ async def test_real_failure_becomes_no_booking_found_at_the_last_check(client, a
     assert body["missing_phases"] == ["A"] and body["phases"][0]["status"] == "missing"
 
 
-async def test_partial_composite_becomes_partial_match_naming_the_missing_phases(client, account, poller, fake: FakeCalcom, clock: FakeClock) -> None:
+async def test_partial_composite_becomes_partial_match_naming_the_missing_phases(
+    client, account, poller, fake: FakeCalcom, clock: FakeClock
+) -> None:
     start = clock()
     booked(fake, uid="a", start=at(0), end=at(30))
     booked(fake, uid="c", start=at(75), end=at(105))
@@ -157,7 +169,9 @@ async def test_indistinguishable_candidates_become_ambiguous_match(client, accou
     assert body["phases"][0]["status"] == "ambiguous" and body["missing_phases"] == ["A"]
 
 
-async def test_calcom_down_throughout_is_calcom_unavailable_never_no_booking(client, account, poller, fake: FakeCalcom, clock: FakeClock) -> None:
+async def test_calcom_down_throughout_is_calcom_unavailable_never_no_booking(
+    client, account, poller, fake: FakeCalcom, clock: FakeClock
+) -> None:
     fake.set_down(True)
     start = clock()
     pending = (await record(client, failure())).json()
@@ -173,7 +187,9 @@ async def test_calcom_down_throughout_is_calcom_unavailable_never_no_booking(cli
     assert 5 < calls < 60, calls
 
 
-async def test_answer_after_failures_still_verifies_before_the_deadline(client, account, poller, fake: FakeCalcom, clock: FakeClock) -> None:
+async def test_answer_after_failures_still_verifies_before_the_deadline(
+    client, account, poller, fake: FakeCalcom, clock: FakeClock
+) -> None:
     fake.set_down(True)
     start = clock()
     booked(fake, uid="bk", start=at(0), end=at(30))
@@ -184,7 +200,9 @@ async def test_answer_after_failures_still_verifies_before_the_deadline(client, 
     assert (await show(client, pending["id"]))["status"] == "verified"
 
 
-async def test_later_complete_answer_decides_the_reason_when_calcom_recovered(client, account, poller, fake: FakeCalcom, clock: FakeClock) -> None:
+async def test_later_complete_answer_decides_the_reason_when_calcom_recovered(
+    client, account, poller, fake: FakeCalcom, clock: FakeClock
+) -> None:
     start = clock()
     pending = (await record(client, failure())).json()
     clock.now = start + timedelta(seconds=2)
@@ -195,7 +213,9 @@ async def test_later_complete_answer_decides_the_reason_when_calcom_recovered(cl
     assert body["review_reason"] == "no_booking_found"
 
 
-async def test_rate_limit_pauses_the_key_and_resumes_without_extra_calls(client, account, poller, fake: FakeCalcom, clock: FakeClock) -> None:
+async def test_rate_limit_pauses_the_key_and_resumes_without_extra_calls(
+    client, account, poller, fake: FakeCalcom, clock: FakeClock
+) -> None:
     booked(fake, uid="bk", start=at(0), end=at(30))
     pending = (await record(client, failure())).json()
     clock.advance(2)
@@ -224,7 +244,9 @@ async def test_low_remaining_budget_waits_for_the_window_reset(client, account, 
     assert fake.calls == 1
 
 
-async def test_broken_credentials_flag_the_account_and_keep_the_verifications(client, account, poller, fake: FakeCalcom, clock: FakeClock) -> None:
+async def test_broken_credentials_flag_the_account_and_keep_the_verifications(
+    client, account, poller, fake: FakeCalcom, clock: FakeClock
+) -> None:
     fake.reset()  # forget the key: Cal.com answers 401
     start = clock()
     pending = (await record(client, failure())).json()
@@ -239,7 +261,9 @@ async def test_broken_credentials_flag_the_account_and_keep_the_verifications(cl
     assert (await show(client, pending["id"]))["status"] == "verified"
 
 
-async def test_broken_credentials_until_the_deadline_is_calcom_unavailable(client, account, poller, fake: FakeCalcom, clock: FakeClock) -> None:
+async def test_broken_credentials_until_the_deadline_is_calcom_unavailable(
+    client, account, poller, fake: FakeCalcom, clock: FakeClock
+) -> None:
     fake.reset()
     pending = (await record(client, failure())).json()
     await run_schedule(poller, clock, clock())
@@ -288,7 +312,12 @@ async def test_far_apart_windows_are_split(client, account, poller, fake: FakeCa
 
 def test_query_windows_merge_and_split() -> None:
     day = timedelta(days=1)
-    windows = [(T, T + timedelta(hours=1)), (T + timedelta(minutes=30), T + timedelta(hours=2)), (T + 3 * day, T + 3 * day), (T + 30 * day, T + 30 * day)]
+    windows = [
+        (T, T + timedelta(hours=1)),
+        (T + timedelta(minutes=30), T + timedelta(hours=2)),
+        (T + 3 * day, T + 3 * day),
+        (T + 30 * day, T + 30 * day),
+    ]
     assert query_windows(windows) == [(T, T + 3 * day), (T + 30 * day, T + 30 * day)]
 
 
@@ -325,7 +354,9 @@ async def test_poll_evidence_also_settles_verifications_not_yet_due(client, acco
     assert two["resolved_via"] == "poll" and two["checks"] == 0
 
 
-async def test_a_booking_two_appointments_could_own_equally_is_not_given_to_either(client, account, poller, fake: FakeCalcom, clock: FakeClock) -> None:
+async def test_a_booking_two_appointments_could_own_equally_is_not_given_to_either(
+    client, account, poller, fake: FakeCalcom, clock: FakeClock
+) -> None:
     booked(fake, uid="a", start=at(0), end=at(30))
     booked(fake, uid="b", start=at(60), end=at(90))
     first = (await record(client, failure(appointment_id="1", phases=[phase("A", at(0)), phase("B", at(60))]))).json()
@@ -335,7 +366,9 @@ async def test_a_booking_two_appointments_could_own_equally_is_not_given_to_eith
     assert (one["review_reason"], two["review_reason"]) == ("ambiguous_match", "ambiguous_match")
 
 
-async def test_two_pollers_never_poll_one_account_twice_in_a_tick(client, db, settings, calcom_http, account, fake: FakeCalcom, clock: FakeClock) -> None:
+async def test_two_pollers_never_poll_one_account_twice_in_a_tick(
+    client, db, settings, calcom_http, account, fake: FakeCalcom, clock: FakeClock
+) -> None:
     for n in range(30):
         await record(client, failure(appointment_id=str(n), phases=[phase("A", at(n * 45))]))
     clock.advance(2)
@@ -345,7 +378,9 @@ async def test_two_pollers_never_poll_one_account_twice_in_a_tick(client, db, se
     assert sum(r.due for r in reports) == 30
 
 
-async def test_killed_pollers_work_is_taken_over_after_its_lease(client, db, settings, calcom_http, account, fake: FakeCalcom, clock: FakeClock) -> None:
+async def test_killed_pollers_work_is_taken_over_after_its_lease(
+    client, db, settings, calcom_http, account, fake: FakeCalcom, clock: FakeClock
+) -> None:
     from service.store.queries import accounts as account_store
 
     booked(fake, uid="bk", start=at(0), end=at(30))

@@ -31,15 +31,33 @@ async def prepare(database_url: str, calcom_base: str, control: httpx.Client, n:
     await db.connect()
     try:
         async with db.transaction() as tx:
-            values = dict(calcom_api_key=API_KEY, webhook_secret=WEBHOOK_SECRET, calcom_api_base=calcom_base,
-                          callback_url=None, callback_secret=None, match_tolerance_seconds=300, enabled=True)
+            values = dict(
+                calcom_api_key=API_KEY,
+                webhook_secret=WEBHOOK_SECRET,
+                calcom_api_base=calcom_base,
+                callback_url=None,
+                callback_secret=None,
+                match_tolerance_seconds=300,
+                enabled=True,
+            )
             await account_store.upsert(tx, "salon-1", values, system_clock())
         intake = Intake(db, settings, Notifier(db))
         ids = []
         for i in range(n):
             start = T + timedelta(minutes=20 * i)
-            control.post("/_fake/bookings", json={"api_key": API_KEY, "uid": f"bk-{i}", "start": start.isoformat(), "end": (start + timedelta(minutes=15)).isoformat(), "attendees": [f"k{i}@example.com"]}).raise_for_status()
-            request = VerificationIn(account="salon-1", appointment_id=str(i), phases=[PhaseIn(key="A", start=start, attendee_email=f"k{i}@example.com")])
+            control.post(
+                "/_fake/bookings",
+                json={
+                    "api_key": API_KEY,
+                    "uid": f"bk-{i}",
+                    "start": start.isoformat(),
+                    "end": (start + timedelta(minutes=15)).isoformat(),
+                    "attendees": [f"k{i}@example.com"],
+                },
+            ).raise_for_status()
+            request = VerificationIn(
+                account="salon-1", appointment_id=str(i), phases=[PhaseIn(key="A", start=start, attendee_email=f"k{i}@example.com")]
+            )
             ids.append((await intake.record(request, system_clock())).view["id"])
         return ids
     finally:
@@ -76,7 +94,9 @@ def test_two_pollers_resolve_500_verifications_without_claiming_any_twice(pg_onl
         with started(["poll"], env, "poller-1") as one, started(["poll"], env, "poller-2") as two:
             rows = wait_until(
                 lambda: (lambda r: r if all(x["status"] != "pending" for x in r) else None)(run(statuses(pg_only))),
-                120, "every verification to reach a verdict", interval=0.5,
+                120,
+                "every verification to reach a verdict",
+                interval=0.5,
             )
             assert one.popen.poll() is None and two.popen.poll() is None, one.output() + two.output()
         calls = control.get("/_fake/calls").json()["total"]
@@ -101,7 +121,9 @@ def test_poller_killed_mid_tick_is_replaced_after_its_lease(database_url: str) -
         with started(["poll"], env, "survivor") as survivor:
             rows = wait_until(
                 lambda: (lambda r: r if all(x["status"] == "verified" for x in r) else None)(run(statuses(database_url))),
-                60, "the survivor to finish the work", interval=0.3,
+                60,
+                "the survivor to finish the work",
+                interval=0.3,
             )
             assert survivor.popen.poll() is None
     assert len(rows) == 3

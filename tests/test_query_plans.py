@@ -59,122 +59,311 @@ WINDOWS = _windows(*SOON)
 TS = NOW
 UNCLAIMED = (Key(("account", "booking_uid", "booking_seat")),)
 PHASE_ROW = {
-    "verification_seq": 1, "key": "A", "position": 0, "account": BIG, "start_at": SOON[0], "end_at": None, "event_type_id": 1,
-    "host_email": None, "attendee_email": None, "attendee_phone": None, "staff_required": True, "active": True, "status": "pending",
+    "verification_seq": 1,
+    "key": "A",
+    "position": 0,
+    "account": BIG,
+    "start_at": SOON[0],
+    "end_at": None,
+    "event_type_id": 1,
+    "host_email": None,
+    "attendee_email": None,
+    "attendee_phone": None,
+    "staff_required": True,
+    "active": True,
+    "status": "pending",
 }
 VERIFICATION_ROW = {
-    "id": "v-new", "account": BIG, "appointment_id": "a-new", "service": None, "sync_error": None, "fingerprint": "f",
-    "status": "pending", "review_reason": None, "resolved_via": None, "window_start_at": SOON[0], "window_end_at": SOON[0],
-    "now": TS, "resolved_at": None, "next_check_at": TS, "deadline_at": TS, "verifier_ref": None,
+    "id": "v-new",
+    "account": BIG,
+    "appointment_id": "a-new",
+    "service": None,
+    "sync_error": None,
+    "fingerprint": "f",
+    "status": "pending",
+    "review_reason": None,
+    "resolved_via": None,
+    "window_start_at": SOON[0],
+    "window_end_at": SOON[0],
+    "now": TS,
+    "resolved_at": None,
+    "next_check_at": TS,
+    "deadline_at": TS,
+    "verifier_ref": None,
 }
 OBSERVATION_ROW = {
-    "account": BIG, "uid": "u-new", "seat": "", "booking_id": 1, "start_at": SOON[0], "end_at": SOON[0], "state": "exists",
-    "calcom_status": "accepted", "event_type_id": 1, "hosts": "[]", "attendees": "[]", "phones": "[]", "appointment_tag": None,
-    "phase_tag": None, "verifier_ref": None, "source": "webhook", "event_at": TS, "webhook_event_at": TS, "observed_at": TS,
+    "account": BIG,
+    "uid": "u-new",
+    "seat": "",
+    "booking_id": 1,
+    "start_at": SOON[0],
+    "end_at": SOON[0],
+    "state": "exists",
+    "calcom_status": "accepted",
+    "event_type_id": 1,
+    "hosts": "[]",
+    "attendees": "[]",
+    "phones": "[]",
+    "appointment_tag": None,
+    "phase_tag": None,
+    "verifier_ref": None,
+    "source": "webhook",
+    "event_at": TS,
+    "webhook_event_at": TS,
+    "observed_at": TS,
     "now": TS,
 }
 EVENT_ROW = {
     f"{column}_0": value
-    for column, value in {"account": BIG, "body_sha256": "x", "trigger_event": "BOOKING_CREATED", "booking_uid": "u",
-                          "event_created_at": TS, "received_at": TS, "body": "{}"}.items()
+    for column, value in {
+        "account": BIG,
+        "body_sha256": "x",
+        "trigger_event": "BOOKING_CREATED",
+        "booking_uid": "u",
+        "event_created_at": TS,
+        "received_at": TS,
+        "body": "{}",
+    }.items()
 }
 
 CASES = [
     # The webhook path (service/ingest.py).
     Case("insert_events", lambda: event_store._insert_events_query(1), EVENT_ROW),
-    Case("units_of", lambda: observation_store.UNITS_OF, {"account": BIG, "uids": ["u-1", "u-2"]},
-         {"booking_observations": (Key(("account", "uid")),)}),
+    Case(
+        "units_of",
+        lambda: observation_store.UNITS_OF,
+        {"account": BIG, "uids": ["u-1", "u-2"]},
+        {"booking_observations": (Key(("account", "uid")),)},
+    ),
     Case("upsert_many", lambda: observation_store.UPSERT, OBSERVATION_ROW),
-    Case("pending_near_many", lambda: verification_store.PENDING_NEAR_MANY,
-         {"windows": [[a, lo, hi] for a in ACCOUNTS[:2] for lo, hi in WINDOWS], "accounts": [a for a in ACCOUNTS[:2] for _ in WINDOWS],
-          "los": [lo for _ in ACCOUNTS[:2] for lo, _ in WINDOWS], "his": [hi for _ in ACCOUNTS[:2] for _, hi in WINDOWS]},
-         {"phases": (Range("start_at"),)}),
+    Case(
+        "pending_near_many",
+        lambda: verification_store.PENDING_NEAR_MANY,
+        {
+            "windows": [[a, lo, hi] for a in ACCOUNTS[:2] for lo, hi in WINDOWS],
+            "accounts": [a for a in ACCOUNTS[:2] for _ in WINDOWS],
+            "los": [lo for _ in ACCOUNTS[:2] for lo, _ in WINDOWS],
+            "his": [hi for _ in ACCOUNTS[:2] for _, hi in WINDOWS],
+        },
+        {"phases": (Range("start_at"),)},
+    ),
     # The intake path (service/intake.py) and the settling every path shares (service/verdicts.py).
-    Case("latest_for_appointment", lambda: verification_store.LATEST_FOR_APPOINTMENT, {"account": BIG, "appointment_id": "a-77"},
-         {"verifications": (Key(("account", "appointment_id")),)}),
+    Case(
+        "latest_for_appointment",
+        lambda: verification_store.LATEST_FOR_APPOINTMENT,
+        {"account": BIG, "appointment_id": "a-77"},
+        {"verifications": (Key(("account", "appointment_id")),)},
+    ),
     # SQLite's foreign-key check looks up rows naming the new verification (PostgreSQL's is a trigger).
-    Case("insert", lambda: verification_store.INSERT, VERIFICATION_ROW,
-         {table: (Key(("verification_seq",)),) for table in ("phases", "booking_claims", "outbox")}),
+    Case(
+        "insert",
+        lambda: verification_store.INSERT,
+        VERIFICATION_ROW,
+        {table: (Key(("verification_seq",)),) for table in ("phases", "booking_claims", "outbox")},
+    ),
     Case("insert_phase", lambda: verification_store.INSERT_PHASE, PHASE_ROW),
-    Case("pending_near", lambda: verification_store.PENDING_NEAR,
-         {"account": BIG, "windows": WINDOWS, "los": [lo for lo, _ in WINDOWS], "his": [hi for _, hi in WINDOWS]},
-         {"phases": (Range("start_at"),)}),
-    Case("pending_for_appointments", lambda: verification_store.PENDING_FOR_APPOINTMENTS, {"account": BIG, "ids": ["a-1", "a-2"]},
-         {"verifications": (Key(("account", "appointment_id")),)}),
-    Case("available_between", lambda: observation_store.AVAILABLE_BETWEEN,
-         {"account": BIG, "windows": WINDOWS, "los": [lo for lo, _ in WINDOWS], "his": [hi for _, hi in WINDOWS]},
-         {"booking_observations": (Range("start_at"),), "booking_claims": UNCLAIMED}),
-    Case("available_tagged", lambda: observation_store.AVAILABLE_TAGGED, {"account": BIG, "tags": ["a-1", "a-2"]},
-         {"booking_observations": (Key(("account", "appointment_tag")),), "booking_claims": UNCLAIMED, "verifications": (Key(("seq",)),)}),
-    Case("available_by_ref", lambda: observation_store.AVAILABLE_BY_REF, {"account": BIG, "refs": ["vr_1", "vr_2"]},
-         {"booking_observations": (Key(("account", "verifier_ref")),), "booking_claims": UNCLAIMED, "verifications": (Key(("seq",)),)}),
-    Case("by_ref", lambda: verification_store.BY_REF, {"account": BIG, "verifier_ref": "vr_1"},
-         {"verifications": (Key(("account", "verifier_ref")),)}),
-    Case("claim", lambda: claim_store.CLAIM,
-         {"account": BIG, "uid": "u-1", "seat": "", "verification_seq": 1, "phase_key": "A", "now": TS}),
+    Case(
+        "pending_near",
+        lambda: verification_store.PENDING_NEAR,
+        {"account": BIG, "windows": WINDOWS, "los": [lo for lo, _ in WINDOWS], "his": [hi for _, hi in WINDOWS]},
+        {"phases": (Range("start_at"),)},
+    ),
+    Case(
+        "pending_for_appointments",
+        lambda: verification_store.PENDING_FOR_APPOINTMENTS,
+        {"account": BIG, "ids": ["a-1", "a-2"]},
+        {"verifications": (Key(("account", "appointment_id")),)},
+    ),
+    Case(
+        "available_between",
+        lambda: observation_store.AVAILABLE_BETWEEN,
+        {"account": BIG, "windows": WINDOWS, "los": [lo for lo, _ in WINDOWS], "his": [hi for _, hi in WINDOWS]},
+        {"booking_observations": (Range("start_at"),), "booking_claims": UNCLAIMED},
+    ),
+    Case(
+        "available_tagged",
+        lambda: observation_store.AVAILABLE_TAGGED,
+        {"account": BIG, "tags": ["a-1", "a-2"]},
+        {"booking_observations": (Key(("account", "appointment_tag")),), "booking_claims": UNCLAIMED, "verifications": (Key(("seq",)),)},
+    ),
+    Case(
+        "available_by_ref",
+        lambda: observation_store.AVAILABLE_BY_REF,
+        {"account": BIG, "refs": ["vr_1", "vr_2"]},
+        {"booking_observations": (Key(("account", "verifier_ref")),), "booking_claims": UNCLAIMED, "verifications": (Key(("seq",)),)},
+    ),
+    Case(
+        "by_ref",
+        lambda: verification_store.BY_REF,
+        {"account": BIG, "verifier_ref": "vr_1"},
+        {"verifications": (Key(("account", "verifier_ref")),)},
+    ),
+    Case(
+        "claim", lambda: claim_store.CLAIM, {"account": BIG, "uid": "u-1", "seat": "", "verification_seq": 1, "phase_key": "A", "now": TS}
+    ),
     Case("claim_owner", lambda: claim_store.CLAIM_OWNER, {"account": BIG, "uid": "u-1", "seat": ""}, {"booking_claims": UNCLAIMED}),
     Case("by_seqs", lambda: verification_store.BY_SEQS, {"seqs": [5, 6, 7]}, {"verifications": (Key(("seq",)),)}),
     Case("phases_of", lambda: verification_store.PHASES_OF, {"seqs": [5, 6, 7]}, {"phases": (Key(("verification_seq",)),)}),
     Case("callbacks_of", lambda: verification_store.CALLBACKS_OF, {"seqs": [5, 6, 7]}, {"outbox": (Key(("verification_seq",)),)}),
-    Case("resolve", lambda: verification_store.RESOLVE,
-         {"seq": 5, "expected": "pending", "status": "verified", "review_reason": None, "resolution": None, "resolved_via": "webhook",
-          "note": None, "now": TS},
-         {"verifications": (Key(("seq",)),)}),
+    Case(
+        "resolve",
+        lambda: verification_store.RESOLVE,
+        {
+            "seq": 5,
+            "expected": "pending",
+            "status": "verified",
+            "review_reason": None,
+            "resolution": None,
+            "resolved_via": "webhook",
+            "note": None,
+            "now": TS,
+        },
+        {"verifications": (Key(("seq",)),)},
+    ),
     Case("deactivate_phases", lambda: verification_store.DEACTIVATE_PHASES, {"seq": 5}, {"phases": (Key(("verification_seq",)),)}),
-    Case("set_phase", lambda: verification_store.SET_PHASE,
-         {"verification_seq": 5, "key": "A", "status": "matched", "active": False, "booking_uid": "u-1", "booking_seat": "",
-          "booking_id": 1, "booking_start_at": TS, "booking_source": "webhook", "booking_identity": "person"},
-         {"phases": (Key(("verification_seq", "key")),)}),
-    Case("outbox_add", lambda: outbox_store.INSERT,
-         {"id": "e-new", "verification_seq": 5, "account": BIG, "event_type": "verification.resolved", "payload": "{}", "now": TS}),
+    Case(
+        "set_phase",
+        lambda: verification_store.SET_PHASE,
+        {
+            "verification_seq": 5,
+            "key": "A",
+            "status": "matched",
+            "active": False,
+            "booking_uid": "u-1",
+            "booking_seat": "",
+            "booking_id": 1,
+            "booking_start_at": TS,
+            "booking_source": "webhook",
+            "booking_identity": "person",
+        },
+        {"phases": (Key(("verification_seq", "key")),)},
+    ),
+    Case(
+        "outbox_add",
+        lambda: outbox_store.INSERT,
+        {"id": "e-new", "verification_seq": 5, "account": BIG, "event_type": "verification.resolved", "payload": "{}", "now": TS},
+    ),
     # A group's verdicts written together (service/apply.py) and the seat merge of the webhook path.
-    Case("claim_many", lambda: claim_store.CLAIM_MANY,
-         {"account": BIG, "now": TS, "claims": [["u-1", "", 5, "A"], ["u-2", "", 6, "A"]], "uids": ["u-1", "u-2"], "seats": ["", ""],
-          "seqs": [5, 6], "keys": ["A", "A"]}),
-    Case("owners_of", lambda: claim_store.OWNERS_OF, {"account": BIG, "uids": ["u-1", "u-2"]},
-         {"booking_claims": (Key(("account", "booking_uid")),)}),
+    Case(
+        "claim_many",
+        lambda: claim_store.CLAIM_MANY,
+        {
+            "account": BIG,
+            "now": TS,
+            "claims": [["u-1", "", 5, "A"], ["u-2", "", 6, "A"]],
+            "uids": ["u-1", "u-2"],
+            "seats": ["", ""],
+            "seqs": [5, 6],
+            "keys": ["A", "A"],
+        },
+    ),
+    Case(
+        "owners_of",
+        lambda: claim_store.OWNERS_OF,
+        {"account": BIG, "uids": ["u-1", "u-2"]},
+        {"booking_claims": (Key(("account", "booking_uid")),)},
+    ),
     Case("claims_of", lambda: claim_store.CLAIMS_OF, {"verification_seq": 5}, {"booking_claims": (Key(("verification_seq",)),)}),
-    Case("release", lambda: claim_store.RELEASE, {"account": BIG, "verification_seq": 5, "phase_key": "A"},
-         {"booking_claims": (Key(("verification_seq",)),)}),
-    Case("resolve_many", lambda: verification_store.RESOLVE_MANY,
-         {"seqs": [5, 6], "expected": "pending", "status": "verified", "review_reason": None, "resolution": None, "resolved_via": "poll",
-          "note": None, "resolved_by": None, "now": TS},
-         {"verifications": (Key(("seq",)),)}),
+    Case(
+        "release",
+        lambda: claim_store.RELEASE,
+        {"account": BIG, "verification_seq": 5, "phase_key": "A"},
+        {"booking_claims": (Key(("verification_seq",)),)},
+    ),
+    Case(
+        "resolve_many",
+        lambda: verification_store.RESOLVE_MANY,
+        {
+            "seqs": [5, 6],
+            "expected": "pending",
+            "status": "verified",
+            "review_reason": None,
+            "resolution": None,
+            "resolved_via": "poll",
+            "note": None,
+            "resolved_by": None,
+            "now": TS,
+        },
+        {"verifications": (Key(("seq",)),)},
+    ),
     Case("deactivate_many", lambda: verification_store.DEACTIVATE_MANY, {"seqs": [5, 6]}, {"phases": (Key(("verification_seq",)),)}),
-    Case("seatless_of_seated", lambda: observation_store.SEATLESS_OF_SEATED,
-         {"units": [[BIG, "u-1"], [BIG, "u-2"]], "accounts": [BIG, BIG], "uids": ["u-1", "u-2"]},
-         {"booking_observations": (Key(("account", "uid")),), "booking_claims": UNCLAIMED}),
+    Case(
+        "seatless_of_seated",
+        lambda: observation_store.SEATLESS_OF_SEATED,
+        {"units": [[BIG, "u-1"], [BIG, "u-2"]], "accounts": [BIG, BIG], "uids": ["u-1", "u-2"]},
+        {"booking_observations": (Key(("account", "uid")),), "booking_claims": UNCLAIMED},
+    ),
     # The poll path (service/poller.py, service/callbacks.py).
-    Case("claim_for_poll", lambda: account_store.CLAIM_FOR_POLL, {"owner": "p", "now": TS, "expires": TS},
-         {"verifications": (Range("next_check_at"),)}),
-    Case("claim_due", lambda: check_store.CLAIM_DUE, {"account": BIG, "owner": "p", "now": TS, "expires": TS, "limit": 50},
-         {"verifications": (Range("next_check_at"), Key(("seq",)))}),
-    Case("record_check", lambda: check_store.RECORD_CHECK,
-         {"seq": 5, "owner": "p", "now": TS, "calls": 1, "complete": 1, "failures": 0, "error": None, "next_check_at": TS},
-         {"verifications": (Key(("seq",)),)}),
-    Case("outbox_claim_due", lambda: outbox_store.CLAIM_DUE, {"owner": "p", "now": TS, "expires": TS, "limit": 50},
-         {"outbox": (Range("next_attempt_at"), Key(("seq",)))}),
+    Case(
+        "claim_for_poll",
+        lambda: account_store.CLAIM_FOR_POLL,
+        {"owner": "p", "now": TS, "expires": TS},
+        {"verifications": (Range("next_check_at"),)},
+    ),
+    Case(
+        "claim_due",
+        lambda: check_store.CLAIM_DUE,
+        {"account": BIG, "owner": "p", "now": TS, "expires": TS, "limit": 50},
+        {"verifications": (Range("next_check_at"), Key(("seq",)))},
+    ),
+    Case(
+        "record_check",
+        lambda: check_store.RECORD_CHECK,
+        {"seq": 5, "owner": "p", "now": TS, "calls": 1, "complete": 1, "failures": 0, "error": None, "next_check_at": TS},
+        {"verifications": (Key(("seq",)),)},
+    ),
+    Case(
+        "outbox_claim_due",
+        lambda: outbox_store.CLAIM_DUE,
+        {"owner": "p", "now": TS, "expires": TS, "limit": 50},
+        {"outbox": (Range("next_attempt_at"), Key(("seq",)))},
+    ),
     # The operator console (service/app/console.py): the evidence and the dashboard read a window or a key.
     # The review queue (every account's, one account's) and an account's last webhook: LIMIT reads of an index in order.
-    Case("console_queue", lambda: console_store.QUEUE, {"reason": None, "older_than": NOW, "limit": 100},
-         {"verifications": (Via("verifications_review"), Key(("status",)))}),
-    Case("console_queue_of_account", lambda: console_store.QUEUE_OF_ACCOUNT,
-         {"account": ACCOUNTS[1], "reason": "no_booking_found", "older_than": NOW, "limit": 100},
-         {"verifications": (Via("verifications_review_account"),)}),
-    Case("console_last_webhook", lambda: console_store.LAST_WEBHOOK, {"account": ACCOUNTS[1]},
-         {"webhook_events": (Range("account"),)}),
-    Case("console_last_webhook_of_a_silent_account", lambda: console_store.LAST_WEBHOOK, {"account": "acct-silent"},
-         {"webhook_events": (Range("account"),)}),
-    Case("console_history_created", lambda: console_store.HISTORY_CREATED, {"since": NOW - timedelta(days=14), "limit": 1000},
-         {"verifications": (Range("created_at"),)}),
-    Case("console_evidence_near", lambda: console_store.EVIDENCE_NEAR, {"account": BIG, "lo": SOON[0], "hi": SOON[0], "limit": 200},
-         {"booking_observations": (Range("start_at"),), "booking_claims": UNCLAIMED, "verifications": (Key(("seq",)),)}),
-    Case("console_evidence_tagged", lambda: console_store.EVIDENCE_TAGGED, {"account": BIG, "tag": "a-1", "limit": 200},
-         {"booking_observations": (Key(("account", "appointment_tag")),), "booking_claims": UNCLAIMED,
-          "verifications": (Key(("seq",)),)}),
+    Case(
+        "console_queue",
+        lambda: console_store.QUEUE,
+        {"reason": None, "older_than": NOW, "limit": 100},
+        {"verifications": (Via("verifications_review"), Key(("status",)))},
+    ),
+    Case(
+        "console_queue_of_account",
+        lambda: console_store.QUEUE_OF_ACCOUNT,
+        {"account": ACCOUNTS[1], "reason": "no_booking_found", "older_than": NOW, "limit": 100},
+        {"verifications": (Via("verifications_review_account"),)},
+    ),
+    Case("console_last_webhook", lambda: console_store.LAST_WEBHOOK, {"account": ACCOUNTS[1]}, {"webhook_events": (Range("account"),)}),
+    Case(
+        "console_last_webhook_of_a_silent_account",
+        lambda: console_store.LAST_WEBHOOK,
+        {"account": "acct-silent"},
+        {"webhook_events": (Range("account"),)},
+    ),
+    Case(
+        "console_history_created",
+        lambda: console_store.HISTORY_CREATED,
+        {"since": NOW - timedelta(days=14), "limit": 1000},
+        {"verifications": (Range("created_at"),)},
+    ),
+    Case(
+        "console_evidence_near",
+        lambda: console_store.EVIDENCE_NEAR,
+        {"account": BIG, "lo": SOON[0], "hi": SOON[0], "limit": 200},
+        {"booking_observations": (Range("start_at"),), "booking_claims": UNCLAIMED, "verifications": (Key(("seq",)),)},
+    ),
+    Case(
+        "console_evidence_tagged",
+        lambda: console_store.EVIDENCE_TAGGED,
+        {"account": BIG, "tag": "a-1", "limit": 200},
+        {"booking_observations": (Key(("account", "appointment_tag")),), "booking_claims": UNCLAIMED, "verifications": (Key(("seq",)),)},
+    ),
     # Hourly housekeeping: forgetting old webhook bodies reads only the old ones.
-    Case("prune_events", lambda: event_store.PRUNE_EVENTS, {"before": NOW - timedelta(days=30), "limit": 5000},
-         {"webhook_events": (Range("received_at"), Key(("seq",)))}),
+    Case(
+        "prune_events",
+        lambda: event_store.PRUNE_EVENTS,
+        {"before": NOW - timedelta(days=30), "limit": 5000},
+        {"webhook_events": (Range("received_at"), Key(("seq",)))},
+    ),
 ]
 
 
@@ -234,16 +423,35 @@ async def _seed(db: Database) -> None:
     async with db.transaction() as tx:
         for n, account in enumerate(ACCOUNTS):
             await account_store.upsert(
-                tx, account, {"calcom_api_key": f"cal_live_plans_{n}", "webhook_secret": f"whk-plans-{n}", "calcom_api_base": None,
-                              "callback_url": None, "callback_secret": None, "match_tolerance_seconds": 300, "enabled": True}, first,
+                tx,
+                account,
+                {
+                    "calcom_api_key": f"cal_live_plans_{n}",
+                    "webhook_secret": f"whk-plans-{n}",
+                    "calcom_api_base": None,
+                    "callback_url": None,
+                    "callback_secret": None,
+                    "match_tolerance_seconds": 300,
+                    "enabled": True,
+                },
+                first,
             )
         observations = []
         for n in range(OBSERVATIONS):
             start = first + n * step
-            observations.append({"account": _account_of(n), "uid": f"u-{n}", "booking_id": n, "start_at": start,
-                                 "end_at": start + timedelta(minutes=30), "state": "gone" if n % 9 == 0 else "exists",
-                                 "attendees": json.dumps([f"kunde-{n}@example.com"]), "tag": f"a-{n}" if n % 5 == 0 else None,
-                                 "ref": f"vr_{n}" if n % 3 == 0 else None})
+            observations.append(
+                {
+                    "account": _account_of(n),
+                    "uid": f"u-{n}",
+                    "booking_id": n,
+                    "start_at": start,
+                    "end_at": start + timedelta(minutes=30),
+                    "state": "gone" if n % 9 == 0 else "exists",
+                    "attendees": json.dumps([f"kunde-{n}@example.com"]),
+                    "tag": f"a-{n}" if n % 5 == 0 else None,
+                    "ref": f"vr_{n}" if n % 3 == 0 else None,
+                }
+            )
         await tx.execute_many(_OBSERVE, observations)
         verifications, phases, claims, callbacks = [], [], [], []
         decided = VERIFICATIONS - PENDING
@@ -252,34 +460,63 @@ async def _seed(db: Database) -> None:
             pending = n is None
             start = first + n * step if n is not None else NOW + timedelta(days=1) + (seq - decided) * timedelta(minutes=50)
             account = _account_of(n if n is not None else seq)
-            verifications.append({
-                "seq": seq, "id": f"v-{seq}", "account": account, "appointment_id": f"a-{seq}",
-                "status": "pending" if pending else ("verified" if seq % 6 else "manual_review"),
-                "via": None if pending else "webhook", "start_at": start, "end_at": start + timedelta(minutes=90),
-                "created_at": start - timedelta(days=1), "resolved_at": None if pending else start - timedelta(hours=20),
-                "next_check_at": NOW + (seq % 120 - 20) * timedelta(seconds=30) if pending else None,
-                "deadline_at": start - timedelta(hours=12),
-            })
+            verifications.append(
+                {
+                    "seq": seq,
+                    "id": f"v-{seq}",
+                    "account": account,
+                    "appointment_id": f"a-{seq}",
+                    "status": "pending" if pending else ("verified" if seq % 6 else "manual_review"),
+                    "via": None if pending else "webhook",
+                    "start_at": start,
+                    "end_at": start + timedelta(minutes=90),
+                    "created_at": start - timedelta(days=1),
+                    "resolved_at": None if pending else start - timedelta(hours=20),
+                    "next_check_at": NOW + (seq % 120 - 20) * timedelta(seconds=30) if pending else None,
+                    "deadline_at": start - timedelta(hours=12),
+                }
+            )
             for position, key in enumerate("AB" if seq % 4 == 3 else "A"):
-                phases.append({"seq": seq, "key": key, "position": position, "account": account,
-                               "start_at": start + position * timedelta(minutes=60), "end_at": start + timedelta(minutes=90),
-                               "required": key == "A", "active": pending and key == "A",
-                               "status": "pending" if pending else "matched", "uid": None if pending else f"u-{n}"})
+                phases.append(
+                    {
+                        "seq": seq,
+                        "key": key,
+                        "position": position,
+                        "account": account,
+                        "start_at": start + position * timedelta(minutes=60),
+                        "end_at": start + timedelta(minutes=90),
+                        "required": key == "A",
+                        "active": pending and key == "A",
+                        "status": "pending" if pending else "matched",
+                        "uid": None if pending else f"u-{n}",
+                    }
+                )
             if not pending and account == _account_of(n) and seq % 6:
                 claims.append({"account": account, "uid": f"u-{n}", "seq": seq, "at": start})
             if not pending and seq % 3:
                 late = seq > decided - 40
-                callbacks.append({"seq": seq, "id": f"e-{seq}", "account": account, "state": "pending" if late else "delivered",
-                                  "at": start, "next_at": NOW + (seq % 7 - 3) * timedelta(minutes=1) if late else None,
-                                  "delivered_at": None if late else start})
+                callbacks.append(
+                    {
+                        "seq": seq,
+                        "id": f"e-{seq}",
+                        "account": account,
+                        "state": "pending" if late else "delivered",
+                        "at": start,
+                        "next_at": NOW + (seq % 7 - 3) * timedelta(minutes=1) if late else None,
+                        "delivered_at": None if late else start,
+                    }
+                )
         await tx.execute_many(_VERIFY, verifications)
         await tx.execute_many(_PHASE, phases)
         await tx.execute_many(_CLAIM, claims)
         await tx.execute_many(_OUTBOX, callbacks)
-        await tx.execute_many(_EVENT, [
-            {"account": _account_of(n), "sha": f"{n:064x}", "uid": f"u-{n}", "at": NOW - timedelta(days=35) + n * timedelta(minutes=5)}
-            for n in range(WEBHOOKS)
-        ])
+        await tx.execute_many(
+            _EVENT,
+            [
+                {"account": _account_of(n), "sha": f"{n:064x}", "uid": f"u-{n}", "at": NOW - timedelta(days=35) + n * timedelta(minutes=5)}
+                for n in range(WEBHOOKS)
+            ],
+        )
         if db.dialect == "postgresql":
             for table in ("verifications", "outbox"):
                 await tx.execute(sql(f"SELECT setval(pg_get_serial_sequence('{table}', 'seq'), (SELECT MAX(seq) FROM {table}))"))
@@ -385,8 +622,12 @@ _WINDOW_AS_FILTER = sql("SELECT uid FROM booking_observations WHERE account = :a
 
 
 async def test_sqlite_check_rejects_the_join_order_sqlite_chose_before(sqlite_history: dict[str, str]) -> None:
-    case = Case("join left to SQLite", lambda: _JOIN_LEFT_TO_SQLITE, {"account": BIG, "windows": WINDOWS},
-                {"booking_observations": (Range("start_at"),)})
+    case = Case(
+        "join left to SQLite",
+        lambda: _JOIN_LEFT_TO_SQLITE,
+        {"account": BIG, "windows": WINDOWS},
+        {"booking_observations": (Range("start_at"),)},
+    )
     db = Database(sqlite_history["no statistics"])
     await db.connect()
     try:
@@ -397,11 +638,13 @@ async def test_sqlite_check_rejects_the_join_order_sqlite_chose_before(sqlite_hi
 
 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
-async def test_checks_reject_a_window_applied_as_a_filter(
-    request: pytest.FixtureRequest, dialect: str
-) -> None:
-    case = Case("window as a filter", lambda: _WINDOW_AS_FILTER, {"account": BIG, "lo": "2026-12-03"},
-                {"booking_observations": (Range("start_at"),)})
+async def test_checks_reject_a_window_applied_as_a_filter(request: pytest.FixtureRequest, dialect: str) -> None:
+    case = Case(
+        "window as a filter",
+        lambda: _WINDOW_AS_FILTER,
+        {"account": BIG, "lo": "2026-12-03"},
+        {"booking_observations": (Range("start_at"),)},
+    )
     if dialect == "sqlite":
         db = Database(request.getfixturevalue("sqlite_history")["analyzed"])
         await db.connect()
@@ -440,10 +683,23 @@ async def test_optimize_analyzes_the_tables_the_writer_has_been_using(tmp_path: 
     try:
         await migrate(db)
         async with db.transaction() as tx:
-            await tx.execute_many(_OBSERVE, [
-                {"account": BIG, "uid": f"u-{n}", "booking_id": n, "start_at": NOW + n * timedelta(minutes=10), "end_at": None,
-                 "state": "exists", "attendees": "[]", "tag": None, "ref": None} for n in range(2_000)
-            ])
+            await tx.execute_many(
+                _OBSERVE,
+                [
+                    {
+                        "account": BIG,
+                        "uid": f"u-{n}",
+                        "booking_id": n,
+                        "start_at": NOW + n * timedelta(minutes=10),
+                        "end_at": None,
+                        "state": "exists",
+                        "attendees": "[]",
+                        "tag": None,
+                        "ref": None,
+                    }
+                    for n in range(2_000)
+                ],
+            )
             await observation_store.available_between(tx, BIG, WINDOWS)
         stats = sql("SELECT idx FROM sqlite_stat1 WHERE tbl = 'booking_observations'")
         async with db.read() as tx:

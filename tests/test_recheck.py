@@ -191,12 +191,26 @@ async def test_an_outage_reads_as_unknown_in_the_log_never_as_no_booking(client,
     assert not any("no matching booking found" in r.getMessage() for r in caplog.records)
 
 
-async def test_an_empty_check_schedule_makes_the_first_check_final(db: Database, settings: Settings, fake: FakeCalcom, clock: FakeClock) -> None:
+async def test_an_empty_check_schedule_makes_the_first_check_final(
+    db: Database, settings: Settings, fake: FakeCalcom, clock: FakeClock
+) -> None:
     # CHECK_SCHEDULE= (empty) is documented as: one check at SETTLE_SECONDS, and its answer is final.
     single = settings.model_copy(update={"check_schedule": ()})
     async with db.transaction() as tx:
-        await account_store.upsert(tx, "salon-1", {"calcom_api_key": API_KEY, "webhook_secret": WEBHOOK_SECRET, "calcom_api_base": CALCOM,
-                                                    "callback_url": None, "callback_secret": None, "match_tolerance_seconds": 300, "enabled": True}, clock())
+        await account_store.upsert(
+            tx,
+            "salon-1",
+            {
+                "calcom_api_key": API_KEY,
+                "webhook_secret": WEBHOOK_SECRET,
+                "calcom_api_base": CALCOM,
+                "callback_url": None,
+                "callback_secret": None,
+                "match_tolerance_seconds": 300,
+                "enabled": True,
+            },
+            clock(),
+        )
     recorded = await Intake(db, single, Notifier(db)).record(parse(VerificationIn, json.dumps(failure()).encode()), clock())
     assert recorded.view["deadline_at"] == recorded.view["next_check_at"]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=fake.app)) as http:

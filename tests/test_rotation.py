@@ -69,7 +69,9 @@ async def test_a_put_rotates_too_and_other_changes_keep_a_running_rotation(clien
 @pytest.mark.parametrize("when", ["2026-11-30T08:00:00Z", "2026-12-01T12:00:00"])
 async def test_a_past_or_naive_time_keeps_no_old_secret_or_is_refused(client: httpx.AsyncClient, clock: FakeClock, when: str) -> None:
     await create_account(client)
-    answer = await client.patch("/api/accounts/salon-1", json={"webhook_secret": NEW_SECRET, "webhook_secret_previous_until": when}, headers=AUTH)
+    answer = await client.patch(
+        "/api/accounts/salon-1", json={"webhook_secret": NEW_SECRET, "webhook_secret_previous_until": when}, headers=AUTH
+    )
     if when.endswith("Z"):
         assert answer.status_code == 200 and answer.json()["webhook_secret_previous_until"] is None
         assert (await post_webhook(client, event(1), secret=WEBHOOK_SECRET)).status_code == 401
@@ -106,7 +108,9 @@ async def test_callbacks_are_signed_with_both_secrets_for_24_hours_after_a_chang
         second = sent[1]
         # (The library's verify() would refuse a timestamp a day ahead of the real clock: compare with its sign().)
         stamp = datetime.fromtimestamp(int(second.headers["webhook-timestamp"]), timezone.utc)
-        assert second.headers["webhook-signature"] == Webhook(NEW_CALLBACK_SECRET).sign(second.headers["webhook-id"], stamp, second.content.decode())
+        assert second.headers["webhook-signature"] == Webhook(NEW_CALLBACK_SECRET).sign(
+            second.headers["webhook-id"], stamp, second.content.decode()
+        )
 
 
 async def test_a_rotation_leaves_no_secret_in_the_audit_log(client: httpx.AsyncClient, clock: FakeClock, db: Database) -> None:

@@ -46,7 +46,9 @@ def the_day(seed: int) -> list[Appointment]:
     return day
 
 
-async def live_through(client: httpx.AsyncClient, fake: FakeCalcom, poller: Poller, clock: FakeClock, day: list[Appointment], name_customer: bool) -> dict[str, dict]:
+async def live_through(
+    client: httpx.AsyncClient, fake: FakeCalcom, poller: Poller, clock: FakeClock, day: list[Appointment], name_customer: bool
+) -> dict[str, dict]:
     """Cal.com's webhooks for every booking of the day, the platform's failures, then the checks."""
     start = clock()
     rnd = random.Random(7)
@@ -81,7 +83,9 @@ async def test_time_alone_never_verifies_a_booking_on_a_busy_day(client, fake: F
     assert {v["review_reason"] for v in verdicts.values()} <= {"unconfirmed_match", "ambiguous_match"}
 
 
-async def test_phases_that_name_the_customer_verify_exactly_their_own_bookings(client, fake: FakeCalcom, poller: Poller, clock: FakeClock) -> None:
+async def test_phases_that_name_the_customer_verify_exactly_their_own_bookings(
+    client, fake: FakeCalcom, poller: Poller, clock: FakeClock
+) -> None:
     await create_account(client, calcom_api_base=CALCOM)
     day = the_day(seed=2026)
     verdicts = await live_through(client, fake, poller, clock, day, name_customer=True)

@@ -77,8 +77,10 @@ async def _sqlite_schema(tx: Tx) -> dict[str, Any]:
         columns = await tx.fetch_all(sql('SELECT name, type, "notnull", pk FROM pragma_table_info(:t) ORDER BY cid'), t=table)
         schema["columns"][table] = [(c["name"], _KINDS.get(c["type"], c["type"]), bool(c["notnull"]) or c["pk"] > 0) for c in columns]
         schema["primary_keys"][table] = tuple(c["name"] for c in sorted(columns, key=lambda c: c["pk"]) if c["pk"])
-        for index in await tx.fetch_all(sql("SELECT name, \"unique\", origin, partial FROM pragma_index_list(:t)"), t=table):
-            names = tuple(r["name"] for r in await tx.fetch_all(sql("SELECT name FROM pragma_index_info(:i) ORDER BY seqno"), i=index["name"]))
+        for index in await tx.fetch_all(sql('SELECT name, "unique", origin, partial FROM pragma_index_list(:t)'), t=table):
+            names = tuple(
+                r["name"] for r in await tx.fetch_all(sql("SELECT name FROM pragma_index_info(:i) ORDER BY seqno"), i=index["name"])
+            )
             if index["origin"] == "u":
                 schema["unique"].add((table, names))
             elif index["origin"] == "c":
@@ -152,25 +154,119 @@ T1 = T0 + timedelta(minutes=30, microseconds=123456)
 
 # One row for every table (two for the AUTOINCREMENT ones, of which the newer is deleted again).
 _ROWS: list[tuple[str, dict[str, Any]]] = [
-    ("accounts", dict(id="salon-1", calcom_api_key="k", webhook_secret="s", match_tolerance_seconds=300, enabled=False,
-                      credentials="ok", credentials_changed_at=T1, created_at=T0, updated_at=T1, time_only_matching=True)),
+    (
+        "accounts",
+        dict(
+            id="salon-1",
+            calcom_api_key="k",
+            webhook_secret="s",
+            match_tolerance_seconds=300,
+            enabled=False,
+            credentials="ok",
+            credentials_changed_at=T1,
+            created_at=T0,
+            updated_at=T1,
+            time_only_matching=True,
+        ),
+    ),
     ("calcom_keys", dict(key_hash="h", paused_until_at=T1, remaining=7, reset_at=None, updated_at=T0)),
-    ("verifications", dict(seq=1, id="v-1", account="salon-1", appointment_id="762", fingerprint="f", status="pending",
-                           window_start_at=T0, window_end_at=T1, created_at=T0, updated_at=T0, next_check_at=T1,
-                           deadline_at=T1, checks=0, complete_checks=0, failures=0)),
-    ("verifications", dict(seq=2, id="v-2", account="salon-1", appointment_id="763", fingerprint="f", status="verified",
-                           window_start_at=T0, window_end_at=T1, created_at=T0, updated_at=T1, resolved_at=T1,
-                           deadline_at=T1, checks=1, complete_checks=1, failures=0)),
-    ("phases", dict(verification_seq=1, key="A", position=0, account="salon-1", start_at=T0, end_at=T1,
-                    staff_required=True, active=False, status="pending", attendee_phone="4930")),
-    ("booking_observations", dict(account="salon-1", uid="u-1", seat="", start_at=T0, end_at=T1, state="exists",
-                                  hosts="[]", attendees="[]", source="webhook", event_at=T0, first_seen_at=T0,
-                                  updated_at=T1, phones="[]", webhook_event_at=T0, observed_at=T1)),
+    (
+        "verifications",
+        dict(
+            seq=1,
+            id="v-1",
+            account="salon-1",
+            appointment_id="762",
+            fingerprint="f",
+            status="pending",
+            window_start_at=T0,
+            window_end_at=T1,
+            created_at=T0,
+            updated_at=T0,
+            next_check_at=T1,
+            deadline_at=T1,
+            checks=0,
+            complete_checks=0,
+            failures=0,
+        ),
+    ),
+    (
+        "verifications",
+        dict(
+            seq=2,
+            id="v-2",
+            account="salon-1",
+            appointment_id="763",
+            fingerprint="f",
+            status="verified",
+            window_start_at=T0,
+            window_end_at=T1,
+            created_at=T0,
+            updated_at=T1,
+            resolved_at=T1,
+            deadline_at=T1,
+            checks=1,
+            complete_checks=1,
+            failures=0,
+        ),
+    ),
+    (
+        "phases",
+        dict(
+            verification_seq=1,
+            key="A",
+            position=0,
+            account="salon-1",
+            start_at=T0,
+            end_at=T1,
+            staff_required=True,
+            active=False,
+            status="pending",
+            attendee_phone="4930",
+        ),
+    ),
+    (
+        "booking_observations",
+        dict(
+            account="salon-1",
+            uid="u-1",
+            seat="",
+            start_at=T0,
+            end_at=T1,
+            state="exists",
+            hosts="[]",
+            attendees="[]",
+            source="webhook",
+            event_at=T0,
+            first_seen_at=T0,
+            updated_at=T1,
+            phones="[]",
+            webhook_event_at=T0,
+            observed_at=T1,
+        ),
+    ),
     ("booking_claims", dict(account="salon-1", booking_uid="u-1", booking_seat="", verification_seq=2, phase_key="A", claimed_at=T1)),
-    ("webhook_events", dict(seq=1, account="salon-1", body_sha256="a" * 64, trigger_event="BOOKING_CREATED",
-                            event_created_at=T0, received_at=T1, body="{}")),
-    ("outbox", dict(seq=1, id="o-1", verification_seq=2, account="salon-1", event_type="verified", payload="{}",
-                    state="pending", attempts=0, created_at=T1, next_attempt_at=T1)),
+    (
+        "webhook_events",
+        dict(
+            seq=1, account="salon-1", body_sha256="a" * 64, trigger_event="BOOKING_CREATED", event_created_at=T0, received_at=T1, body="{}"
+        ),
+    ),
+    (
+        "outbox",
+        dict(
+            seq=1,
+            id="o-1",
+            verification_seq=2,
+            account="salon-1",
+            event_type="verified",
+            payload="{}",
+            state="pending",
+            attempts=0,
+            created_at=T1,
+            next_attempt_at=T1,
+        ),
+    ),
     ("pollers", dict(id="p-1", hostname="h", pid=1, started_at=T0, heartbeat_at=T1, stopped_at=None, ticks=3)),
     ("counters", dict(name="webhooks", label="", value=5)),
 ]

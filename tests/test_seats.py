@@ -42,7 +42,11 @@ async def account(client: httpx.AsyncClient) -> None:
 def seated_slot(fake: FakeCalcom) -> None:
     """The slot as Cal.com's bookings API shows it: one booking uid, a seat per attendee."""
     fake.add_booking(
-        API_KEY, uid="slot", start=T, end=T + timedelta(minutes=30), hosts=["anna@salon.example"],
+        API_KEY,
+        uid="slot",
+        start=T,
+        end=T + timedelta(minutes=30),
+        hosts=["anna@salon.example"],
         seats=[{"email": EVA, "seatUid": "s-eva"}, {"email": TOM, "seatUid": "s-tom"}],
     )
 
@@ -118,9 +122,7 @@ async def resolve(client: httpx.AsyncClient, verification: dict[str, Any], booki
     return await client.post(f"/api/verifications/{verification['id']}/resolve", json=body, headers=AUTH)
 
 
-async def test_an_operator_naming_a_seated_booking_claims_the_seat_of_the_phases_attendee(
-    client: httpx.AsyncClient, account: None
-) -> None:
+async def test_an_operator_naming_a_seated_booking_claims_the_seat_of_the_phases_attendee(client: httpx.AsyncClient, account: None) -> None:
     await seat_webhooks(client)
     elsewhere = (await record(client, for_attendee("1", EVA, start=T + timedelta(hours=3)))).json()
     assert elsewhere["status"] == "pending"

@@ -81,7 +81,11 @@ async def test_plaintext_rows_of_an_older_database_are_encrypted_once(database_u
                 "INSERT INTO accounts (id, calcom_api_key, webhook_secret, callback_secret, match_tolerance_seconds, enabled, "
                 "credentials, created_at, updated_at) VALUES ('salon-1', :key, :secret, :callback, 300, :on, 'ok', :now, :now)"
             ),
-            key=API_KEY, secret=WEBHOOK_SECRET, callback=CALLBACK_SECRET, on=True, now=datetime.now(timezone.utc),
+            key=API_KEY,
+            secret=WEBHOOK_SECRET,
+            callback=CALLBACK_SECRET,
+            on=True,
+            now=datetime.now(timezone.utc),
         )
     await migrations.migrate(db)
     first = await raw_rows(database_url)
@@ -96,8 +100,13 @@ async def test_plaintext_rows_of_an_older_database_are_encrypted_once(database_u
 
 
 async def test_rotate_re_encrypts_under_the_first_key(
-    client: httpx.AsyncClient, database_url: str, settings: Settings, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, restore_box: None,
+    client: httpx.AsyncClient,
+    database_url: str,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    restore_box: None,
 ) -> None:
     await create_account(client)
     before = await raw_rows(database_url)
@@ -122,8 +131,13 @@ async def test_rotate_re_encrypts_under_the_first_key(
 
 
 async def test_a_wrong_key_is_one_clear_line_without_secrets(
-    client: httpx.AsyncClient, database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-    tmp_path: Path, settings: Settings, restore_box: None,
+    client: httpx.AsyncClient,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    settings: Settings,
+    restore_box: None,
 ) -> None:
     await create_account(client)
     wrong = settings.model_copy(update={"secret_keys": settings.secret_keys.__class__(new_secret_key())})

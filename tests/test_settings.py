@@ -99,9 +99,7 @@ def test_bad_api_token_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_process_refuses_to_start_on_bad_config(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k.upper() not in {f.upper() for f in Settings.model_fields}}
     env["SETTLE_SECONDS"] = "abc"
-    result = subprocess.run(
-        [sys.executable, "-m", "service", "migrate"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
-    )
+    result = subprocess.run([sys.executable, "-m", "service", "migrate"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "configuration error: SETTLE_SECONDS: Input should be a valid number, unable to parse string as a number (got 'abc')"

@@ -44,7 +44,9 @@ def assert_one_line(result: subprocess.CompletedProcess[str], starts: str, *word
 @pytest.mark.parametrize("argv", [("migrate",), ("poll",), ("web",), ("accounts", "list")])
 def test_a_refused_database_port_is_one_line(tmp_path: Path, argv: tuple[str, ...]) -> None:
     url = f"postgresql://verifier:{PASSWORD}@127.0.0.1:{free_port()}/verifier"
-    assert_one_line(start(tmp_path, *argv, DATABASE_URL=url, PORT=str(free_port())), "DATABASE_URL:", "nothing accepts connections", "127.0.0.1")
+    assert_one_line(
+        start(tmp_path, *argv, DATABASE_URL=url, PORT=str(free_port())), "DATABASE_URL:", "nothing accepts connections", "127.0.0.1"
+    )
 
 
 def test_a_malformed_database_port_is_one_line(tmp_path: Path) -> None:
@@ -90,7 +92,9 @@ def test_a_malformed_port_is_one_line(tmp_path: Path) -> None:
 
 
 def test_a_port_that_needs_privileges_and_a_foreign_address_are_named() -> None:
-    assert _bind_problem(OSError(errno.EACCES, "Permission denied"), "0.0.0.0", 80).startswith("PORT: listening on port 80 needs privileges")
+    assert _bind_problem(OSError(errno.EACCES, "Permission denied"), "0.0.0.0", 80).startswith(
+        "PORT: listening on port 80 needs privileges"
+    )
     assert _bind_problem(OSError(errno.EADDRNOTAVAIL, "Cannot assign"), "10.9.9.9", 8000).startswith("HOST: 10.9.9.9 is not an address")
 
 

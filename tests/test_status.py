@@ -55,7 +55,9 @@ async def system_verdict(db: Database, verification_id: str, now: datetime, *, s
     async with db.transaction() as tx:
         row = await verification_store.by_id(tx, verification_id)
         assert row is not None
-        assert await verification_store.resolve(tx, row["seq"], expected="pending", status=status, now=now, resolved_via=via, review_reason=reason)
+        assert await verification_store.resolve(
+            tx, row["seq"], expected="pending", status=status, now=now, resolved_via=via, review_reason=reason
+        )
 
 
 async def operator_resolves(client: httpx.AsyncClient, verification_id: str, outcome: str) -> None:
@@ -85,7 +87,14 @@ async def build_scenario(client: httpx.AsyncClient, db: Database, clock: FakeClo
     async with db.transaction() as tx:
         [event] = await outbox_store.claim_due(tx, "test-deliverer", clock(), clock() + timedelta(seconds=60), 10)
         assert await outbox_store.record_attempt(
-            tx, event["seq"], "test-deliverer", state="delivered", last_status=200, last_error=None, next_attempt_at=None, delivered_at=clock()
+            tx,
+            event["seq"],
+            "test-deliverer",
+            state="delivered",
+            last_status=200,
+            last_error=None,
+            next_attempt_at=None,
+            delivered_at=clock(),
         )
 
     clock.now = END - timedelta(hours=2)
@@ -157,12 +166,36 @@ EXPECTED: dict[str, Any] = {
         "window": {"last": 10_000, "since": "2026-12-01T09:00:00Z"},
     },
     "pollers": [
-        {"id": "poller-alive", "hostname": "worker-1", "pid": 101, "started_at": "2026-12-01T10:59:55Z",
-         "heartbeat_age_seconds": 5.0, "ticks": 500, "stopped": False, "alive": True},
-        {"id": "poller-stale", "hostname": "worker-2", "pid": 202, "started_at": "2026-12-01T10:50:00Z",
-         "heartbeat_age_seconds": 600.0, "ticks": 40, "stopped": False, "alive": False},
-        {"id": "poller-stopped", "hostname": "worker-3", "pid": 303, "started_at": "2026-12-01T10:00:00Z",
-         "heartbeat_age_seconds": 60.0, "ticks": 9, "stopped": True, "alive": False},
+        {
+            "id": "poller-alive",
+            "hostname": "worker-1",
+            "pid": 101,
+            "started_at": "2026-12-01T10:59:55Z",
+            "heartbeat_age_seconds": 5.0,
+            "ticks": 500,
+            "stopped": False,
+            "alive": True,
+        },
+        {
+            "id": "poller-stale",
+            "hostname": "worker-2",
+            "pid": 202,
+            "started_at": "2026-12-01T10:50:00Z",
+            "heartbeat_age_seconds": 600.0,
+            "ticks": 40,
+            "stopped": False,
+            "alive": False,
+        },
+        {
+            "id": "poller-stopped",
+            "hostname": "worker-3",
+            "pid": 303,
+            "started_at": "2026-12-01T10:00:00Z",
+            "heartbeat_age_seconds": 60.0,
+            "ticks": 9,
+            "stopped": True,
+            "alive": False,
+        },
     ],
     "callbacks": {"backlog": 2, "oldest_pending_age_seconds": 5426.0, "delivered": 1, "failed": 1, "failed_recent": 1},
     "accounts": {"total": 3, "disabled": 1, "broken_credentials": 1, "calcom_failing": 0},  # counts only, by default
@@ -204,7 +237,9 @@ async def test_status_reports_every_figure_of_a_known_scenario(
     assert {"auto_recovery_rate", "false_negatives_caught", "time_to_verdict_seconds", "pollers.alive"} <= set(definitions)
 
 
-async def test_metrics_parse_and_agree_with_status(client: httpx.AsyncClient, ops: httpx.AsyncClient, db: Database, clock: FakeClock) -> None:
+async def test_metrics_parse_and_agree_with_status(
+    client: httpx.AsyncClient, ops: httpx.AsyncClient, db: Database, clock: FakeClock
+) -> None:
     await build_scenario(client, db, clock)
     status = (await ops.get("/status")).json()
     response = await ops.get("/metrics")
@@ -242,7 +277,11 @@ async def test_metrics_parse_and_agree_with_status(client: httpx.AsyncClient, op
         assert value("poller_heartbeat_age_seconds", **labels) == poller["heartbeat_age_seconds"]
     assert value("pollers_alive") == 1
     callbacks = status["callbacks"]
-    assert [value("callbacks", state=s) for s in ("pending", "delivered", "failed")] == [callbacks["backlog"], callbacks["delivered"], callbacks["failed"]]
+    assert [value("callbacks", state=s) for s in ("pending", "delivered", "failed")] == [
+        callbacks["backlog"],
+        callbacks["delivered"],
+        callbacks["failed"],
+    ]
     assert value("callbacks_failed_recent") == callbacks["failed_recent"]
     assert value("callback_backlog_oldest_age_seconds") == callbacks["oldest_pending_age_seconds"]
     assert value("accounts") == 3 and value("accounts_disabled") == 1

@@ -57,7 +57,9 @@ def account(**fields: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("url", REFUSED_URLS)
-async def test_a_private_or_plain_http_callback_url_is_refused_when_saved(strict_client: httpx.AsyncClient, dns: dict[str, list[str]], url: str) -> None:
+async def test_a_private_or_plain_http_callback_url_is_refused_when_saved(
+    strict_client: httpx.AsyncClient, dns: dict[str, list[str]], url: str
+) -> None:
     answer = await strict_client.put("/api/accounts/salon-1", json=account(callback_url=url, callback_secret=CALLBACK_SECRET), headers=AUTH)
     assert answer.status_code == 422, answer.text
     details = answer.json()["error"]["details"]
@@ -66,7 +68,9 @@ async def test_a_private_or_plain_http_callback_url_is_refused_when_saved(strict
 
 
 @pytest.mark.parametrize("url", REFUSED_URLS)
-async def test_a_private_calcom_api_base_is_refused_when_saved_or_patched(strict_client: httpx.AsyncClient, dns: dict[str, list[str]], url: str) -> None:
+async def test_a_private_calcom_api_base_is_refused_when_saved_or_patched(
+    strict_client: httpx.AsyncClient, dns: dict[str, list[str]], url: str
+) -> None:
     assert (await strict_client.put("/api/accounts/salon-1", json=account(calcom_api_base=url), headers=AUTH)).status_code == 422
     assert (await strict_client.put("/api/accounts/salon-1", json=account(), headers=AUTH)).status_code == 201
     answer = await strict_client.patch("/api/accounts/salon-1", json={"calcom_api_base": url}, headers=AUTH)
@@ -146,7 +150,9 @@ async def test_the_callback_sender_does_not_follow_a_redirect_to_a_private_addre
     recorder = Recorder(status=302, location="http://169.254.169.254/latest/meta-data")
     async with guarded(recorder) as http:
         sender = CallbackSender(http, timeout=5)
-        attempt = await sender.post("https://platform.example/v", CALLBACK_SECRET, "evt_1", b"{}", datetime(2026, 12, 1, tzinfo=timezone.utc))
+        attempt = await sender.post(
+            "https://platform.example/v", CALLBACK_SECRET, "evt_1", b"{}", datetime(2026, 12, 1, tzinfo=timezone.utc)
+        )
     assert not attempt.delivered and attempt.status == 302
     assert attempt.error is not None and "redirects are not followed" in attempt.error
     assert [str(r.url) for r in recorder.requests] == [f"https://{PUBLIC}/v"]
@@ -165,6 +171,19 @@ async def test_a_callback_to_a_private_address_fails_as_an_attempt_without_a_req
 
 def test_public_addresses() -> None:
     assert targets.is_public(PUBLIC) and targets.is_public("2606:4700:4700::1111")
-    for address in ("127.0.0.1", "10.0.0.1", "172.16.0.1", "192.168.0.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
-                    "::1", "fe80::1", "fd00::1", "::ffff:10.0.0.1", "224.0.0.1", "not-an-ip"):
+    for address in (
+        "127.0.0.1",
+        "10.0.0.1",
+        "172.16.0.1",
+        "192.168.0.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "::1",
+        "fe80::1",
+        "fd00::1",
+        "::ffff:10.0.0.1",
+        "224.0.0.1",
+        "not-an-ip",
+    ):
         assert not targets.is_public(address), address

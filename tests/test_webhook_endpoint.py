@@ -94,7 +94,9 @@ async def test_signature_is_case_insensitive_hex(client: httpx.AsyncClient, acco
     assert response.status_code == 200
 
 
-async def test_webhook_rejects_oversize_body_before_checking_signature(client: httpx.AsyncClient, account: None, db: Database, settings) -> None:
+async def test_webhook_rejects_oversize_body_before_checking_signature(
+    client: httpx.AsyncClient, account: None, db: Database, settings
+) -> None:
     body = b'{"triggerEvent":"BOOKING_CREATED","payload":{"x":"' + b"a" * settings.max_body_bytes + b'"}}'
     response = await send(client, body, {"X-Cal-Signature-256": sign(body)})
     assert response.status_code == 413
@@ -156,7 +158,16 @@ async def test_signed_but_wrong_shape_is_400(client: httpx.AsyncClient, account:
 @pytest.mark.parametrize(
     "body",
     [
-        {"triggerEvent": "PING", "createdAt": "2026-11-30T09:00:00Z", "payload": {"type": "Test", "title": "Test trigger event", "startTime": "2026-11-30T09:00:00Z", "endTime": "2026-11-30T09:00:00Z"}},
+        {
+            "triggerEvent": "PING",
+            "createdAt": "2026-11-30T09:00:00Z",
+            "payload": {
+                "type": "Test",
+                "title": "Test trigger event",
+                "startTime": "2026-11-30T09:00:00Z",
+                "endTime": "2026-11-30T09:00:00Z",
+            },
+        },
         {"triggerEvent": "MEETING_ENDED", "uid": "abc", "startTime": "2026-11-30T09:00:00Z"},
         {"triggerEvent": "FORM_SUBMITTED", "createdAt": "2026-11-30T09:00:00Z", "payload": {"responses": {}}},
         {"triggerEvent": "SOMETHING_NEW", "payload": None},

@@ -55,7 +55,13 @@ async def test_dauerwelle_webhooks_first_verifies_inside_the_intake_call(client:
     assert body["resolved_via"] == "webhook"
     assert body["resolved_at"] is not None and body["next_check_at"] is None
     assert {p["key"]: p["booking"]["uid"] for p in body["phases"]} == {k: f"dw-{k}" for k, _, _ in DAUERWELLE}
-    assert body["phases"][0]["booking"] == {"id": 13068988, "uid": "dw-A", "start": "2026-12-01T09:00:00Z", "source": "webhook", "identity": "person"}
+    assert body["phases"][0]["booking"] == {
+        "id": 13068988,
+        "uid": "dw-A",
+        "start": "2026-12-01T09:00:00Z",
+        "source": "webhook",
+        "identity": "person",
+    }
     assert all(p["status"] == "matched" for p in body["phases"])
 
 
@@ -85,7 +91,9 @@ async def test_long_poll_returns_as_soon_as_the_webhook_lands(app, client: httpx
     assert body["status"] == "verified"
 
 
-async def test_post_with_wait_returns_the_verdict_of_a_webhook_that_arrives_meanwhile(app, client: httpx.AsyncClient, account: None) -> None:
+async def test_post_with_wait_returns_the_verdict_of_a_webhook_that_arrives_meanwhile(
+    app, client: httpx.AsyncClient, account: None
+) -> None:
     call = asyncio.create_task(record(client, failure(), wait=20))
     await asyncio.wait_for(waiting(app), 10)
     await post_webhook(client, booking_event(uid="hh-1", start=at(0)))
@@ -123,7 +131,10 @@ async def test_rejected_booking_never_verifies(client: httpx.AsyncClient, accoun
 async def test_rescheduled_away_booking_never_verifies_and_the_new_one_does(client: httpx.AsyncClient, account: None) -> None:
     await post_webhook(client, booking_event(uid="old", start=at(0), created_at=created(1)))
     moved = booking_event(
-        "BOOKING_RESCHEDULED", uid="new", start=at(180), created_at=created(2),
+        "BOOKING_RESCHEDULED",
+        uid="new",
+        start=at(180),
+        created_at=created(2),
         extra={"rescheduleUid": "old", "rescheduleStartTime": "2026-12-01T09:00:00Z", "rescheduleEndTime": "2026-12-01T09:30:00Z"},
     )
     await post_webhook(client, moved)
@@ -167,8 +178,12 @@ async def test_seats_verify_each_appointment_against_its_own_seat(client: httpx.
 
 async def test_cancelled_seat_leaves_the_other_seats(client: httpx.AsyncClient, account: None) -> None:
     for seat, email in (("seat-1", "eva@example.com"), ("seat-2", "tom@example.com")):
-        await post_webhook(client, booking_event(uid="slot", start=at(0), attendees=(email,), extra={"attendeeSeatId": seat}, created_at=created(1)))
-    await post_webhook(client, booking_event("BOOKING_CANCELLED", uid="slot", start=at(0), attendees=("tom@example.com",), created_at=created(2)))
+        await post_webhook(
+            client, booking_event(uid="slot", start=at(0), attendees=(email,), extra={"attendeeSeatId": seat}, created_at=created(1))
+        )
+    await post_webhook(
+        client, booking_event("BOOKING_CANCELLED", uid="slot", start=at(0), attendees=("tom@example.com",), created_at=created(2))
+    )
     tom = (await record(client, failure(appointment_id="t", phases=[phase("A", at(0), attendee_email="tom@example.com")]))).json()
     eva = (await record(client, failure(appointment_id="e", phases=[phase("A", at(0), attendee_email="eva@example.com")]))).json()
     assert tom["status"] == "pending" and eva["status"] == "verified"
@@ -176,8 +191,15 @@ async def test_cancelled_seat_leaves_the_other_seats(client: httpx.AsyncClient, 
 
 async def test_recurring_occurrences_each_verify_their_own_appointment(client: httpx.AsyncClient, account: None) -> None:
     for week in range(3):
-        await post_webhook(client, booking_event(uid=f"rec-{week}", start=at(week * 7 * 24 * 60), extra={"recurringEvent": {"freq": 2, "count": 3, "interval": 1}}))
-    results = [(await record(client, failure(appointment_id=f"w{week}", phases=[phase("A", at(week * 7 * 24 * 60))]))).json() for week in range(3)]
+        await post_webhook(
+            client,
+            booking_event(
+                uid=f"rec-{week}", start=at(week * 7 * 24 * 60), extra={"recurringEvent": {"freq": 2, "count": 3, "interval": 1}}
+            ),
+        )
+    results = [
+        (await record(client, failure(appointment_id=f"w{week}", phases=[phase("A", at(week * 7 * 24 * 60))]))).json() for week in range(3)
+    ]
     assert [r["phases"][0]["booking"]["uid"] for r in results] == ["rec-0", "rec-1", "rec-2"]
 
 
@@ -209,7 +231,9 @@ async def test_foreign_metadata_never_matches(client: httpx.AsyncClient, account
 async def test_metadata_phase_names_the_phase(client: httpx.AsyncClient, account: None) -> None:
     for key, start, minutes in DAUERWELLE:
         other = {"A": "B", "B": "A"}.get(key, key)  # bookings swapped in time, but tagged with their phase
-        await post_webhook(client, booking_event(uid=f"t-{other}", start=at(start), minutes=minutes, metadata={"appointment_id": "762", "phase": other}))
+        await post_webhook(
+            client, booking_event(uid=f"t-{other}", start=at(start), minutes=minutes, metadata={"appointment_id": "762", "phase": other})
+        )
     body = (await record(client, failure(phases=dauerwelle()))).json()
     assert body["status"] == "verified"
     assert {p["key"]: p["booking"]["uid"] for p in body["phases"]} == {k: f"t-{k}" for k, _, _ in DAUERWELLE}
@@ -231,7 +255,9 @@ async def test_a_claimed_booking_is_not_claimed_again(client: httpx.AsyncClient,
     assert first["status"] == "verified" and second["status"] == "pending"
 
 
-async def test_webhook_verdict_log_lines_carry_ids_not_personal_data(client: httpx.AsyncClient, account: None, caplog: pytest.LogCaptureFixture) -> None:
+async def test_webhook_verdict_log_lines_carry_ids_not_personal_data(
+    client: httpx.AsyncClient, account: None, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO)
     pending = (await record(client, failure(phases=[phase("A", at(0), attendee_email="kunde@example.com")]))).json()
     await post_webhook(client, booking_event(uid="hh-1", booking_id=13068988, start=at(0), attendees=("kunde@example.com",)))

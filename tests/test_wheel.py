@@ -31,7 +31,9 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(source)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert built.returncode == 0, built.stderr[-2000:]
     return next(out.glob("*.whl"))
@@ -48,8 +50,11 @@ def test_an_installed_wheel_releases_and_serves_with_no_path_into_the_checkout(w
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
-    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
     # The dependencies come from this project's environment (appended after the venv's own site),
     # the service itself only from the wheel: installing it is unpacking it.
     (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
@@ -58,17 +63,26 @@ def test_an_installed_wheel_releases_and_serves_with_no_path_into_the_checkout(w
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update(DATABASE_URL=f"sqlite:///{elsewhere / 'db.sqlite3'}", API_TOKEN="wheel-test-token-0123456789", LOG_LEVEL="WARNING")
-    where = subprocess.run([str(python), "-c", "import service; print(service.__file__)"], cwd=elsewhere, env=env,
-                           capture_output=True, text=True, check=True).stdout.strip()
+    where = subprocess.run(
+        [str(python), "-c", "import service; print(service.__file__)"], cwd=elsewhere, env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert where.startswith(str(site)), where
-    released = subprocess.run([str(python), "-m", "service", "migrate"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
+    released = subprocess.run(
+        [str(python), "-m", "service", "migrate"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120
+    )
     assert released.returncode == 0, released.stderr
     applied = [v for v, _ in migrations.available("sqlite")]
     assert applied[-1] in released.stdout
     port = free_port()
-    web = subprocess.Popen([str(python), "-m", "service", "web"], cwd=elsewhere, env={**env, "PORT": str(port)},
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    web = subprocess.Popen(
+        [str(python), "-m", "service", "web"],
+        cwd=elsewhere,
+        env={**env, "PORT": str(port)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
+
         def ready() -> httpx.Response | None:
             try:
                 answer = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)

@@ -59,8 +59,10 @@ def rotation(before: Account | None, values: dict[str, Any], now: datetime) -> d
     """
     until = values.pop("webhook_secret_previous_until", None)
     out: dict[str, Any] = {
-        "webhook_secret_previous": None, "webhook_secret_previous_until_at": None,
-        "callback_secret_previous": None, "callback_secret_previous_until_at": None,
+        "webhook_secret_previous": None,
+        "webhook_secret_previous_until_at": None,
+        "callback_secret_previous": None,
+        "callback_secret_previous_until_at": None,
     }
     if before is None:
         return out
@@ -100,9 +102,7 @@ class Accounts:
             if problem:
                 details.append({"field": name, "message": problem + " (ALLOW_PRIVATE_TARGETS=true allows it in development)"})
         if details:
-            raise ValidationFailed(
-                "invalid request: " + "; ".join(f"{d['field']}: {d['message']}" for d in details), details=details
-            )
+            raise ValidationFailed("invalid request: " + "; ".join(f"{d['field']}: {d['message']}" for d in details), details=details)
 
     async def put(self, account_id: str, request: AccountIn, now: datetime, *, actor: str = "api") -> Saved:
         """Create or replace an account (every field, like PUT); a new account gets the default tolerance."""
@@ -173,7 +173,9 @@ class Accounts:
             fresh = await account_store.get(tx, account.id)
         if changed:
             level = logging.ERROR if state == "broken" else logging.INFO
-            log.log(level, "Cal.com credentials %s", state, extra={"event": f"credentials_{state}", "account": account.id, "trigger": "new_key"})
+            log.log(
+                level, "Cal.com credentials %s", state, extra={"event": f"credentials_{state}", "account": account.id, "trigger": "new_key"}
+            )
         return fresh or account
 
     async def delete(self, account_id: str, *, actor: str = "api") -> None:
@@ -240,6 +242,7 @@ class SecretCache:
         if previous and until is not None and self.clock() < until:
             return [current, previous]
         return [current]
+
     def age(self, account: str) -> float:
         hit = self._cache.get(account)
         return self.monotonic() - hit[0] if hit else float("inf")

@@ -60,13 +60,27 @@ async def apply(tx: Tx, account: Account, plan: Plan, now: datetime) -> list[str
     alike: dict[tuple[Any, ...], list[Verdict]] = {}
     for verdict in plan.verdicts:
         same_update = (
-            verdict.expected, verdict.status, verdict.resolved_via, verdict.review_reason, verdict.resolution, verdict.note, verdict.resolved_by,
+            verdict.expected,
+            verdict.status,
+            verdict.resolved_via,
+            verdict.review_reason,
+            verdict.resolution,
+            verdict.note,
+            verdict.resolved_by,
         )
         alike.setdefault(same_update, []).append(verdict)
     for (expected, status, via, reason, resolution, note, by), same in alike.items():
         moved = await verification_store.resolve_many(
-            tx, [v.seq for v in same], expected=expected, status=status, now=now, resolved_via=via,
-            review_reason=reason, resolution=resolution, note=note, resolved_by=by,
+            tx,
+            [v.seq for v in same],
+            expected=expected,
+            status=status,
+            now=now,
+            resolved_via=via,
+            review_reason=reason,
+            resolution=resolution,
+            note=note,
+            resolved_by=by,
         )
         stale = [v.id for v in same if v.seq not in moved]
         if stale:
@@ -129,7 +143,13 @@ def _log_verdict(account: Account, row: dict[str, Any], phases: list[dict[str, A
             if p["status"] == "matched":
                 log.info(
                     "Verified phase booking in Cal.com",
-                    extra={"event": "phase_verified", **ids, "phase": p["key"], "booking_id": p["booking_id"], "booking_uid": p["booking_uid"]},
+                    extra={
+                        "event": "phase_verified",
+                        **ids,
+                        "phase": p["key"],
+                        "booking_id": p["booking_id"],
+                        "booking_uid": p["booking_uid"],
+                    },
                 )
         log.info(
             "post-sync verification: bookings found, marking as synced",

@@ -65,9 +65,7 @@ class Console:
             account = await account_store.get(tx, row["account"])
         return {"view": view, "row": row, "deliveries": deliveries, "account": account}
 
-    async def queue(
-        self, now: datetime, *, account: str | None, reason: str | None, older_than_hours: float | None
-    ) -> dict[str, Any]:
+    async def queue(self, now: datetime, *, account: str | None, reason: str | None, older_than_hours: float | None) -> dict[str, Any]:
         older_than = now - timedelta(hours=older_than_hours) if older_than_hours else now + timedelta(days=1)
         async with self.db.read() as tx:
             rows = await console_store.queue(tx, account=account, reason=reason, older_than=older_than, limit=QUEUE_LIMIT)

@@ -89,7 +89,9 @@ async def load_group(tx: Tx, account: Account, start: set[int], *, limit: int | 
     rows, phases = await load_pending(tx, start)
     bookings = await _load_bookings(tx, account, rows, phases, tolerance)
     converted: dict[tuple[str, str], Booking] = {}
-    loaded = merge_windows((p["start_at"] - tolerance, p["start_at"] + tolerance) for seq in rows for p in phases[seq] if p["staff_required"])
+    loaded = merge_windows(
+        (p["start_at"] - tolerance, p["start_at"] + tolerance) for seq in rows for p in phases[seq] if p["staff_required"]
+    )
     margin = 4 * tolerance  # wide enough that a typical chain is loaded in one or two rounds
     outside: list[tuple[datetime, datetime]] = []
     for _ in range(MAX_ROUNDS):
@@ -114,7 +116,11 @@ async def load_group(tx: Tx, account: Account, start: set[int], *, limit: int | 
     group.rows = {seq: rows[seq] for seq in members}
     group.phases = {seq: phases[seq] for seq in members}
     if outside:  # the loading stopped early: groups that still reach out are not complete
-        reaching = {members[seq] for seq, found in links.items() if any(not _covered((b.start - tolerance, b.start + tolerance), loaded) for b in found)}
+        reaching = {
+            members[seq]
+            for seq, found in links.items()
+            if any(not _covered((b.start - tolerance, b.start + tolerance), loaded) for b in found)
+        }
         group.incomplete = {seq for seq, component in members.items() if component in reaching}
     return group
 

@@ -83,8 +83,6 @@ class Guard:
         paused = ratelimit.pause_after_429(now, self.rng) if status == 429 else None
         try:
             async with self.db.transaction() as tx:
-                await account_store.set_pace(
-                    tx, hashed, paused_until=paused, remaining=remaining, reset_at=reset_at, now=now
-                )
+                await account_store.set_pace(tx, hashed, paused_until=paused, remaining=remaining, reset_at=reset_at, now=now)
         except Exception as exc:  # pacing is advice; the answer already went out
             log.warning("guard could not store the key's pace", extra={"event": "guard_pace_failed", "error": type(exc).__name__})

@@ -153,8 +153,11 @@ class BookingCreates:
         try:
             answer = await self.guard.forwarder.send("POST", url, headers, body, self.settings.guard_calcom_timeout_seconds)
         except Unreachable as exc:
-            return Outcome(502, _json({"status": "error", "error": {"code": "calcom_unreachable", "message": str(exc)}}),
-                           {"content-type": "application/json", "x-verifier-untagged": why})
+            return Outcome(
+                502,
+                _json({"status": "error", "error": {"code": "calcom_unreachable", "message": str(exc)}}),
+                {"content-type": "application/json", "x-verifier-untagged": why},
+            )
         outcome = _passed(answer)
         outcome.headers["x-verifier-untagged"] = why
         self.tally.add(GUARD_REQUESTS, "untagged")
@@ -250,8 +253,14 @@ class BookingCreates:
         self.tally.add(GUARD_REQUESTS, "recovered")
         log.info(
             "booking guard: Cal.com made the booking despite the error",
-            extra={"event": "guard_recovered", "account": account.id, "verifier_ref": attempt.ref, "answer": label,
-                   "booking_uid": rules.first_uid(data), "verification_id": view["id"] if view else None},
+            extra={
+                "event": "guard_recovered",
+                "account": account.id,
+                "verifier_ref": attempt.ref,
+                "answer": label,
+                "booking_uid": rules.first_uid(data),
+                "verification_id": view["id"] if view else None,
+            },
         )
         headers = {"content-type": "application/json", "x-verifier-recovered": label}
         if view:
@@ -299,8 +308,13 @@ class BookingCreates:
             if self._pruned_at is None or now - self._pruned_at > PRUNE_EVERY:
                 self._pruned_at = now
                 await guard_store.prune(tx, now)
-            row = {"verifier_ref": attempt.ref, "account": account.id, "key": key, "fingerprint": fingerprint,
-                   "request": attempt.body.decode("utf-8")}
+            row = {
+                "verifier_ref": attempt.ref,
+                "account": account.id,
+                "key": key,
+                "fingerprint": fingerprint,
+                "request": attempt.body.decode("utf-8"),
+            }
             if await guard_store.start(tx, row, now, now + RETENTION):
                 return attempt
             found = await guard_store.by_key(tx, account.id, key)
@@ -322,10 +336,13 @@ class BookingCreates:
         state = "final" if outcome.final else "open"
         try:
             async with self.guard.db.transaction() as tx:
-                await guard_store.finish(tx, ref, state, outcome.status, outcome.body, outcome.headers, outcome.verification_id,
-                                         self.guard.clock())
+                await guard_store.finish(
+                    tx, ref, state, outcome.status, outcome.body, outcome.headers, outcome.verification_id, self.guard.clock()
+                )
         except Exception as exc:
-            log.error("booking guard: the answer for an Idempotency-Key was not stored",
-                      extra={"event": "guard_finish_failed", "error": type(exc).__name__})
+            log.error(
+                "booking guard: the answer for an Idempotency-Key was not stored",
+                extra={"event": "guard_finish_failed", "error": type(exc).__name__},
+            )
             if state == "final":
                 raise Conflict("the answer could not be stored; retry with the same Idempotency-Key") from None

@@ -263,9 +263,7 @@ class Intake:
         return named
 
 
-async def _operator_unit(
-    tx: Tx, account: str, key: str, named: str, phase: dict[str, Any]
-) -> tuple[str, str, dict[str, Any] | None]:
+async def _operator_unit(tx: Tx, account: str, key: str, named: str, phase: dict[str, Any]) -> tuple[str, str, dict[str, Any] | None]:
     """The stored unit an operator's booking names: (uid, seat, its stored row or None).
 
     A seated booking's seat is its own unit: named as "<uid>/<seat uid>", or else the seat whose
@@ -297,7 +295,7 @@ async def _operator_unit(
 
 def _seat_needed(key: str, uid: str, seats: list[dict[str, Any]], why: str) -> ValidationFailed:
     choices = ", ".join(sorted(f"{uid}/{u['seat']}" for u in seats))
-    message = f"{why}; name the seat as \"<booking uid>/<seat uid>\", one of: {choices}"
+    message = f'{why}; name the seat as "<booking uid>/<seat uid>", one of: {choices}'
     return ValidationFailed(f"bookings.{key}: {message}", details=[{"field": f"bookings.{key}", "message": message}])
 
 
@@ -313,4 +311,6 @@ def decode_cursor(cursor: str) -> int:
             raise ValueError
         return int(value)
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ValidationFailed("cursor: not a cursor this API handed out", details=[{"field": "cursor", "message": "invalid cursor"}]) from None
+        raise ValidationFailed(
+            "cursor: not a cursor this API handed out", details=[{"field": "cursor", "message": "invalid cursor"}]
+        ) from None

@@ -51,7 +51,11 @@ class Notifier:
                 event.set()
 
     async def wait(
-        self, verification_id: str, timeout: float, *, decided: Callable[[], Awaitable[bool]] | None = None  # noqa: ASYNC109 (a deadline we pass on, not a wrapper around asyncio.timeout)
+        self,
+        verification_id: str,
+        timeout: float,
+        *,
+        decided: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         """Return when the verification may have a verdict, or after `timeout` seconds.
 

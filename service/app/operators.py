@@ -142,7 +142,9 @@ class Operators:
 
 async def record(tx: Tx, now: datetime, actor: str, action: str, subject: str | None, detail: dict[str, Any]) -> None:
     """One audit entry, in the caller's transaction; `detail` must never hold a secret."""
-    await console_store.audit(tx, at=now, actor=actor, action=action, subject=subject, detail=json.dumps(detail, sort_keys=True, default=str))
+    await console_store.audit(
+        tx, at=now, actor=actor, action=action, subject=subject, detail=json.dumps(detail, sort_keys=True, default=str)
+    )
 
 
 def _verify(hashed: str, password: str) -> bool:

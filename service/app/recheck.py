@@ -70,8 +70,13 @@ class Rechecks:
             view = await load_view(tx, row["seq"])
         log.info(
             "post-sync verification: checking Cal.com again on request",
-            extra={"event": "verification_recheck", "verification_id": verification_id, "account": row["account"],
-                   "appointment_id": row["appointment_id"], "was": row["status"]},
+            extra={
+                "event": "verification_recheck",
+                "verification_id": verification_id,
+                "account": row["account"],
+                "appointment_id": row["appointment_id"],
+                "was": row["status"],
+            },
         )
         return view
 
@@ -84,7 +89,10 @@ class Rechecks:
             try:
                 await self.recheck(verification_id, now)
             except Conflict as exc:
-                log.warning("recheck skipped", extra={"event": "verification_recheck_skipped", "verification_id": verification_id, "reason": exc.message})
+                log.warning(
+                    "recheck skipped",
+                    extra={"event": "verification_recheck_skipped", "verification_id": verification_id, "reason": exc.message},
+                )
                 continue
             done.append(verification_id)
         return done

@@ -173,14 +173,19 @@ async def serving(settings: Settings, clock: Clock = system_clock, *, calcom_tra
         notifier = Notifier(db)
         async with (
             connected(
-                timeout_seconds=settings.calcom_timeout_seconds, tally=tally, clock=clock, transport=calcom_transport,
+                timeout_seconds=settings.calcom_timeout_seconds,
+                tally=tally,
+                clock=clock,
+                transport=calcom_transport,
                 allow_private=settings.allow_private_targets,
             ) as calcom,
             contextlib.AsyncExitStack() as stack,
         ):
             runtime = _runtime(settings, clock, db, notifier, calcom, tally)
             runtime.ingestor = Ingestor(db, notifier, clock, settle_seconds=settings.settle_seconds)
-            forwarder = await stack.enter_async_context(forwarding(transport=calcom_transport, allow_private=settings.allow_private_targets))
+            forwarder = await stack.enter_async_context(
+                forwarding(transport=calcom_transport, allow_private=settings.allow_private_targets)
+            )
             runtime.guard = Guard(db, settings, forwarder, clock)
             runtime.bookings = BookingCreates(runtime.guard, runtime.intake, tally)
             runtime.duplicates = Duplicates(db)
@@ -219,7 +224,10 @@ async def operating(settings: Settings, clock: Clock = system_clock, *, calcom_t
         await check_secret_keys(db)
         # The notifier is never started: no long-polls wait in this process, `resolved()` wakes no one.
         async with connected(
-            timeout_seconds=settings.calcom_timeout_seconds, tally=tally, clock=clock, transport=calcom_transport,
+            timeout_seconds=settings.calcom_timeout_seconds,
+            tally=tally,
+            clock=clock,
+            transport=calcom_transport,
             allow_private=settings.allow_private_targets,
         ) as calcom:
             yield _runtime(settings, clock, db, Notifier(db), calcom, tally)

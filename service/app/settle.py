@@ -97,7 +97,9 @@ async def settle(
         await counters.bump(tx, "matcher_gave_up")
     resolved = await apply(tx, account, plan, now)
     decided = {group.rows[v.seq]["appointment_id"] for v in plan.verdicts if v.seq in group.rows}
-    decided |= {guard_appointment(group.rows[v.seq]["verifier_ref"]) for v in plan.verdicts if group.rows.get(v.seq, {}).get("verifier_ref")}
+    decided |= {
+        guard_appointment(group.rows[v.seq]["verifier_ref"]) for v in plan.verdicts if group.rows.get(v.seq, {}).get("verifier_ref")
+    }
     await _duplicates(tx, account, sorted(set(tags) | decided), now)
     return Settled(resolved, plan)
 
@@ -129,14 +131,22 @@ async def settle_guarded(tx: Tx, account: Account, now: datetime, **kwargs: Any)
     except DatabaseUnavailable:
         raise
     except Exception:
-        log.exception("matching failed; the evidence is kept and the next check retries", extra={"event": "settle_failed", "account": account.id})
+        log.exception(
+            "matching failed; the evidence is kept and the next check retries", extra={"event": "settle_failed", "account": account.id}
+        )
     await counters.bump(tx, "settle_failed")
     finalize = sorted(set(kwargs.get("finalize", ())))
     if not finalize:
         return Settled()
     rows, phases = await groups.load_pending(tx, finalize)
-    ctx = Context(now=now, mode="check", trigger="poll", settle_seconds=0, tolerance_seconds=account.match_tolerance_seconds,
-                  answered=frozenset(kwargs.get("answered", ())))
+    ctx = Context(
+        now=now,
+        mode="check",
+        trigger="poll",
+        settle_seconds=0,
+        tolerance_seconds=account.match_tolerance_seconds,
+        answered=frozenset(kwargs.get("answered", ())),
+    )
     plan = Plan()
     for seq in sorted(rows):
         plan.extend(undecided_at_deadline(rows[seq], phases[seq], ctx))

@@ -112,7 +112,10 @@ def accounts_list(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         table(
             ("ACCOUNT", "ENABLED", "CREDENTIALS", "TOLERANCE", "CALLBACK"),
-            [(a.id, "yes" if a.enabled else "no", a.credentials, f"{a.match_tolerance_seconds} s", "yes" if a.callback_url else "no") for a in accounts],
+            [
+                (a.id, "yes" if a.enabled else "no", a.credentials, f"{a.match_tolerance_seconds} s", "yes" if a.callback_url else "no")
+                for a in accounts
+            ],
         )
         return 0
 

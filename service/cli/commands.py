@@ -79,7 +79,11 @@ def validation_message(exc: ValidationFailed) -> str:
     if not any(d["field"] in OPTION_OF or d["field"] == "body" for d in details):
         return exc.message.removeprefix("invalid request: ")
     return "; ".join(
-        f"{OPTION_OF[d['field']]}: {d['message']}" if d["field"] in OPTION_OF else d["message"] if d["field"] == "body" else f"{d['field']}: {d['message']}"
+        f"{OPTION_OF[d['field']]}: {d['message']}"
+        if d["field"] in OPTION_OF
+        else d["message"]
+        if d["field"] == "body"
+        else f"{d['field']}: {d['message']}"
         for d in details
     )
 

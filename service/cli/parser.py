@@ -177,7 +177,8 @@ def _add_accounts(commands: Any) -> None:
     update.add_argument("--tolerance", type=int, metavar="SECONDS", help="start-time tolerance, 0 to 3600")
     update.add_argument("--time-zone", metavar="IANA_NAME", help="time zone the console shows beside UTC, e.g. Europe/Berlin")
     update.add_argument(
-        "--old-secret-until", metavar="ISO_TIME",
+        "--old-secret-until",
+        metavar="ISO_TIME",
         help="with --webhook-secret: keep accepting the old webhook secret until then (e.g. 2026-12-02T12:00:00Z)",
     )
     update.set_defaults(func=operator(cli_accounts.accounts_update))
@@ -244,7 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--port", type=int, default=None)
     web.set_defaults(func=cmd_web)
     commands.add_parser("poll", help="poll Cal.com and deliver callbacks (the poller process)").set_defaults(func=cmd_poll)
-    commands.add_parser("run", help="what `make run` does: release, then web (until it answers), then the other Procfile processes").set_defaults(func=cmd_run)
+    commands.add_parser(
+        "run", help="what `make run` does: release, then web (until it answers), then the other Procfile processes"
+    ).set_defaults(func=cmd_run)
     _add_accounts(commands)
     _add_verifications(commands)
     cli_operators.add_parser(commands)

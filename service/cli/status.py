@@ -51,15 +51,20 @@ def status_summary(report: dict[str, Any]) -> list[str]:
         f"review queue: {queue['size']} ({reasons}); oldest waiting {_seconds(queue['oldest_waiting_age_seconds'])}; "
         f"entered in the last 24 h: {queue['entered_last_24h']} (target < 5)",
         *(
-            [f"outcome unknown (Cal.com never answered): {queue['outcome_unknown']}, not failures; once Cal.com answers: "
-             "calcom-verifier verifications recheck --account <id>"]
-            if queue.get("outcome_unknown") else []
+            [
+                f"outcome unknown (Cal.com never answered): {queue['outcome_unknown']}, not failures; once Cal.com answers: "
+                "calcom-verifier verifications recheck --account <id>"
+            ]
+            if queue.get("outcome_unknown")
+            else []
         ),
         f"time to verdict: p50 {_seconds(ttv['p50'])}, p95 {_seconds(ttv['p95'])}, p99 {_seconds(ttv['p99'])} (n={ttv['count']})",
         f"pending: oldest {_seconds(report['oldest_pending_age_seconds'])}, past deadline {report['pending_past_deadline']}",
-        f"pollers: {sum(1 for p in pollers if p['alive'])} alive" + (
+        f"pollers: {sum(1 for p in pollers if p['alive'])} alive"
+        + (
             f" ({len(pollers) - sum(1 for p in pollers if p['alive'])} silent: stopped without saying goodbye, or stuck)"
-            if any(not p["alive"] for p in pollers) else ""
+            if any(not p["alive"] for p in pollers)
+            else ""
         ),
         f"callbacks: backlog {callbacks['backlog']} (oldest {_seconds(callbacks['oldest_pending_age_seconds'])}), "
         f"delivered {callbacks['delivered']}, failed {callbacks['failed']}",

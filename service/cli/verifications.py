@@ -17,8 +17,12 @@ from service.settings import Settings
 def verifications_list(args: argparse.Namespace, settings: Settings) -> int:
     async def command(runtime: Runtime) -> int:
         page = await runtime.intake.list(
-            limit=args.limit, cursor=args.cursor, account=args.account, status=args.status,
-            appointment_id=args.appointment, review_reason=args.reason,
+            limit=args.limit,
+            cursor=args.cursor,
+            account=args.account,
+            status=args.status,
+            appointment_id=args.appointment,
+            review_reason=args.reason,
         )
         if args.json:
             print_json(page)

@@ -62,9 +62,7 @@ class CalcomClient:
         response = await self._get(url, headers, params)
         _raise_for_status(response, parse_rate_headers(response.headers, self._clock())[1])
 
-    async def list_bookings(
-        self, *, api_base: str, api_key: str, after_start: datetime, before_end: datetime
-    ) -> FetchResult:
+    async def list_bookings(self, *, api_base: str, api_key: str, after_start: datetime, before_end: datetime) -> FetchResult:
         """All bookings starting at or after `after_start` and ending at or before `before_end`, every page."""
         url = api_base.rstrip("/") + "/v2/bookings"
         headers = {"Authorization": f"Bearer {api_key}", "cal-api-version": API_VERSION}
@@ -116,7 +114,11 @@ class CalcomClient:
 
 @asynccontextmanager
 async def connected(
-    *, timeout_seconds: float, tally: Tally | None = None, clock: Callable[[], datetime] | None = None, transport: Any = None,
+    *,
+    timeout_seconds: float,
+    tally: Tally | None = None,
+    clock: Callable[[], datetime] | None = None,
+    transport: Any = None,
     allow_private: bool = False,
 ) -> AsyncIterator[CalcomClient]:
     """A client with its own connection pool, closed on exit (`transport`: tests route it to a fake).

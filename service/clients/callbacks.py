@@ -37,9 +37,7 @@ class CallbackSender:
         self._http = http
         self._timeout = timeout
 
-    async def post(
-        self, url: str, secret: str, event_id: str, body: bytes, signed_at: datetime, *, previous: str | None = None
-    ) -> Attempt:
+    async def post(self, url: str, secret: str, event_id: str, body: bytes, signed_at: datetime, *, previous: str | None = None) -> Attempt:
         """POST one signed event to the account's callback URL, once; never raises for the receiver's sake.
 
         `previous`: a callback secret being replaced also signs (space-separated signatures, which

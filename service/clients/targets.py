@@ -62,7 +62,11 @@ async def refusal(url: str, *, resolve_required: bool) -> str | None:
     if host == "localhost" or host.endswith(".localhost"):
         return f"{host} is this machine: loopback addresses are refused"
     if _literal(host):
-        return None if is_public(host) else f"{host} is not a public address (loopback, private, link-local and metadata addresses are refused)"
+        return (
+            None
+            if is_public(host)
+            else f"{host} is not a public address (loopback, private, link-local and metadata addresses are refused)"
+        )
     try:
         addresses = await resolve(host, parts.port or 443)
     except (OSError, UnicodeError):

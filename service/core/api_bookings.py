@@ -46,7 +46,11 @@ def observations_from_api(item: dict[str, Any], fetched_at: datetime) -> list[Ob
         appointment_tag, phase_tag = metadata_tags(metadata)
         return [
             Observation(
-                **common, attendees=emails(attendees), phones=phones(attendees), appointment_tag=appointment_tag, phase_tag=phase_tag,
+                **common,
+                attendees=emails(attendees),
+                phones=phones(attendees),
+                appointment_tag=appointment_tag,
+                phase_tag=phase_tag,
                 verifier_ref=verifier_ref(metadata),
             )
         ]

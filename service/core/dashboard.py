@@ -140,7 +140,13 @@ def charts(history: Sequence[Day]) -> list[Chart]:
     return [
         stacked("Verifications per day by outcome", labels, {o: [d.created[o] for d in history] for o in OUTCOMES}),
         stacked("False negatives caught (bookings found after a failed sync)", labels, {"caught": [d.caught for d in history]}),
-        line("Auto-recovery rate", labels, {"rate": [None if d.recovery_rate is None else d.recovery_rate * 100 for d in history]}, "%", top=100),
+        line(
+            "Auto-recovery rate",
+            labels,
+            {"rate": [None if d.recovery_rate is None else d.recovery_rate * 100 for d in history]},
+            "%",
+            top=100,
+        ),
         stacked("Review queue: entries per day", labels, {"entries": [d.review_entries for d in history]}),
         line("Review queue size at the end of the day", labels, {"size": [float(d.queue_size) for d in history]}),
         line("Time to verdict (seconds)", labels, {"p50": p50, "p99": p99}, " s"),

@@ -38,7 +38,12 @@ def find(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             if row["verification_seq"] is None and row["uid"] != original["uid"]:
                 found.setdefault(
                     (row["uid"], row["seat"]),
-                    {"uid": row["uid"], "seat": row["seat"], "start_at": row["start_at"],
-                     "verification_seq": original["verification_seq"], "of_uid": original["uid"]},
+                    {
+                        "uid": row["uid"],
+                        "seat": row["seat"],
+                        "start_at": row["start_at"],
+                        "verification_seq": original["verification_seq"],
+                        "of_uid": original["uid"],
+                    },
                 )
     return list(found.values())

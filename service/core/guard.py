@@ -180,7 +180,10 @@ def verification_request(account: str, ref: str, create: dict[str, Any], why: st
     appointment = metadata.get("appointment_id")
     appointment_id = str(appointment).strip() if isinstance(appointment, (str, int)) and str(appointment).strip() else f"guard:{ref}"
     phase_key = metadata.get("phase")
-    phase: dict[str, Any] = {"key": str(phase_key)[:64] if isinstance(phase_key, (str, int)) and str(phase_key) else "A", "start": start.isoformat()}
+    phase: dict[str, Any] = {
+        "key": str(phase_key)[:64] if isinstance(phase_key, (str, int)) and str(phase_key) else "A",
+        "start": start.isoformat(),
+    }
     length = create.get("lengthInMinutes")
     if isinstance(length, int) and not isinstance(length, bool) and 0 < length <= 24 * 60:
         phase["end"] = (start + timedelta(minutes=length)).isoformat()

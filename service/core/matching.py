@@ -117,7 +117,11 @@ def _options(
             if phase.key in fixed[target.ref]:
                 continue
             found[(target.ref, phase.key)] = sorted(
-                ((distance_ms(phase, b), b) for b in index.near(target.account, phase.start, tolerance_ms) if eligible(phase, b, tolerance_ms)),
+                (
+                    (distance_ms(phase, b), b)
+                    for b in index.near(target.account, phase.start, tolerance_ms)
+                    if eligible(phase, b, tolerance_ms)
+                ),
                 key=lambda item: (item[0], item[1].uid, item[1].seat),
             )
     return found
@@ -155,9 +159,7 @@ def _merge_components(
     return {t.ref: numbers.setdefault(find(t.ref), len(numbers)) for t in targets}
 
 
-def _assign_tagged(
-    targets: list[Target], pool: list[Booking]
-) -> tuple[dict[Hashable, dict[str, Booking]], set[tuple[str, str, str]]]:
+def _assign_tagged(targets: list[Target], pool: list[Booking]) -> tuple[dict[Hashable, dict[str, Booking]], set[tuple[str, str, str]]]:
     """Rule 1: tagged bookings go to their own appointment, nearest first when several compete.
 
     A booking the guard created (`verifier_tag`) is its create's verification's; it is also the

@@ -43,11 +43,11 @@ def parse_rate_headers(headers: Mapping[str, str], now: datetime) -> tuple[int |
         if name.startswith(_REMAINING):
             number = _number(value)
             if number is not None:
-                remaining[name[len(_REMAINING):]] = max(0, int(number))
+                remaining[name[len(_REMAINING) :]] = max(0, int(number))
         elif name.startswith(_RESET):
             number = _number(value)
             if number is not None and number >= 0:
-                resets[name[len(_RESET):]] = number
+                resets[name[len(_RESET) :]] = number
     if not remaining:
         return None, None
     # Lowest remaining wins; on a tie the later reset is the more restrictive one.
@@ -70,12 +70,7 @@ def next_allowed(pace: KeyPace, now: datetime) -> datetime | None:
     """When this key may be called next; None means now."""
     if pace.paused_until is not None and pace.paused_until > now:
         return pace.paused_until
-    if (
-        pace.remaining is not None
-        and pace.remaining <= RESERVE
-        and pace.reset_at is not None
-        and pace.reset_at > now
-    ):
+    if pace.remaining is not None and pace.remaining <= RESERVE and pace.reset_at is not None and pace.reset_at > now:
         return pace.reset_at
     return None
 

@@ -93,7 +93,9 @@ class VerificationOut(TypedDict):
     status: Status
     review_reason: ReviewReason | None
     resolution: Literal["synced", "failed"] | None
-    resolved_via: Annotated[ResolvedVia | None, Field(description="the source of the evidence that completed the match; null while pending")]
+    resolved_via: Annotated[
+        ResolvedVia | None, Field(description="the source of the evidence that completed the match; null while pending")
+    ]
     resolved_by: Annotated[str | None, Field(description="the operator who resolved it in the console; null otherwise")]
     note: str | None
     created_at: Instant
@@ -106,7 +108,9 @@ class VerificationOut(TypedDict):
     missing_phases: Annotated[list[str], Field(description="keys of the missing or ambiguous phases")]
     phases: list[PhaseOut]
     callback: CallbackOut
-    duplicates: NotRequired[Annotated[list[DuplicateRef], Field(description="bookings tagged like this verification's own: a retry Cal.com accepted twice")]]
+    duplicates: NotRequired[
+        Annotated[list[DuplicateRef], Field(description="bookings tagged like this verification's own: a retry Cal.com accepted twice")]
+    ]
 
 
 @with_config(_CLOSED)

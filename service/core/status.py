@@ -18,7 +18,12 @@ from service.core.times import iso
 
 STATUSES = ("pending", "verified", "manual_review", "resolved")
 REVIEW_REASONS = (
-    "no_booking_found", "partial_match", "ambiguous_match", "unconfirmed_match", "calcom_unavailable", "verification_disabled",
+    "no_booking_found",
+    "partial_match",
+    "ambiguous_match",
+    "unconfirmed_match",
+    "calcom_unavailable",
+    "verification_disabled",
 )
 # Events counted by every process (store/counters.py); reported as totals, 0 until the first one.
 COUNTERS = ("matcher_gave_up", "group_too_large", "settle_failed")
@@ -34,8 +39,7 @@ CALLBACK_BACKLOG_WARN_SECONDS = 3600.0
 DEFINITIONS = {
     "auto_recovery_rate": "verified / (verified + manual_review + resolved): the share of final verdicts "
     "the service reached without an operator; null when there are none (target: > 0.9)",
-    "false_negatives_caught": "verified + resolved with resolution synced: failures Cal.com reported "
-    "although the bookings existed",
+    "false_negatives_caught": "verified + resolved with resolution synced: failures Cal.com reported although the bookings existed",
     "false_negative_rate": "resolved-synced / false_negatives_caught: false negatives only an operator "
     "recognised, the platform's remaining 'slot was just taken' cases; null when there are none (target: 0)",
     "by_review_reason": "verifications in the review queue now, by reason",
@@ -47,8 +51,7 @@ DEFINITIONS = {
     "by the system, also when an operator resolved it later; kill-switch records excluded), over the "
     f"most recent {VERDICT_SAMPLE} such verdicts; nearest-rank percentiles",
     "pollers.alive": "not stopped and a heartbeat younger than max(3 x POLL_INTERVAL_SECONDS, 30 s)",
-    "pending_past_deadline": "pending verifications whose last check was due longer ago than the "
-    "poller liveness bound",
+    "pending_past_deadline": "pending verifications whose last check was due longer ago than the poller liveness bound",
     "callbacks.failed_recent": "callback events that were given up (retries exhausted or 410) among "
     "those created within the retry period + 24 h",
     "matching": "times (since the database was created) the matcher gave up on a group within its budget, "
@@ -192,7 +195,7 @@ def problems(
     if accounts["broken_credentials"]:
         found.append(
             f"Cal.com rejects the API key (401/403) of {_accounts(accounts['broken_credentials'], names.get('broken_credentials'))}: "
-            "the poller cannot check them; replace the key with PATCH /api/accounts/{account} {\"calcom_api_key\": …}"
+            'the poller cannot check them; replace the key with PATCH /api/accounts/{account} {"calcom_api_key": …}'
         )
     if accounts["calcom_failing"] and figures is not None and now is not None:
         oldest = min(row["calcom_failing_since_at"] for row in figures.calcom_failing)
@@ -211,8 +214,7 @@ def problems(
     oldest = callbacks["oldest_pending_age_seconds"]
     if oldest is not None and oldest > CALLBACK_BACKLOG_WARN_SECONDS:
         found.append(
-            f"{callbacks['backlog']} callback(s) waiting, the oldest for {oldest:.0f} s: "
-            "is the platform's callback URL reachable?"
+            f"{callbacks['backlog']} callback(s) waiting, the oldest for {oldest:.0f} s: is the platform's callback URL reachable?"
         )
     return found
 
@@ -280,9 +282,7 @@ def report(
             "broken_credentials": list(figures.broken_accounts),
             "calcom_failing": [row["id"] for row in figures.calcom_failing],
         }
-    found = problems(
-        document, alive_bound=alive_bound, failed_window_hours=callback_retry_hours + 24, figures=figures, now=now
-    )
+    found = problems(document, alive_bound=alive_bound, failed_window_hours=callback_retry_hours + 24, figures=figures, now=now)
     document["ok"] = not found
     document["problems"] = found
     return document

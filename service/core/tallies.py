@@ -63,7 +63,4 @@ class Tally:
 
 def traffic(counters: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
     """The traffic counters of /status: every known label present (0 until the first event)."""
-    return {
-        name: {**dict.fromkeys(labels, 0), **dict(sorted(counters.get(name, {}).items()))}
-        for name, labels in TRAFFIC.items()
-    }
+    return {name: {**dict.fromkeys(labels, 0), **dict(sorted(counters.get(name, {}).items()))} for name, labels in TRAFFIC.items()}

@@ -67,8 +67,12 @@ def _duplicate(row: dict[str, Any]) -> DuplicateRef:
 def duplicate_view(row: dict[str, Any]) -> DuplicateOut:
     """One open duplicate booking as GET /api/duplicates lists it."""
     found: DuplicateOut = {
-        "account": row["account"], "uid": row["uid"], "start": _at(row["start_at"]), "duplicate_of": row["of_uid"],
-        "verification_id": row["verification_id"], "found_at": _at(row["found_at"]),
+        "account": row["account"],
+        "uid": row["uid"],
+        "start": _at(row["start_at"]),
+        "duplicate_of": row["of_uid"],
+        "verification_id": row["verification_id"],
+        "found_at": _at(row["found_at"]),
     }
     if row["seat"]:
         found["seat_uid"] = row["seat"]

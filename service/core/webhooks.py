@@ -163,7 +163,9 @@ def _seat_attendees(payload: dict[str, Any], seat: str, attendees: tuple[str, ..
         return attendees
     listed = payload.get("attendees")
     people = listed if isinstance(listed, list) else []
-    own = [p for p in people if isinstance(p, dict) and isinstance(p.get("bookingSeat"), dict) and p["bookingSeat"].get("referenceUid") == seat]
+    own = [
+        p for p in people if isinstance(p, dict) and isinstance(p.get("bookingSeat"), dict) and p["bookingSeat"].get("referenceUid") == seat
+    ]
     if emails(own):
         return emails(own)
     responses = payload.get("responses")

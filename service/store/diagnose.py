@@ -49,7 +49,9 @@ def connect_problem(exc: BaseException, url: str) -> str:
     at = f"{host}:{port}"
     for cause in _chain(exc):
         if isinstance(cause, asyncpg.InvalidCatalogNameError):
-            return f"DATABASE_URL: the database {database!r} does not exist on {at} (create it, e.g. createdb -h {host} -p {port} {database})"
+            return (
+                f"DATABASE_URL: the database {database!r} does not exist on {at} (create it, e.g. createdb -h {host} -p {port} {database})"
+            )
         if isinstance(cause, (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)):
             return f"DATABASE_URL: PostgreSQL on {at} refused the login of user {user or '(none)'!r} (wrong password, or no such role)"
         if isinstance(cause, socket.gaierror):

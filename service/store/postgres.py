@@ -180,7 +180,10 @@ class PostgresDatabase(Database):
             try:
                 connection = await asyncpg.connect(self.dsn, timeout=PING_TIMEOUT, server_settings={"application_name": LISTENER_NAME})
             except Exception as exc:
-                log.warning("notification listener cannot connect", extra={"event": "notify_listen_failed", "channel": channel, "error": type(exc).__name__})
+                log.warning(
+                    "notification listener cannot connect",
+                    extra={"event": "notify_listen_failed", "channel": channel, "error": type(exc).__name__},
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RECONNECT_MAX)
                 continue
@@ -196,7 +199,9 @@ class PostgresDatabase(Database):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("notification listener lost", extra={"event": "notify_listen_lost", "channel": channel, "error": type(exc).__name__})
+                log.warning(
+                    "notification listener lost", extra={"event": "notify_listen_lost", "channel": channel, "error": type(exc).__name__}
+                )
             finally:
                 with contextlib.suppress(Exception):
                     await connection.close(timeout=2)

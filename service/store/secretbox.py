@@ -60,7 +60,7 @@ class SecretBox:
         if stored is None or not stored.startswith(PREFIX):
             return stored
         try:
-            return self._fernet.decrypt(stored[len(PREFIX):].encode("ascii")).decode("utf-8")
+            return self._fernet.decrypt(stored[len(PREFIX) :].encode("ascii")).decode("utf-8")
         except InvalidToken:
             raise SecretKeyError(
                 "SECRET_KEYS: no key given decrypts the stored secrets (was the key replaced? keep the old one "
@@ -74,7 +74,7 @@ class SecretBox:
         if not stored.startswith(PREFIX):
             return self.seal(stored)
         self.open(stored)  # a clear error for a wrong key, before rotate's own InvalidToken
-        return PREFIX + self._fernet.rotate(stored[len(PREFIX):].encode("ascii")).decode("ascii")
+        return PREFIX + self._fernet.rotate(stored[len(PREFIX) :].encode("ascii")).decode("ascii")
 
 
 _box: SecretBox | None = None

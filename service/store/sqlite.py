@@ -151,9 +151,7 @@ class SqliteDatabase(Database):
         self._housekeeping = asyncio.create_task(self._optimize_hourly(), name="sqlite-optimize")
 
     async def _open(self) -> aiosqlite.Connection:
-        raw = await aiosqlite.connect(
-            self.path, isolation_level=None, detect_types=sqlite3.PARSE_DECLTYPES | sqlite3.PARSE_COLNAMES
-        )
+        raw = await aiosqlite.connect(self.path, isolation_level=None, detect_types=sqlite3.PARSE_DECLTYPES | sqlite3.PARSE_COLNAMES)
         self._connections.append(raw)
         raw.row_factory = sqlite3.Row
         for pragma in _PRAGMAS:

@@ -61,8 +61,13 @@ async def dauerwelle(world: World) -> Outcome:
     """Scenario 1: Cal.com creates four bookings and answers 400; the webhooks settle it inside the intake call."""
     world.say("━━ 1/3 Dauerwelle — appointment 762: staff phases A–D, plus a processing time without staff ━━")
     host = "anna@salon.example"
-    phases = [_phase("A", _at(10), 30, host), _phase("B", _at(10, 30), 45, host), _phase("Einwirkzeit", _at(11, 15), 20, None),
-              _phase("C", _at(11, 35), 30, host), _phase("D", _at(12, 5), 30, host)]
+    phases = [
+        _phase("A", _at(10), 30, host),
+        _phase("B", _at(10, 30), 45, host),
+        _phase("Einwirkzeit", _at(11, 15), 20, None),
+        _phase("C", _at(11, 35), 30, host),
+        _phase("D", _at(12, 5), 30, host),
+    ]
     calls = world.fake.calls
     for p in phases:
         if p.get("staff_required") is False:
@@ -70,7 +75,9 @@ async def dauerwelle(world: World) -> Outcome:
             continue
         envelope = world.create_booking("762", p["key"], parse_instant(p["start"]), parse_instant(p["end"]), host, 101, tag=True)
         status, ms = await world.deliver_webhook(envelope)
-        world.say(f"  platform → Cal.com   POST /v2/bookings phase {p['key']} {_span(p)}: booking {envelope['payload']['bookingId']} created;")
+        world.say(
+            f"  platform → Cal.com   POST /v2/bookings phase {p['key']} {_span(p)}: booking {envelope['payload']['bookingId']} created;"
+        )
         world.say(f"    Cal.com → verifier BOOKING_CREATED (signed, inside the create call) → {status} in {ms:.1f} ms")
     world.say(f"  Cal.com → platform   {CALCOM_ANSWER}")
     world.say("  platform             marks the sync failed and records it: POST /api/verifications?wait=5")
@@ -83,11 +90,21 @@ async def dauerwelle(world: World) -> Outcome:
     if view["status"] == "verified":
         _verified_lines(world, view)
         world.say("  ✅ POST-SYNC VERIFICATION SUCCESS: All composite bookings verified")
-        world.say(f"     the caller hears \"booked\" while still on the line ({elapsed:.0f} ms; the first version slept 2 s and needed ≥ 2.6 s)")
+        world.say(
+            f'     the caller hears "booked" while still on the line ({elapsed:.0f} ms; the first version slept 2 s and needed ≥ 2.6 s)'
+        )
     seen = len(world.platform.received)
     await world.tick()  # the poller's callback round
     world.report_callbacks(seen)
-    return Outcome("Dauerwelle", "762", "verified", verdict_text(view), view["resolved_via"], f"in the call ({elapsed:.0f} ms)", world.fake.calls - calls)
+    return Outcome(
+        "Dauerwelle",
+        "762",
+        "verified",
+        verdict_text(view),
+        view["resolved_via"],
+        f"in the call ({elapsed:.0f} ms)",
+        world.fake.calls - calls,
+    )
 
 
 async def herrenhaarschnitt(world: World) -> Outcome:
@@ -105,7 +122,9 @@ async def herrenhaarschnitt(world: World) -> Outcome:
     response = await world.api("POST", "/api/verifications", json=body)
     view = response.json()
     recorded = world.clock()
-    world.say(f"  platform → verifier  POST /api/verifications → {response.status_code} {view['status']}, first check at {view['next_check_at']}")
+    world.say(
+        f"  platform → verifier  POST /api/verifications → {response.status_code} {view['status']}, first check at {view['next_check_at']}"
+    )
     world.clock.now = recorded + timedelta(seconds=1)
     report = await world.tick()
     world.say(f"  t+1 s  poller tick: {report.due} due, {report.calls} Cal.com calls (settle window {SETTLE:g} s)")
@@ -119,9 +138,13 @@ async def herrenhaarschnitt(world: World) -> Outcome:
     view = await world.show(view["id"])
     if view["status"] == "verified":
         _verified_lines(world, view)
-        world.say(f"  ✅ POST-SYNC VERIFICATION SUCCESS: booking verified via {view['resolved_via']}, {verdict_after(view)} after the failure was recorded")
+        world.say(
+            f"  ✅ POST-SYNC VERIFICATION SUCCESS: booking verified via {view['resolved_via']}, {verdict_after(view)} after the failure was recorded"
+        )
     world.report_callbacks(seen)
-    return Outcome("Herrenhaarschnitt", "763", "verified", verdict_text(view), view["resolved_via"], verdict_after(view), world.fake.calls - calls)
+    return Outcome(
+        "Herrenhaarschnitt", "763", "verified", verdict_text(view), view["resolved_via"], verdict_after(view), world.fake.calls - calls
+    )
 
 
 async def real_failure(world: World) -> Outcome:
@@ -155,5 +178,15 @@ async def real_failure(world: World) -> Outcome:
     queue = (await world.api("GET", "/api/verifications", params={"status": "manual_review"})).json()["items"]
     world.say(f"  review queue (GET /api/verifications?status=manual_review): {len(queue)}")
     for item in queue:
-        world.say(f"    appointment {item['appointment_id']} {item['service']}: {item['review_reason']}, missing phases {', '.join(item['missing_phases'])}, {item['checks']} checks")
-    return Outcome("Real failure", "764", "manual_review (no_booking_found)", verdict_text(view), view["resolved_via"], verdict_after(view), world.fake.calls - calls)
+        world.say(
+            f"    appointment {item['appointment_id']} {item['service']}: {item['review_reason']}, missing phases {', '.join(item['missing_phases'])}, {item['checks']} checks"
+        )
+    return Outcome(
+        "Real failure",
+        "764",
+        "manual_review (no_booking_found)",
+        verdict_text(view),
+        view["resolved_via"],
+        verdict_after(view),
+        world.fake.calls - calls,
+    )

@@ -37,7 +37,9 @@ async def summary(world: World, outcomes: list[Outcome]) -> bool:
         world.say("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
     received = world.platform.received
     statuses = [item["body"]["verification"]["status"] for item in received if item["valid"]]
-    world.say(f"  the platform received {len(received)} signed verdict callback(s), {len(statuses)} with a valid signature: {', '.join(statuses)}")
+    world.say(
+        f"  the platform received {len(received)} signed verdict callback(s), {len(statuses)} with a valid signature: {', '.join(statuses)}"
+    )
     world.say(await status_line(world))
     matched = all(o.expected == o.got for o in outcomes)
     delivered = len(statuses) == len(outcomes)
@@ -65,8 +67,10 @@ async def simulate(out: Out = print, *, keys: SimulationSecrets | None = None) -
     began = time.perf_counter()
     out("Simulating the first version's three test scenarios: the real web app and poller on a temporary SQLite database,")
     out(f"a fake Cal.com and a stand-in platform, all in this process, with a simulated clock (starts {START:%Y-%m-%d %H:%M} UTC).")
-    out(f"SETTLE_SECONDS={SETTLE:g}  CHECK_SCHEDULE={','.join(f'{s:g}' for s in SCHEDULE)}  MATCH_TOLERANCE_SECONDS=300; "
-        f"appointments on {DAY:%Y-%m-%d}, salon time (CET)")
+    out(
+        f"SETTLE_SECONDS={SETTLE:g}  CHECK_SCHEDULE={','.join(f'{s:g}' for s in SCHEDULE)}  MATCH_TOLERANCE_SECONDS=300; "
+        f"appointments on {DAY:%Y-%m-%d}, salon time (CET)"
+    )
     outer_keys = secretbox.install(None)  # the run's own key; the process' keys come back afterwards
     try:
         return await _simulate(out, keys, began)
@@ -77,10 +81,17 @@ async def simulate(out: Out = print, *, keys: SimulationSecrets | None = None) -
 async def _simulate(out: Out, keys: SimulationSecrets, began: float) -> int:
     with tempfile.TemporaryDirectory(prefix="calcom-verifier-simulate-") as directory:
         async with world(Path(directory), keys, out) as w:
-            account = {"calcom_api_key": keys.calcom_api_key, "webhook_secret": keys.webhook_secret, "calcom_api_base": CALCOM,
-                       "callback_url": PLATFORM, "callback_secret": keys.callback_secret}
+            account = {
+                "calcom_api_key": keys.calcom_api_key,
+                "webhook_secret": keys.webhook_secret,
+                "calcom_api_base": CALCOM,
+                "callback_url": PLATFORM,
+                "callback_secret": keys.callback_secret,
+            }
             response = await w.api("PUT", f"/api/accounts/{ACCOUNT}", json=account)
-            w.say(f"PUT /api/accounts/{ACCOUNT} → {response.status_code} (Cal.com API key, webhook and callback secrets generated; not shown)")
+            w.say(
+                f"PUT /api/accounts/{ACCOUNT} → {response.status_code} (Cal.com API key, webhook and callback secrets generated; not shown)"
+            )
             w.say()
             outcomes = []
             for scenario in (dauerwelle, herrenhaarschnitt, real_failure):

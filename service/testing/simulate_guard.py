@@ -36,8 +36,12 @@ async def _create(world: World, body: dict[str, Any], key: str) -> tuple[Any, fl
 
 
 def _body(appointment: str, phase: str, start: str, event_type: int, email: str) -> dict[str, Any]:
-    return {"start": start, "eventTypeId": event_type, "metadata": {"appointment_id": appointment, "phase": phase},
-            "attendee": {"name": "Kunde", "email": email, "timeZone": "Europe/Berlin"}}
+    return {
+        "start": start,
+        "eventTypeId": event_type,
+        "metadata": {"appointment_id": appointment, "phase": phase},
+        "attendee": {"name": "Kunde", "email": email, "timeZone": "Europe/Berlin"},
+    }
 
 
 def _heard(response: Any) -> str:
@@ -54,13 +58,17 @@ async def dauerwelle(world: World) -> GuardOutcome:
     total, heard = 0.0, []
     for n, (phase, start) in enumerate((("A", "10:00"), ("B", "10:30"), ("C", "11:35"), ("D", "12:05"))):
         world.fake.fail_next_create(ERROR_AFTER_WRITE_400 if n % 2 else ERROR_AFTER_WRITE_500)
-        response, ms = await _create(world, _body("862", phase, f"2026-12-02T{start}:00+01:00", 201, "dauerwelle@example.com"), f"862-{phase}")
+        response, ms = await _create(
+            world, _body("862", phase, f"2026-12-02T{start}:00+01:00", 201, "dauerwelle@example.com"), f"862-{phase}"
+        )
         total += ms
         heard.append(_heard(response))
         data = response.json().get("data", {})
-        world.say(f"  platform → guard → Cal.com  POST /v2/bookings phase {phase}: Cal.com answered "
-                  f"{response.headers.get('x-verifier-recovered', '?')} after writing booking {data.get('id')}; "
-                  f"the platform hears {response.status_code} ({_heard(response)}) in {ms:.1f} ms")
+        world.say(
+            f"  platform → guard → Cal.com  POST /v2/bookings phase {phase}: Cal.com answered "
+            f"{response.headers.get('x-verifier-recovered', '?')} after writing booking {data.get('id')}; "
+            f"the platform hears {response.status_code} ({_heard(response)}) in {ms:.1f} ms"
+        )
     got = "booked" if heard == ["booked"] * 4 else ", ".join(heard)
     if got == "booked":
         world.say(f"  ✅ all four phases booked, heard inside the create calls ({total:.0f} ms in all)")
@@ -73,12 +81,16 @@ async def herrenhaarschnitt(world: World) -> GuardOutcome:
     world.fake.fail_next_create(SLOW_ANSWER)
     response, ms = await _create(world, _body("863", "A", "2026-12-02T13:00:00+01:00", 202, "herr@example.com"), "863-A")
     world.fake.release_answers()
-    world.say(f"  platform → guard → Cal.com  POST /v2/bookings: no answer within GUARD_CALCOM_TIMEOUT_SECONDS; "
-              f"the webhook had arrived → {response.status_code} ({_heard(response)}, X-Verifier-Recovered: "
-              f"{response.headers.get('x-verifier-recovered')}) in {ms:.0f} ms")
+    world.say(
+        f"  platform → guard → Cal.com  POST /v2/bookings: no answer within GUARD_CALCOM_TIMEOUT_SECONDS; "
+        f"the webhook had arrived → {response.status_code} ({_heard(response)}, X-Verifier-Recovered: "
+        f"{response.headers.get('x-verifier-recovered')}) in {ms:.0f} ms"
+    )
     retry, retry_ms = await _create(world, _body("863", "A", "2026-12-02T13:00:00+01:00", 202, "herr@example.com"), "863-A")
-    world.say(f"  platform retries with the same Idempotency-Key → {retry.status_code} replayed "
-              f"({retry.headers.get('idempotent-replayed') == 'true'}), nothing sent to Cal.com, in {retry_ms:.1f} ms")
+    world.say(
+        f"  platform retries with the same Idempotency-Key → {retry.status_code} replayed "
+        f"({retry.headers.get('idempotent-replayed') == 'true'}), nothing sent to Cal.com, in {retry_ms:.1f} ms"
+    )
     return GuardOutcome("Herrenhaarschnitt (guard)", "booked", _heard(response), ms)
 
 
@@ -87,8 +99,10 @@ async def real_failure(world: World) -> GuardOutcome:
     world.fake.fail_next_create(CONFLICT)
     response, ms = await _create(world, _body("864", "A", "2026-12-02T15:00:00+01:00", 202, "spaet@example.com"), "864-A")
     message = response.json().get("error", {}).get("message", "")
-    world.say(f"  platform → guard → Cal.com  POST /v2/bookings → {response.status_code} \"{message}\" passed through "
-              f"in {ms:.1f} ms: a complete read of Cal.com shows no booking for this create")
+    world.say(
+        f'  platform → guard → Cal.com  POST /v2/bookings → {response.status_code} "{message}" passed through '
+        f"in {ms:.1f} ms: a complete read of Cal.com shows no booking for this create"
+    )
     return GuardOutcome("Real failure (guard)", "taken", _heard(response), ms)
 
 

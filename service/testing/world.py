@@ -46,7 +46,7 @@ DAY = datetime(2026, 12, 1, tzinfo=CET)
 ACCOUNT = "salon-1"
 CALCOM = "http://calcom.sim"
 PLATFORM = "http://platform.sim/hooks/verification"
-CALCOM_ANSWER = "HTTP 400 \"User either already has booking at this time or is not available\""
+CALCOM_ANSWER = 'HTTP 400 "User either already has booking at this time or is not available"'
 SYNC_ERROR = "Cal.com " + CALCOM_ANSWER
 SETTLE, SCHEDULE = 2.0, (10.0, 30.0, 120.0, 600.0)
 GUARD_TIMEOUT = 0.5  # real seconds: the one create Cal.com holds back ends this soon
@@ -132,14 +132,23 @@ class World:
         view: dict[str, Any] = (await self.api("GET", f"/api/verifications/{verification_id}")).json()
         return view
 
-    def create_booking(self, appointment: str, key: str, start: datetime, end: datetime, host: str, event_type: int, tag: bool) -> dict[str, Any]:
+    def create_booking(
+        self, appointment: str, key: str, start: datetime, end: datetime, host: str, event_type: int, tag: bool
+    ) -> dict[str, Any]:
         """What Cal.com does inside the platform's create call: store the booking, return the webhook it sends."""
         booking_id = next(self.booking_ids)
         uid = secrets.token_urlsafe(16)
         metadata = {"appointment_id": appointment, "phase": key} if tag else {}
         self.fake.add_booking(
-            self.keys.calcom_api_key, uid=uid, id=booking_id, start=start, end=end, event_type_id=event_type,
-            hosts=[host], attendees=["kunde@example.com"], metadata=metadata,
+            self.keys.calcom_api_key,
+            uid=uid,
+            id=booking_id,
+            start=start,
+            end=end,
+            event_type_id=event_type,
+            hosts=[host],
+            attendees=["kunde@example.com"],
+            metadata=metadata,
         )
         return booking_created(uid, booking_id, start, end, host, event_type, metadata, self.clock())
 
@@ -159,8 +168,10 @@ class World:
             v = item["body"]["verification"]
             bookings = ", ".join(f"{p['key']}={p['booking']['id']}" for p in v["phases"] if p["booking"])
             check = "signature valid" if item["valid"] else "SIGNATURE INVALID"
-            self.say(f"  verifier → platform  {item['body']['type']}: appointment {v['appointment_id']} → {verdict_text(v)}"
-                     f"{f'; bookings {bookings}' if bookings else ''} ({check})")
+            self.say(
+                f"  verifier → platform  {item['body']['type']}: appointment {v['appointment_id']} → {verdict_text(v)}"
+                f"{f'; bookings {bookings}' if bookings else ''} ({check})"
+            )
 
 
 @asynccontextmanager
@@ -169,9 +180,13 @@ async def world(directory: Path, keys: SimulationSecrets, out: Out) -> AsyncIter
     database_url = f"sqlite+aiosqlite:///{directory / 'simulate.sqlite3'}"
     # The fakes answer on made-up hosts over plain HTTP: private targets allowed, as in development.
     settings = _Settings(
-        database_url=database_url, api_token=SecretStr(keys.api_token), settle_seconds=SETTLE, check_schedule=SCHEDULE,
+        database_url=database_url,
+        api_token=SecretStr(keys.api_token),
+        settle_seconds=SETTLE,
+        check_schedule=SCHEDULE,
         guard_calcom_timeout_seconds=GUARD_TIMEOUT,
-        secret_keys=SecretStr(keys.secret_key or base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()), allow_private_targets=True,
+        secret_keys=SecretStr(keys.secret_key or base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()),
+        allow_private_targets=True,
     )
     install_secret_keys(settings)
     db = open_database(database_url)
@@ -196,26 +211,57 @@ async def world(directory: Path, keys: SimulationSecrets, out: Out) -> AsyncIter
             services_db = app.state.services.db
             rng = random.Random(762)
             deliverer = CallbackDeliverer(services_db, outbound, settings, owner="simulate", rng=rng, clock=clock)
-            poller = Poller(services_db, settings, CalcomClient(outbound, clock=clock), clock=clock, owner="simulate", deliverer=deliverer, rng=rng)
+            poller = Poller(
+                services_db, settings, CalcomClient(outbound, clock=clock), clock=clock, owner="simulate", deliverer=deliverer, rng=rng
+            )
             yield World(out, keys, clock, fake, platform, verifier, poller, app.state.services)
 
 
-def booking_created(uid: str, booking_id: int, start: datetime, end: datetime, host: str, event_type: int, metadata: dict[str, Any], now: datetime) -> dict[str, Any]:
+def booking_created(
+    uid: str, booking_id: int, start: datetime, end: datetime, host: str, event_type: int, metadata: dict[str, Any], now: datetime
+) -> dict[str, Any]:
     """A BOOKING_CREATED envelope with the fields Cal.com sends (docs example, salon values)."""
     person = {"timeZone": "Europe/Berlin", "language": {"locale": "de"}, "utcOffset": 60}
     return {
         "triggerEvent": "BOOKING_CREATED",
         "createdAt": iso(now),
         "payload": {
-            "bookerUrl": "https://cal.com", "type": f"event-type-{event_type}", "title": f"Termin {uid[:6]}",
-            "description": "", "additionalNotes": "", "customInputs": {}, "userFieldsResponses": {},
-            "startTime": iso(start), "endTime": iso(end), "eventTypeId": event_type,
-            "organizer": {"id": 1, "name": host.split("@")[0].title(), "email": host, "username": host.split("@")[0], "timeFormat": "HH:mm", **person},
+            "bookerUrl": "https://cal.com",
+            "type": f"event-type-{event_type}",
+            "title": f"Termin {uid[:6]}",
+            "description": "",
+            "additionalNotes": "",
+            "customInputs": {},
+            "userFieldsResponses": {},
+            "startTime": iso(start),
+            "endTime": iso(end),
+            "eventTypeId": event_type,
+            "organizer": {
+                "id": 1,
+                "name": host.split("@")[0].title(),
+                "email": host,
+                "username": host.split("@")[0],
+                "timeFormat": "HH:mm",
+                **person,
+            },
             "attendees": [{"email": "kunde@example.com", "name": "Kunde", "firstName": "Kunde", "lastName": "", **person}],
-            "responses": {"name": {"label": "your_name", "value": "Kunde"}, "email": {"label": "email_address", "value": "kunde@example.com"}},
-            "location": "Salon", "destinationCalendar": None, "requiresConfirmation": False, "seatsPerTimeSlot": None,
-            "schedulingType": None, "iCalUID": f"{uid}@Cal.com", "iCalSequence": 0, "uid": uid, "bookingId": booking_id,
-            "length": int((end - start).total_seconds() // 60), "price": 0, "currency": "eur", "metadata": metadata,
+            "responses": {
+                "name": {"label": "your_name", "value": "Kunde"},
+                "email": {"label": "email_address", "value": "kunde@example.com"},
+            },
+            "location": "Salon",
+            "destinationCalendar": None,
+            "requiresConfirmation": False,
+            "seatsPerTimeSlot": None,
+            "schedulingType": None,
+            "iCalUID": f"{uid}@Cal.com",
+            "iCalSequence": 0,
+            "uid": uid,
+            "bookingId": booking_id,
+            "length": int((end - start).total_seconds() // 60),
+            "price": 0,
+            "currency": "eur",
+            "metadata": metadata,
             "status": "ACCEPTED",
         },
     }

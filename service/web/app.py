@@ -36,6 +36,7 @@ from service.web.session import SecurityHeaders, Sessions
 
 log = logging.getLogger("service.web.app")
 
+
 def create_app(settings: Settings, *, clock: Clock = system_clock, calcom_transport: Any = None) -> Starlette:
     """Build the web app; nothing connects until the lifespan starts (`calcom_transport`: tests route Cal.com to a fake)."""
     if settings.api_token:
@@ -89,8 +90,12 @@ async def service_error(request: Request, exc: Exception) -> JSONResponse:
         # The fields at fault, never the values sent (they may be personal data or secrets).
         log.warning(
             "API request refused: invalid input",
-            extra={"event": "api_validation_failed", "method": request.method, "path": request.url.path[:200],
-                   "fields": [d["field"] for d in (exc.details or [])][:20]},
+            extra={
+                "event": "api_validation_failed",
+                "method": request.method,
+                "path": request.url.path[:200],
+                "fields": [d["field"] for d in (exc.details or [])][:20],
+            },
         )
     if isinstance(exc, DatabaseUnavailable):
         # One line every few seconds while the database is away, not one per request.

@@ -58,7 +58,8 @@ def families(status: dict[str, Any]) -> Iterator[Metric]:
     )
     yield from _gauge("review_queue_entered_24h", "Verifications that entered manual_review in the last 24 h", queue["entered_last_24h"])
     yield from _gauge(
-        "review_queue_oldest_age_seconds", "Wait of the oldest verification in the review queue (0 when empty)",
+        "review_queue_oldest_age_seconds",
+        "Wait of the oldest verification in the review queue (0 when empty)",
         queue["oldest_waiting_age_seconds"] or 0,
     )
     yield from _gauge(
@@ -73,16 +74,22 @@ def families(status: dict[str, Any]) -> Iterator[Metric]:
     yield from _gauge("accounts_disabled", "Accounts with verification switched off", accounts["disabled"])
     yield from _gauge("accounts_credentials_broken", "Accounts whose Cal.com API key was refused (401/403)", accounts["broken_credentials"])
     yield from _gauge(
-        "accounts_calcom_failing", "Accounts whose Cal.com checks have failed for longer than CALCOM_ALERT_SECONDS", accounts["calcom_failing"]
+        "accounts_calcom_failing",
+        "Accounts whose Cal.com checks have failed for longer than CALCOM_ALERT_SECONDS",
+        accounts["calcom_failing"],
     )
     names = accounts.get("names")
     if names is not None:
         yield _by(
-            "account", "account_credentials_broken", "1 for each account whose Cal.com API key was refused (401/403)",
+            "account",
+            "account_credentials_broken",
+            "1 for each account whose Cal.com API key was refused (401/403)",
             dict.fromkeys(names["broken_credentials"], 1),
         )
         yield _by(
-            "account", "account_calcom_failing", "1 for each account whose Cal.com checks have failed for longer than CALCOM_ALERT_SECONDS",
+            "account",
+            "account_calcom_failing",
+            "1 for each account whose Cal.com checks have failed for longer than CALCOM_ALERT_SECONDS",
             dict.fromkeys(names["calcom_failing"], 1),
         )
     for name, value in status["matching"].items():
@@ -110,10 +117,14 @@ def _traffic(traffic: dict[str, dict[str, int]]) -> Iterator[Metric]:
 
 
 def _verdict_times(times: dict[str, Any]) -> Iterator[Metric]:
-    quantiles: dict[tuple[str, ...], float] = {(q,): times[key] for key, q in (("p50", "0.5"), ("p95", "0.95"), ("p99", "0.99")) if times[key] is not None}
+    quantiles: dict[tuple[str, ...], float] = {
+        (q,): times[key] for key, q in (("p50", "0.5"), ("p95", "0.95"), ("p99", "0.99")) if times[key] is not None
+    }
     yield _labelled(
-        "time_to_verdict_seconds", "Recording to automatic verdict, percentiles over the most recent automatic verdicts",
-        ["quantile"], quantiles,
+        "time_to_verdict_seconds",
+        "Recording to automatic verdict, percentiles over the most recent automatic verdicts",
+        ["quantile"],
+        quantiles,
     )
     yield from _gauge("time_to_verdict_sample_size", "Automatic verdicts behind the time_to_verdict percentiles", times["count"])
 
@@ -122,11 +133,15 @@ def _pollers(pollers: list[dict[str, Any]]) -> Iterator[Metric]:
     labels = ["poller", "hostname", "pid"]
     keys = [(p["id"], p["hostname"], str(p["pid"])) for p in pollers]
     yield _labelled(
-        "poller_alive", "1 when the poller is alive (recent heartbeat, not stopped)", labels,
+        "poller_alive",
+        "1 when the poller is alive (recent heartbeat, not stopped)",
+        labels,
         {key: int(p["alive"]) for key, p in zip(keys, pollers)},
     )
     yield _labelled(
-        "poller_heartbeat_age_seconds", "Seconds since the poller's last heartbeat", labels,
+        "poller_heartbeat_age_seconds",
+        "Seconds since the poller's last heartbeat",
+        labels,
         {key: p["heartbeat_age_seconds"] for key, p in zip(keys, pollers)},
     )
     yield from _gauge("pollers_alive", "Pollers alive", sum(1 for p in pollers if p["alive"]))
@@ -137,7 +152,8 @@ def _callbacks(callbacks: dict[str, Any]) -> Iterator[Metric]:
     yield _by("state", "callbacks", "Verdict callback events by delivery state", by_state)
     yield from _gauge("callbacks_failed_recent", "Callback events given up within the retry period + 24 h", callbacks["failed_recent"])
     yield from _gauge(
-        "callback_backlog_oldest_age_seconds", "Age of the oldest undelivered callback event (0 when none)",
+        "callback_backlog_oldest_age_seconds",
+        "Age of the oldest undelivered callback event (0 when none)",
         callbacks["oldest_pending_age_seconds"] or 0,
     )
 

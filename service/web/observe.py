@@ -12,7 +12,7 @@ from service.core.tallies import API_CLIENT_ERRORS, Tally
 
 def route_template(path: str, routes: Sequence[BaseRoute], prefix: str = "") -> str:
     """`/api/verifications/{id}` for `/api/verifications/5c0e…`; `other` for a path no route knows."""
-    inner = path[len(prefix):] if path.startswith(prefix) else path
+    inner = path[len(prefix) :] if path.startswith(prefix) else path
     for route in routes:
         if isinstance(route, Route) and route.path_regex.match(inner):
             return prefix + route.path

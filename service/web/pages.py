@@ -85,7 +85,12 @@ class Page:
         return form
 
     def forbidden(self) -> HTMLResponse:
-        return self.render("error.html", 403, title="Refused", message="This form is out of date or was not sent from the console. Nothing was changed; reload the page and try again.")
+        return self.render(
+            "error.html",
+            403,
+            title="Refused",
+            message="This form is out of date or was not sent from the console. Nothing was changed; reload the page and try again.",
+        )
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -117,7 +122,9 @@ def page(handler: PageHandler) -> Callable[[Request], Awaitable[Response]]:
                 return RedirectResponse(f"/console/sign-in?next={quote(target, safe='')}", status_code=303)
             return await handler(Page(request, services, sessions, session, session.operator))
         except DatabaseUnavailable:
-            return render(request, "error.html", 503, title="Database unavailable", message="The database is not answering; try again in a moment.")
+            return render(
+                request, "error.html", 503, title="Database unavailable", message="The database is not answering; try again in a moment."
+            )
         except ServiceError as exc:
             if exc.status_code >= 500:
                 raise

@@ -112,16 +112,18 @@ class CallbackDeliverer:
         if reason is not None:
             async with self._db.transaction() as tx:
                 await outbox_store.abandon(tx, row["seq"], self._owner, reason)
-            log.warning(
-                "verdict callback abandoned: %s", reason, extra={"event": "callback_failed", **ids, "attempts": row["attempts"]}
-            )
+            log.warning("verdict callback abandoned: %s", reason, extra={"event": "callback_failed", **ids, "attempts": row["attempts"]})
             return False
         assert account is not None and account.callback_url and account.callback_secret
         signed_at = self._fresh(now)
         # During a callback secret rotation the old secret signs too (both signatures in one header).
         previous = account.callback_secrets(signed_at)[1:]
         attempt = await self._sender.post(
-            account.callback_url, account.callback_secret, row["id"], row["payload"].encode("utf-8"), signed_at,
+            account.callback_url,
+            account.callback_secret,
+            row["id"],
+            row["payload"].encode("utf-8"),
+            signed_at,
             previous=previous[0] if previous else None,
         )
         now = self._fresh(now)  # after the POST: retries and the give-up horizon count from its end

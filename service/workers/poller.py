@@ -182,9 +182,7 @@ class Poller:
         await self._save_pace(account, pace, now, asked=asked, failure=failure)
         await self._record(account, claimed, answers, now, report, allowed_at=ratelimit.next_allowed(pace, now))
 
-    async def _ask(
-        self, account: Account, lo: datetime, hi: datetime, now: datetime, pace: ratelimit.KeyPace, *, streak: int
-    ) -> _Answer:
+    async def _ask(self, account: Account, lo: datetime, hi: datetime, now: datetime, pace: ratelimit.KeyPace, *, streak: int) -> _Answer:
         """One Cal.com query (all its pages); never raises for Cal.com's sake.
 
         Without a complete answer the API key is paused: 60 s after a 429 (Cal.com's block), else an
@@ -212,7 +210,13 @@ class Poller:
                 event, message = "calcom_backoff", "no complete answer from Cal.com; backing off this account"
             log.warning(
                 message,
-                extra={"event": event, "account": account.id, "error": type(exc).__name__, "streak": streak, "paused_until": times.iso_ms(pace.paused_until)},
+                extra={
+                    "event": event,
+                    "account": account.id,
+                    "error": type(exc).__name__,
+                    "streak": streak,
+                    "paused_until": times.iso_ms(pace.paused_until),
+                },
             )
             if isinstance(exc, CalcomCredentialsBroken):
                 await self._credentials(account, "broken", str(exc), now)
@@ -273,7 +277,13 @@ class Poller:
                 due = checks.Due(row["created_at"], row["deadline_at"], row["review_started_at"], row["failures"], row["last_check_error"])
                 asked = checks.Asked(answer.complete, answer.calls, answer.error) if answer is not None else None
                 check = checks.record_check(
-                    due, asked, now, settle_seconds=settings.settle_seconds, check_schedule=settings.check_schedule, allowed_at=allowed_at, rng=self.rng
+                    due,
+                    asked,
+                    now,
+                    settle_seconds=settings.settle_seconds,
+                    check_schedule=settings.check_schedule,
+                    allowed_at=allowed_at,
+                    rng=self.rng,
                 )
                 report.deferred += 1 if check.deferred else 0
                 if not await check_store.record_check(
@@ -343,7 +353,15 @@ class Poller:
                 if report.due or report.verdicts or report.errors:
                     log.info(
                         "poll tick",
-                        extra={"event": "poll_tick", "accounts": report.accounts, "due": report.due, "calls": report.calls, "verdicts": report.verdicts, "deferred": report.deferred, "errors": report.errors},
+                        extra={
+                            "event": "poll_tick",
+                            "accounts": report.accounts,
+                            "due": report.due,
+                            "calls": report.calls,
+                            "verdicts": report.verdicts,
+                            "deferred": report.deferred,
+                            "errors": report.errors,
+                        },
                     )
             except Exception as exc:  # the database may be restarting: keep going
                 log.warning("poll tick failed", extra={"event": "poll_tick_failed", "error": type(exc).__name__})

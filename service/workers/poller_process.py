@@ -43,6 +43,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 
 def main(settings: Settings) -> int:
     """`python -m service poll`: SIGTERM/SIGINT finish the current tick, then exit 0."""
+
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -46,7 +46,12 @@ def console(database_url: str) -> Iterator[Console]:
     added = subprocess.run([sys.executable, "-m", "service", "migrate"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert added.returncode == 0, added.stderr
     added = subprocess.run(
-        [sys.executable, "-m", "service", "operators", "add", "alice"], cwd=ROOT, env=env, input=PASSWORD + "\n", capture_output=True, text=True
+        [sys.executable, "-m", "service", "operators", "add", "alice"],
+        cwd=ROOT,
+        env=env,
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
     )
     assert added.returncode == 0, added.stderr
     with started(["web"], env, "web") as web:
@@ -156,7 +161,9 @@ def test_an_operator_reviews_and_resolves_a_verification_in_the_browser(browser:
     assert console.api.get(f"/api/verifications/{second}").json()["status"] == "manual_review"
 
     driver.get(f"{console.base}/console/accounts")
-    zone = _wait(driver, ec.presence_of_element_located((By.CSS_SELECTOR, "#time-zone-form-salon-2 input[name=time_zone]")), "the time zone form")
+    zone = _wait(
+        driver, ec.presence_of_element_located((By.CSS_SELECTOR, "#time-zone-form-salon-2 input[name=time_zone]")), "the time zone form"
+    )
     zone.clear()
     zone.send_keys("America/New_York")
     driver.find_element(By.CSS_SELECTOR, "#time-zone-form-salon-2 button").click()

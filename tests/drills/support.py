@@ -233,8 +233,16 @@ class ServerThread:
     def __init__(self, app: Any, port: int | None = None) -> None:
         self.port = port or free_port()
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_config=None, access_log=False,
-            lifespan="off", ws="none", loop="asyncio", http="h11", timeout_keep_alive=30,
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            ws="none",
+            loop="asyncio",
+            http="h11",
+            timeout_keep_alive=30,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name=f"server-{self.port}", daemon=True)
@@ -287,8 +295,12 @@ class CallbackReceiver:
                 event, ok = {}, False
             verification = event.get("verification", {}) if isinstance(event, dict) else {}
             delivery = Delivery(
-                request.headers.get("webhook-id", ""), verification.get("id"), verification.get("status"),
-                verification.get("review_reason"), ok, time.monotonic(),
+                request.headers.get("webhook-id", ""),
+                verification.get("id"),
+                verification.get("status"),
+                verification.get("review_reason"),
+                ok,
+                time.monotonic(),
             )
             with self.lock:
                 self.deliveries.append(delivery)

@@ -28,8 +28,12 @@ ROWS = 40
 TICK = 0.2
 OUTAGE = 12.0  # seconds Cal.com answers 503 (the drill's parameter)
 SETTINGS = {
-    "SETTLE_SECONDS": "0", "CHECK_SCHEDULE": "60,60", "POLL_INTERVAL_SECONDS": str(TICK), "LEASE_SECONDS": "3",
-    "CALCOM_TIMEOUT_SECONDS": "1", "CALLBACK_RETRY_HOURS": "24",
+    "SETTLE_SECONDS": "0",
+    "CHECK_SCHEDULE": "60,60",
+    "POLL_INTERVAL_SECONDS": str(TICK),
+    "LEASE_SECONDS": "3",
+    "CALCOM_TIMEOUT_SECONDS": "1",
+    "CALLBACK_RETRY_HOURS": "24",
 }
 
 
@@ -46,8 +50,20 @@ def test_one_account_is_backed_off_as_a_whole_during_a_calcom_outage(drill_datab
             for i in range(ROWS):
                 at = T + timedelta(hours=i)
                 fake.fake.add_booking(key, uid=f"bk-{i}", start=at, end=at + timedelta(minutes=30), attendees=["kunde@example.com"])
-                phases = [{"key": "A", "start": at.isoformat(), "end": (at + timedelta(minutes=30)).isoformat(), "attendee_email": "kunde@example.com"}]
-                assert http.post("/api/verifications", json={"account": "salon-1", "appointment_id": f"a{i}", "phases": phases}, headers=AUTH).status_code == 201
+                phases = [
+                    {
+                        "key": "A",
+                        "start": at.isoformat(),
+                        "end": (at + timedelta(minutes=30)).isoformat(),
+                        "attendee_email": "kunde@example.com",
+                    }
+                ]
+                assert (
+                    http.post(
+                        "/api/verifications", json={"account": "salon-1", "appointment_id": f"a{i}", "phases": phases}, headers=AUTH
+                    ).status_code
+                    == 201
+                )
         with services(("poll", env, "poller")) as (poller,):
             wait_until(lambda: fake.calls, 30, "the first query")
             first = fake.times()[0]

@@ -31,8 +31,12 @@ T = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
 ROWS = 5  # pending verifications per account
 TICK = 0.2
 SETTINGS = {
-    "SETTLE_SECONDS": "0", "CHECK_SCHEDULE": "30,60", "POLL_INTERVAL_SECONDS": str(TICK), "LEASE_SECONDS": "3",
-    "CALCOM_TIMEOUT_SECONDS": "1", "CALLBACK_RETRY_HOURS": "24",
+    "SETTLE_SECONDS": "0",
+    "CHECK_SCHEDULE": "30,60",
+    "POLL_INTERVAL_SECONDS": str(TICK),
+    "LEASE_SECONDS": "3",
+    "CALCOM_TIMEOUT_SECONDS": "1",
+    "CALLBACK_RETRY_HOURS": "24",
 }
 DEADLINE = 90.0
 BLOCK = 60.0  # Cal.com's block after a 429
@@ -62,13 +66,27 @@ def test_poller_paces_itself_through_429_5xx_and_timeouts_and_never_calls_unknow
                 put_account(base, name, calcom_api_key=keys[name], calcom_api_base=fake.base)
                 for i in range(ROWS):
                     at = T + timedelta(hours=i)
-                    fake.fake.add_booking(keys[name], uid=f"{name}-bk-{i}", start=at, end=at + timedelta(minutes=30), attendees=["kunde@example.com"])
-                    phases = [{"key": "A", "start": at.isoformat(), "end": (at + timedelta(minutes=30)).isoformat(), "attendee_email": "kunde@example.com"}]
-                    response = http.post("/api/verifications", json={"account": name, "appointment_id": f"{name}-{i}", "phases": phases}, headers=AUTH)
+                    fake.fake.add_booking(
+                        keys[name], uid=f"{name}-bk-{i}", start=at, end=at + timedelta(minutes=30), attendees=["kunde@example.com"]
+                    )
+                    phases = [
+                        {
+                            "key": "A",
+                            "start": at.isoformat(),
+                            "end": (at + timedelta(minutes=30)).isoformat(),
+                            "attendee_email": "kunde@example.com",
+                        }
+                    ]
+                    response = http.post(
+                        "/api/verifications", json={"account": name, "appointment_id": f"{name}-{i}", "phases": phases}, headers=AUTH
+                    )
                     assert response.status_code == 201, response.text
 
         def settled() -> list[dict[str, Any]] | None:
-            rows = query(drill_database, "SELECT account, status, review_reason, resolved_via, checks, complete_checks, created_at, resolved_at FROM verifications")
+            rows = query(
+                drill_database,
+                "SELECT account, status, review_reason, resolved_via, checks, complete_checks, created_at, resolved_at FROM verifications",
+            )
             return rows if all(r["status"] != "pending" for r in rows) else None
 
         rows = wait_until(settled, DEADLINE + 40, "every verification to reach a verdict", interval=0.5)

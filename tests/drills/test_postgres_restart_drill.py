@@ -132,9 +132,20 @@ def test_webhooks_answered_200_survive_a_postgres_restart_and_the_rest_get_503(
                 for i in range(int(RATE * DURATION)):
                     await asyncio.sleep(max(0.0, start + i / RATE - time.monotonic()))  # the load's pace
                     request = _webhook(f"load-{i}", i)
-                    tasks.append(asyncio.create_task(_send(
-                        http, "webhook", f"load-{i}", start, "POST", "/webhooks/calcom/salon-1", content=request.body, headers=request.headers
-                    )))
+                    tasks.append(
+                        asyncio.create_task(
+                            _send(
+                                http,
+                                "webhook",
+                                f"load-{i}",
+                                start,
+                                "POST",
+                                "/webhooks/calcom/salon-1",
+                                content=request.body,
+                                headers=request.headers,
+                            )
+                        )
+                    )
                 answers = list(await asyncio.gather(*tasks))
                 await outage
                 ready_since = time.monotonic()
@@ -146,7 +157,18 @@ def test_webhooks_answered_200_survive_a_postgres_restart_and_the_rest_get_503(
                 # After the restart, without restarting the web process: every webhook is a 200 again.
                 for j in range(20):
                     request = _webhook(f"after-{j}", 100_000 + j)
-                    answers.append(await _send(http, "after", f"after-{j}", start, "POST", "/webhooks/calcom/salon-1", content=request.body, headers=request.headers))
+                    answers.append(
+                        await _send(
+                            http,
+                            "after",
+                            f"after-{j}",
+                            start,
+                            "POST",
+                            "/webhooks/calcom/salon-1",
+                            content=request.body,
+                            headers=request.headers,
+                        )
+                    )
             return answers, marks
 
         answers, marks = asyncio.run(load())
@@ -162,7 +184,9 @@ def test_webhooks_answered_200_survive_a_postgres_restart_and_the_rest_get_503(
     figures["answered_200"] = len(ok)
     figures["answered_200_and_stored"] = len(ok & stored)
     figures["answered_503_but_stored_anyway"] = len(refused & stored)
-    figures["web_log_lines_about_the_outage"] = sum(log_text.count(e) for e in ("notify_listen_lost", "notify_listen_failed", "database_unavailable"))
+    figures["web_log_lines_about_the_outage"] = sum(
+        log_text.count(e) for e in ("notify_listen_lost", "notify_listen_failed", "database_unavailable")
+    )
 
     _check_answers(answers, marks, figures, logs)
     assert all(a.status == 200 for a in answers if a.kind == "after"), f"not recovered: {figures}"
@@ -173,16 +197,31 @@ def test_webhooks_answered_200_survive_a_postgres_restart_and_the_rest_get_503(
 
 
 FAST = {
-    "SETTLE_SECONDS": "0", "CHECK_SCHEDULE": "1,2", "POLL_INTERVAL_SECONDS": "0.2", "LEASE_SECONDS": "3",
-    "CALLBACK_RETRY_HOURS": "24", "CALLBACK_TIMEOUT_SECONDS": "2", "CALCOM_TIMEOUT_SECONDS": "5",
+    "SETTLE_SECONDS": "0",
+    "CHECK_SCHEDULE": "1,2",
+    "POLL_INTERVAL_SECONDS": "0.2",
+    "LEASE_SECONDS": "3",
+    "CALLBACK_RETRY_HOURS": "24",
+    "CALLBACK_TIMEOUT_SECONDS": "2",
+    "CALCOM_TIMEOUT_SECONDS": "5",
 }
 INTAKES_PER_SECOND = 10
 
 
 def _intake(appointment: str, start: datetime) -> dict[str, Any]:
     return {
-        "account": "salon-1", "appointment_id": appointment, "service": "Herrenhaarschnitt",
-        "sync_error": "Cal.com HTTP 500", "phases": [{"key": "A", "start": start.isoformat(), "end": (start + timedelta(minutes=30)).isoformat(), "attendee_email": "kunde@example.com"}],
+        "account": "salon-1",
+        "appointment_id": appointment,
+        "service": "Herrenhaarschnitt",
+        "sync_error": "Cal.com HTTP 500",
+        "phases": [
+            {
+                "key": "A",
+                "start": start.isoformat(),
+                "end": (start + timedelta(minutes=30)).isoformat(),
+                "attendee_email": "kunde@example.com",
+            }
+        ],
     }
 
 
@@ -218,12 +257,40 @@ def test_poller_and_web_ride_out_a_postgres_restart_and_finish_their_work(
                         kinds[appointment] = kind
                         answers = []
                         if kind == "poll":
-                            booking = {"api_key": API_KEY, "uid": f"bk-{i}", "start": at.isoformat(), "end": (at + timedelta(minutes=30)).isoformat(), "attendees": ["kunde@example.com"]}
+                            booking = {
+                                "api_key": API_KEY,
+                                "uid": f"bk-{i}",
+                                "start": at.isoformat(),
+                                "end": (at + timedelta(minutes=30)).isoformat(),
+                                "attendees": ["kunde@example.com"],
+                            }
                             (await fake.post("/_fake/bookings", json=booking)).raise_for_status()
                         if kind == "webhook":
                             request = _webhook(f"bk-{i}", i * 60)
-                            answers.append(await _send(http, "webhook", f"bk-{i}", start, "POST", "/webhooks/calcom/salon-1", content=request.body, headers=request.headers))
-                        answers.append(await _send(http, "intake", appointment, start, "POST", "/api/verifications", json=_intake(appointment, at), headers=AUTH))
+                            answers.append(
+                                await _send(
+                                    http,
+                                    "webhook",
+                                    f"bk-{i}",
+                                    start,
+                                    "POST",
+                                    "/webhooks/calcom/salon-1",
+                                    content=request.body,
+                                    headers=request.headers,
+                                )
+                            )
+                        answers.append(
+                            await _send(
+                                http,
+                                "intake",
+                                appointment,
+                                start,
+                                "POST",
+                                "/api/verifications",
+                                json=_intake(appointment, at),
+                                headers=AUTH,
+                            )
+                        )
                         return answers
 
                     tasks = []

@@ -33,8 +33,12 @@ CREATED = datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc)  # createdAt of the 
 ACCOUNTS = 4
 PER_ACCOUNT = 250
 SETTINGS = {
-    "SETTLE_SECONDS": "1", "CHECK_SCHEDULE": "2,4", "POLL_INTERVAL_SECONDS": "0.2", "LEASE_SECONDS": "3",
-    "CALLBACK_RETRY_HOURS": "24", "CALLBACK_TIMEOUT_SECONDS": "2",
+    "SETTLE_SECONDS": "1",
+    "CHECK_SCHEDULE": "2,4",
+    "POLL_INTERVAL_SECONDS": "0.2",
+    "LEASE_SECONDS": "3",
+    "CALLBACK_RETRY_HOURS": "24",
+    "CALLBACK_TIMEOUT_SECONDS": "2",
 }
 VERIFIED_BY_WEBHOOK = ("verified", None, {"webhook"})
 NO_BOOKING = ("manual_review", "no_booking_found", {"system"})
@@ -52,7 +56,18 @@ EXPECTED = {
     "stale_cancel": NO_BOOKING,
     "late_created": NO_BOOKING,  # CREATED, CANCELLED, then a late older CREATED
 }
-KINDS = ["webhook_dup", "webhook_intake_twice", "webhook", "poll", "poll_2", "neither", "composite", "composite_partial", None, "late_created"]
+KINDS = [
+    "webhook_dup",
+    "webhook_intake_twice",
+    "webhook",
+    "poll",
+    "poll_2",
+    "neither",
+    "composite",
+    "composite_partial",
+    None,
+    "late_created",
+]
 
 
 @dataclass
@@ -78,16 +93,30 @@ class Appointment:
         if self.kind.startswith("composite"):
             phases = [
                 {"key": "A", "start": s.isoformat(), "end": (s + timedelta(minutes=20)).isoformat(), "attendee_email": "kunde@example.com"},
-                {"key": "B", "start": (s + timedelta(minutes=25)).isoformat(), "end": (s + timedelta(minutes=45)).isoformat(), "attendee_email": "kunde@example.com"},
+                {
+                    "key": "B",
+                    "start": (s + timedelta(minutes=25)).isoformat(),
+                    "end": (s + timedelta(minutes=45)).isoformat(),
+                    "attendee_email": "kunde@example.com",
+                },
                 {"key": "X", "start": (s + timedelta(minutes=45)).isoformat(), "staff_required": False},
             ]
         else:
-            phases = [{"key": "A", "start": s.isoformat(), "end": (s + timedelta(minutes=30)).isoformat(), "attendee_email": "kunde@example.com"}]
+            phases = [
+                {"key": "A", "start": s.isoformat(), "end": (s + timedelta(minutes=30)).isoformat(), "attendee_email": "kunde@example.com"}
+            ]
         return {"account": self.account, "appointment_id": self.id, "service": "drill", "sync_error": "Cal.com HTTP 400", "phases": phases}
 
     def event(self, trigger: str, minutes: int) -> Any:
-        return signed(booking_event(trigger, uid=self.uid(), start=self.start, minutes=20 if self.kind.startswith("composite") else 30,
-                                    created_at=CREATED + timedelta(minutes=minutes)))
+        return signed(
+            booking_event(
+                trigger,
+                uid=self.uid(),
+                start=self.start,
+                minutes=20 if self.kind.startswith("composite") else 30,
+                created_at=CREATED + timedelta(minutes=minutes),
+            )
+        )
 
 
 def _plan() -> list[Appointment]:
@@ -165,7 +194,7 @@ async def _drive(bases: list[str], plan: list[Appointment], rng: random.Random) 
 
         rng.shuffle(plan)
         for chunk in range(0, len(plan), 40):
-            batch = [job for app in plan[chunk:chunk + 40] for job in jobs(app)]
+            batch = [job for app in plan[chunk : chunk + 40] for job in jobs(app)]
             rng.shuffle(batch)
             await asyncio.gather(*(bounded(job) for job in batch))
     finally:
@@ -185,11 +214,23 @@ def test_two_web_and_two_pollers_reach_exactly_one_expected_verdict_and_callback
     with fake_calcom(*keys) as (calcom, control), callback_receiver(CALLBACK_SECRET) as (receiver, hook):
         for app in plan:
             if app.kind in ("poll", "poll_2"):
-                booking = {"api_key": app.api_key, "uid": app.uid(), "start": app.start.isoformat(), "end": (app.start + timedelta(minutes=30)).isoformat(), "attendees": ["kunde@example.com"]}
+                booking = {
+                    "api_key": app.api_key,
+                    "uid": app.uid(),
+                    "start": app.start.isoformat(),
+                    "end": (app.start + timedelta(minutes=30)).isoformat(),
+                    "attendees": ["kunde@example.com"],
+                }
                 control.post("/_fake/bookings", json=booking).raise_for_status()
             if app.kind == "composite":
                 b = app.start + timedelta(minutes=25)
-                booking = {"api_key": app.api_key, "uid": app.uid("B"), "start": b.isoformat(), "end": (b + timedelta(minutes=20)).isoformat(), "attendees": ["kunde@example.com"]}
+                booking = {
+                    "api_key": app.api_key,
+                    "uid": app.uid("B"),
+                    "start": b.isoformat(),
+                    "end": (b + timedelta(minutes=20)).isoformat(),
+                    "attendees": ["kunde@example.com"],
+                }
                 control.post("/_fake/bookings", json=booking).raise_for_status()
         specs = [("web", web_env(drill_database, p, **SETTINGS), f"web-{n}") for n, p in enumerate(ports)]
         specs += [("poll", web_env(drill_database, ports[0], **SETTINGS), f"poller-{n}") for n in range(2)]
@@ -197,7 +238,14 @@ def test_two_web_and_two_pollers_reach_exactly_one_expected_verdict_and_callback
             for base in bases:
                 wait_healthy(base)
             for a, key in enumerate(keys):
-                put_account(bases[a % 2], f"salon-{a}", calcom_api_key=key, calcom_api_base=calcom, callback_url=hook, callback_secret=CALLBACK_SECRET)
+                put_account(
+                    bases[a % 2],
+                    f"salon-{a}",
+                    calcom_api_key=key,
+                    calcom_api_base=calcom,
+                    callback_url=hook,
+                    callback_secret=CALLBACK_SECRET,
+                )
             started = time.monotonic()
             sender = asyncio.run(_drive(bases, list(plan), rng))
             figures["requests_sent_s"] = round(time.monotonic() - started, 1)
@@ -210,7 +258,9 @@ def test_two_web_and_two_pollers_reach_exactly_one_expected_verdict_and_callback
             figures["all_verdicts_s"] = round(time.monotonic() - started, 1)
             wait_until(
                 lambda: {r["state"] for r in query(drill_database, "SELECT DISTINCT state FROM outbox")} == {"delivered"},
-                90, "every callback to be delivered", interval=0.5,
+                90,
+                "every callback to be delivered",
+                interval=0.5,
             )
             figures["all_callbacks_s"] = round(time.monotonic() - started, 1)
             with httpx.Client(timeout=30) as http:

@@ -24,16 +24,30 @@ from .support import AUTH, Service, callback_receiver, put_account, query, scala
 
 T = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
 FAST = {
-    "SETTLE_SECONDS": "0", "CHECK_SCHEDULE": "1,1", "POLL_INTERVAL_SECONDS": "0.2", "LEASE_SECONDS": "3",
-    "CALLBACK_RETRY_HOURS": "24", "CALLBACK_TIMEOUT_SECONDS": "1", "CALCOM_TIMEOUT_SECONDS": "60",
+    "SETTLE_SECONDS": "0",
+    "CHECK_SCHEDULE": "1,1",
+    "POLL_INTERVAL_SECONDS": "0.2",
+    "LEASE_SECONDS": "3",
+    "CALLBACK_RETRY_HOURS": "24",
+    "CALLBACK_TIMEOUT_SECONDS": "1",
+    "CALCOM_TIMEOUT_SECONDS": "60",
 }
 FOUND, MISSING = 40, 10
 
 
 def _intake(appointment: str, start: datetime) -> dict[str, Any]:
     return {
-        "account": "salon-1", "appointment_id": appointment, "sync_error": "Cal.com HTTP 400",
-        "phases": [{"key": "A", "start": start.isoformat(), "end": (start + timedelta(minutes=30)).isoformat(), "attendee_email": "kunde@example.com"}],
+        "account": "salon-1",
+        "appointment_id": appointment,
+        "sync_error": "Cal.com HTTP 400",
+        "phases": [
+            {
+                "key": "A",
+                "start": start.isoformat(),
+                "end": (start + timedelta(minutes=30)).isoformat(),
+                "attendee_email": "kunde@example.com",
+            }
+        ],
     }
 
 
@@ -79,7 +93,13 @@ def test_pollers_killed_inside_calcom_call_and_inside_callback_post_lose_nothing
                 for i in range(FOUND + MISSING):
                     at = T + timedelta(hours=i)
                     if i < FOUND:
-                        booking = {"api_key": API_KEY, "uid": f"bk-{i}", "start": at.isoformat(), "end": (at + timedelta(minutes=30)).isoformat(), "attendees": ["kunde@example.com"]}
+                        booking = {
+                            "api_key": API_KEY,
+                            "uid": f"bk-{i}",
+                            "start": at.isoformat(),
+                            "end": (at + timedelta(minutes=30)).isoformat(),
+                            "attendees": ["kunde@example.com"],
+                        }
                         control.post("/_fake/bookings", json=booking).raise_for_status()
                     assert http.post("/api/verifications", json=_intake(f"a{i}", at), headers=AUTH).status_code == 201
             web_log = web.output()
@@ -121,7 +141,8 @@ def test_pollers_killed_inside_calcom_call_and_inside_callback_post_lose_nothing
         try:
             wait_until(
                 lambda: {o["state"] for o in query(drill_database, "SELECT state FROM outbox")} == {"delivered"},
-                60, "every callback to be delivered",
+                60,
+                "every callback to be delivered",
             )
             assert third.alive()
         finally:
@@ -243,8 +264,11 @@ def test_web_killed_mid_burst_keeps_every_200_and_retries_complete_the_rest_exac
                     assert response.status_code in (200, 201), response.text
             figures["retries"] = dict(retried)
             rows = wait_until(
-                lambda: (lambda r: r if len(r) == BURST and all(x["status"] == "verified" for x in r) else None)(_verifications(drill_database)),
-                30, "every verification to be verified",
+                lambda: (lambda r: r if len(r) == BURST and all(x["status"] == "verified" for x in r) else None)(
+                    _verifications(drill_database)
+                ),
+                30,
+                "every verification to be verified",
             )
             with services(("poll", env, "poller")) as (poller,):
                 wait_until(lambda: len(set(receiver.ids())) >= BURST, 60, "every callback to be delivered")

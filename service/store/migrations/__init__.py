@@ -23,9 +23,7 @@ log = logging.getLogger("service.migrations")
 _LOCK_KEY = 7_202_611  # any constant; shared by every release process of this product
 _FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
-_CREATE_TABLE = sql(
-    "CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
-)
+_CREATE_TABLE = sql("CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
 _APPLIED = sql("SELECT version FROM schema_migrations ORDER BY version")
 _RECORD = sql("INSERT INTO schema_migrations (version, applied_at) VALUES (:version, :applied_at)")
 _TABLE_EXISTS = sql(

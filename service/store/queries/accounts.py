@@ -127,12 +127,8 @@ CLAIM_FOR_POLL = sql(
     postgresql=f"UPDATE accounts SET poll_lease_owner = :owner, poll_lease_expires_at = :expires "
     f"WHERE id IN ({_DUE_ACCOUNTS} FOR UPDATE SKIP LOCKED) RETURNING id",
 )
-RENEW_POLL = sql(
-    "UPDATE accounts SET poll_lease_expires_at = :expires WHERE id = :id AND poll_lease_owner = :owner"
-)
-RELEASE_POLL = sql(
-    "UPDATE accounts SET poll_lease_owner = NULL, poll_lease_expires_at = NULL WHERE id = :id AND poll_lease_owner = :owner"
-)
+RENEW_POLL = sql("UPDATE accounts SET poll_lease_expires_at = :expires WHERE id = :id AND poll_lease_owner = :owner")
+RELEASE_POLL = sql("UPDATE accounts SET poll_lease_owner = NULL, poll_lease_expires_at = NULL WHERE id = :id AND poll_lease_owner = :owner")
 
 # Several pollers share a key's pace: the later pause stands (a 429 block must not be erased by
 # another poller's older reading), and only a reading at least as new replaces remaining/reset.
@@ -210,9 +206,7 @@ async def upsert(tx: Tx, account_id: str, values: dict[str, Any], now: datetime)
 
 # Every stored secret, for sealing older plaintext rows and re-encrypting under a new first key.
 SECRET_ROWS = sql(f"SELECT id, {', '.join(SECRET_COLUMNS)} FROM accounts ORDER BY id")
-RESEAL = sql(
-    "UPDATE accounts SET " + ", ".join(f"{name} = :{name}" for name in SECRET_COLUMNS) + " WHERE id = :id"
-)
+RESEAL = sql("UPDATE accounts SET " + ", ".join(f"{name} = :{name}" for name in SECRET_COLUMNS) + " WHERE id = :id")
 
 
 async def reseal_all(db: Database, *, rotate: bool) -> int:

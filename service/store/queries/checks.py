@@ -59,6 +59,7 @@ async def record_check(
     )
     return changed == 1
 
+
 # Rechecks. A pending verification is made due now (never past its deadline).
 DUE_NOW = sql(
     """

@@ -14,9 +14,7 @@ CLAIM = sql(
     ON CONFLICT (account, booking_uid, booking_seat) DO NOTHING
     """
 )
-CLAIM_OWNER = sql(
-    "SELECT verification_seq FROM booking_claims WHERE account = :account AND booking_uid = :uid AND booking_seat = :seat"
-)
+CLAIM_OWNER = sql("SELECT verification_seq FROM booking_claims WHERE account = :account AND booking_uid = :uid AND booking_seat = :seat")
 RELEASE = sql("DELETE FROM booking_claims WHERE account = :account AND verification_seq = :verification_seq AND phase_key = :phase_key")
 CLAIMS_OF = sql("SELECT phase_key, booking_uid, booking_seat FROM booking_claims WHERE verification_seq = :verification_seq")
 # Many claims in one statement (a verdict for a whole group); the owners are read back in one more.
@@ -44,9 +42,7 @@ OWNERS_OF = sql(
 
 async def claim(tx: Tx, account: str, uid: str, seat: str, verification_seq: int, phase_key: str, now: datetime) -> bool:
     """Claim a booking unit for a phase; False when another phase already holds it."""
-    inserted = await tx.execute(
-        CLAIM, account=account, uid=uid, seat=seat, verification_seq=verification_seq, phase_key=phase_key, now=now
-    )
+    inserted = await tx.execute(CLAIM, account=account, uid=uid, seat=seat, verification_seq=verification_seq, phase_key=phase_key, now=now)
     if inserted:
         return True
     owner = await tx.fetch_val(CLAIM_OWNER, account=account, uid=uid, seat=seat)
@@ -62,6 +58,7 @@ async def claims_of(tx: Tx, verification_seq: int) -> dict[str, tuple[str, str]]
     """The booking units a verification holds, by phase key."""
     rows = await tx.fetch_all(CLAIMS_OF, verification_seq=verification_seq)
     return {row["phase_key"]: (row["booking_uid"], row["booking_seat"]) for row in rows}
+
 
 async def claim_many(tx: Tx, account: str, claims: Sequence[tuple[str, str, int, str]], now: datetime) -> dict[tuple[str, str], int]:
     """Claim (uid, seat, verification_seq, phase_key) units at once; answer the owner of each unit afterwards."""

@@ -94,10 +94,7 @@ async def evidence_near(tx: Tx, account: str, lo: datetime, hi: datetime, tag: s
 # indexes hold only the rows in review (0011). Ordered by seq alone, PostgreSQL walked the primary
 # key through the whole history, filtering on the status.
 _REVIEW_START = "COALESCE(review_started_at, created_at)"
-_QUEUE_COLUMNS = (
-    "seq, id, account, appointment_id, service, review_reason, created_at, "
-    f'{_REVIEW_START} AS "review_started_at [UTCTIME]"'
-)
+_QUEUE_COLUMNS = f'seq, id, account, appointment_id, service, review_reason, created_at, {_REVIEW_START} AS "review_started_at [UTCTIME]"'
 _QUEUE_WHERE = f"""status = 'manual_review' AND {_REVIEW_START} <= :older_than
     AND (CAST(:reason AS TEXT) IS NULL OR review_reason = :reason)"""
 QUEUE = sql(f"SELECT {_QUEUE_COLUMNS} FROM verifications WHERE {_QUEUE_WHERE} ORDER BY {_REVIEW_START}, seq LIMIT :limit")
@@ -133,18 +130,14 @@ DELIVERIES = sql(
 # older ones that were in review at some point since then (still there, or resolved since).
 _HISTORY_COLUMNS = "seq, created_at, status, resolved_via, resolution, review_reason, resolved_at, review_started_at"
 HISTORY_CREATED = sql(f"SELECT {_HISTORY_COLUMNS} FROM verifications WHERE created_at >= :since ORDER BY created_at LIMIT :limit")
-HISTORY_IN_REVIEW = sql(
-    f"SELECT {_HISTORY_COLUMNS} FROM verifications WHERE status = 'manual_review' AND created_at < :since LIMIT :limit"
-)
+HISTORY_IN_REVIEW = sql(f"SELECT {_HISTORY_COLUMNS} FROM verifications WHERE status = 'manual_review' AND created_at < :since LIMIT :limit")
 HISTORY_RESOLVED = sql(
     f"SELECT {_HISTORY_COLUMNS} FROM verifications WHERE resolved_at >= :since AND status = 'resolved' AND created_at < :since "
     "AND review_started_at IS NOT NULL LIMIT :limit"
 )
 
 
-async def queue(
-    tx: Tx, *, account: str | None, reason: str | None, older_than: datetime, limit: int
-) -> list[dict[str, Any]]:
+async def queue(tx: Tx, *, account: str | None, reason: str | None, older_than: datetime, limit: int) -> list[dict[str, Any]]:
     if account is None:
         return await tx.fetch_all(QUEUE, reason=reason, older_than=older_than, limit=limit)
     return await tx.fetch_all(QUEUE_OF_ACCOUNT, account=account, reason=reason, older_than=older_than, limit=limit)

@@ -23,6 +23,7 @@ def _insert_events_query(count: int) -> Query:
         _INSERT_EVENTS[count] = query
     return query
 
+
 # Raw webhook bodies are kept for audit and replay for a while, then dropped in slices (what they
 # taught us stays in booking_observations).
 PRUNE_EVENTS = sql(

@@ -11,9 +11,7 @@ from service.store.connector import Tx, sql
 _COLUMNS = """verifier_ref, account, idempotency_key, fingerprint, state, request, status, response_body,
     response_headers, verification_id, created_at, updated_at, expires_at"""
 BY_KEY = sql(f"SELECT {_COLUMNS} FROM guard_requests WHERE account = :account AND idempotency_key = :key")
-DROP_EXPIRED_KEY = sql(
-    "DELETE FROM guard_requests WHERE account = :account AND idempotency_key = :key AND expires_at <= :now"
-)
+DROP_EXPIRED_KEY = sql("DELETE FROM guard_requests WHERE account = :account AND idempotency_key = :key AND expires_at <= :now")
 PRUNE = sql("DELETE FROM guard_requests WHERE expires_at <= :now")
 INSERT = sql(
     """
@@ -58,8 +56,14 @@ async def finish(
     tx: Tx, verifier_ref: str, state: str, status: int, body: bytes, headers: dict[str, str], verification_id: str | None, now: datetime
 ) -> None:
     await tx.execute(
-        FINISH, verifier_ref=verifier_ref, state=state, status=status, body=body.decode("utf-8", "replace"),
-        headers=json.dumps(headers), verification_id=verification_id, now=now,
+        FINISH,
+        verifier_ref=verifier_ref,
+        state=state,
+        status=status,
+        body=body.decode("utf-8", "replace"),
+        headers=json.dumps(headers),
+        verification_id=verification_id,
+        now=now,
     )
 
 

@@ -142,6 +142,7 @@ MERGE_SEATLESS = sql(
     "WHERE account = :account AND uid = :uid AND seat = '' AND state = 'exists'"
 )
 
+
 @dataclass(frozen=True)
 class Available:
     """An unclaimed, existing booking unit, as stored."""
@@ -209,9 +210,7 @@ async def _merge_seatless(tx: Tx, bookings: set[tuple[str, str]], now: datetime)
     if not bookings:
         return
     keys = sorted(bookings)
-    rows = await tx.fetch_all(
-        SEATLESS_OF_SEATED, units=[list(k) for k in keys], accounts=[a for a, _ in keys], uids=[u for _, u in keys]
-    )
+    rows = await tx.fetch_all(SEATLESS_OF_SEATED, units=[list(k) for k in keys], accounts=[a for a, _ in keys], uids=[u for _, u in keys])
     units: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
         units.setdefault((row["account"], row["uid"]), []).append(row)
@@ -222,9 +221,7 @@ async def _merge_seatless(tx: Tx, bookings: set[tuple[str, str]], now: datetime)
         if not seats:
             continue
         holder = seatless["verification_seq"]
-        if holder is not None and (
-            len(seats) != 1 or not await claim(tx, account, uid, seats[0], holder, seatless["phase_key"], now)
-        ):
+        if holder is not None and (len(seats) != 1 or not await claim(tx, account, uid, seats[0], holder, seatless["phase_key"], now)):
             log.warning(
                 "a claimed booking unit turned out to be a seat that cannot take its claim",
                 extra={"event": "seat_claim_unmerged", "account": account, "booking_uid": uid, "seats": len(seats)},

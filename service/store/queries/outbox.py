@@ -84,4 +84,3 @@ async def record_attempt(
 
 async def abandon(tx: Tx, seq: int, owner: str, last_error: str) -> bool:
     return await tx.execute(ABANDON, seq=seq, owner=owner, last_error=last_error) == 1
-

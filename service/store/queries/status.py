@@ -61,9 +61,7 @@ _RECENT_VERDICTS = """
     )
     ORDER BY resolved_at DESC LIMIT :limit
 """
-RECENT_VERDICTS = sql(
-    _RECENT_VERDICTS.format(hint="INDEXED BY verifications_resolved"), postgresql=_RECENT_VERDICTS.format(hint="")
-)
+RECENT_VERDICTS = sql(_RECENT_VERDICTS.format(hint="INDEXED BY verifications_resolved"), postgresql=_RECENT_VERDICTS.format(hint=""))
 
 # Callback events by delivery state: size, oldest, and how many were created since `since`.
 OUTBOX = sql(

@@ -45,8 +45,11 @@ def internal_error(request: Request, headers: dict[str, str] | None = None) -> R
 
 def throttled(request: Request, limit: int, block: float) -> Response:
     """An injected 429 as Cal.com's throttler guard sends it (no Retry-After)."""
-    headers = {"X-RateLimit-Limit-Default": str(limit), "X-RateLimit-Remaining-Default": "0",
-               "X-RateLimit-Reset-Default": str(math.ceil(block))}
+    headers = {
+        "X-RateLimit-Limit-Default": str(limit),
+        "X-RateLimit-Remaining-Default": "0",
+        "X-RateLimit-Reset-Default": str(math.ceil(block)),
+    }
     return error(request, 429, "ThrottlerException", THROTTLED, headers)
 
 

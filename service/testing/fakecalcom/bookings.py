@@ -124,8 +124,9 @@ class BookingBook:
         self._by_uid[uid] = stored
         return copy.deepcopy(item)
 
-    def add_seat(self, uid: str, email: str, *, metadata: dict[str, Any] | None = None,
-                 seat_uid: str | None = None, **person: Any) -> dict[str, Any]:
+    def add_seat(
+        self, uid: str, email: str, *, metadata: dict[str, Any] | None = None, seat_uid: str | None = None, **person: Any
+    ) -> dict[str, Any]:
         """Add an attendee seat to a seated booking; returns the seated attendee."""
         stored = self._get(uid)
         if not stored.seated:
@@ -146,8 +147,9 @@ class BookingBook:
         self._touch(stored)
         return copy.deepcopy(stored.item)
 
-    def reschedule(self, uid: str, *, start: datetime | str, end: datetime | str | None = None,
-                   new_uid: str | None = None) -> dict[str, Any]:
+    def reschedule(
+        self, uid: str, *, start: datetime | str, end: datetime | str | None = None, new_uid: str | None = None
+    ) -> dict[str, Any]:
         """Cal.com's reschedule: the booking is cancelled and a copy at the new time gets a new uid."""
         old = self._get(uid)
         begins = parse_time(start)
@@ -196,8 +198,7 @@ class BookingBook:
     def busy(self, api_key: str, host_email: str, start: datetime, end: datetime) -> bool:
         """Whether the host already holds a booking (accepted or pending) overlapping [start, end)."""
         return any(
-            s.start < end and start < s.end and s.item["status"] not in GONE
-            and any(h["email"] == host_email for h in s.item["hosts"])
+            s.start < end and start < s.end and s.item["status"] not in GONE and any(h["email"] == host_email for h in s.item["hosts"])
             for s in self._keys.get(api_key, [])
         )
 
@@ -225,5 +226,12 @@ class BookingBook:
 
 def old_item(item: dict[str, Any]) -> dict[str, Any]:
     """One booking in the 2024-04-15 shape."""
-    return {"id": item["id"], "uid": item["uid"], "title": item["title"], "startTime": item["start"],
-            "endTime": item["end"], "status": item["status"].upper(), "metadata": item["metadata"]}
+    return {
+        "id": item["id"],
+        "uid": item["uid"],
+        "title": item["title"],
+        "startTime": item["start"],
+        "endTime": item["end"],
+        "status": item["status"].upper(),
+        "metadata": item["metadata"],
+    }

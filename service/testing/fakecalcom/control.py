@@ -26,8 +26,20 @@ if TYPE_CHECKING:
 Handler = Callable[[Request], Awaitable[Response]]
 
 BOOKING_FIELDS = {
-    "start", "end", "uid", "id", "status", "event_type_id", "hosts", "attendees", "metadata", "seats",
-    "recurring_booking_uid", "title", "guests", "event_type_slug",
+    "start",
+    "end",
+    "uid",
+    "id",
+    "status",
+    "event_type_id",
+    "hosts",
+    "attendees",
+    "metadata",
+    "seats",
+    "recurring_booking_uid",
+    "title",
+    "guests",
+    "event_type_slug",
 }
 EVENT_TYPE_FIELDS = {"length", "hosts", "seats", "recurring", "durations", "requires_confirmation", "title", "slug"}
 
@@ -114,8 +126,12 @@ def routes(fake: FakeCalcom) -> list[Route]:
 
     async def calls(body: dict[str, Any], request: Request) -> Any:
         return {
-            "total": fake.calls, "by_key": dict(fake.calls_by_key), "creates": fake.creates,
-            "creates_by_key": dict(fake.creates_by_key), "written": fake.written, "held": fake.held,
+            "total": fake.calls,
+            "by_key": dict(fake.calls_by_key),
+            "creates": fake.creates,
+            "creates_by_key": dict(fake.creates_by_key),
+            "written": fake.written,
+            "held": fake.held,
         }
 
     async def requests(body: dict[str, Any], request: Request) -> Any:

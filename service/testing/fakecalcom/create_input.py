@@ -18,8 +18,7 @@ from zoneinfo import ZoneInfo
 from service.testing.fakecalcom.shapes import parse_time
 
 METADATA_MESSAGE = (
-    "metadata must be an object with up to 50 keys, each key name up to 40 characters, "
-    "and values with a maximum length of 500 characters."
+    "metadata must be an object with up to 50 keys, each key name up to 40 characters, and values with a maximum length of 500 characters."
 )
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")

@@ -102,8 +102,7 @@ def _slot_taken(event_type: EventType) -> Rejected:
     return bad_request(HOSTS_NOT_AVAILABLE if event_type.team else NOT_AVAILABLE)
 
 
-async def _book(fake: FakeCalcom, api_key: str, wanted: CreateInput, event_type: EventType,
-                fault: CreateFault | None) -> Any:
+async def _book(fake: FakeCalcom, api_key: str, wanted: CreateInput, event_type: EventType, fault: CreateFault | None) -> Any:
     if event_type.recurring:
         return await _book_series(fake, api_key, wanted, event_type, fault)
     if event_type.seats:
@@ -112,25 +111,44 @@ async def _book(fake: FakeCalcom, api_key: str, wanted: CreateInput, event_type:
     return await _book_one(fake, api_key, wanted, event_type, fault, wanted.start, end)
 
 
-async def _book_one(fake: FakeCalcom, api_key: str, wanted: CreateInput, event_type: EventType,
-                    fault: CreateFault | None, start: datetime, end: datetime, **series: Any) -> dict[str, Any]:
+async def _book_one(
+    fake: FakeCalcom,
+    api_key: str,
+    wanted: CreateInput,
+    event_type: EventType,
+    fault: CreateFault | None,
+    start: datetime,
+    end: datetime,
+    **series: Any,
+) -> dict[str, Any]:
     """One booking: the first free host takes it, then its webhook goes out."""
     host = _free_host(fake, api_key, event_type, start, end)
     item = fake.book.add(
-        api_key, start=start, end=end, status="pending" if event_type.requires_confirmation else "accepted",
-        event_type_id=event_type.id, event_type_slug=event_type.slug, hosts=[host], attendees=[wanted.attendee],
-        guests=wanted.guests, metadata=wanted.metadata, responses=wanted.responses,
-        recurring_booking_uid=series.get("recurring_booking_uid"), title=_title(event_type, host, wanted),
+        api_key,
+        start=start,
+        end=end,
+        status="pending" if event_type.requires_confirmation else "accepted",
+        event_type_id=event_type.id,
+        event_type_slug=event_type.slug,
+        hosts=[host],
+        attendees=[wanted.attendee],
+        guests=wanted.guests,
+        metadata=wanted.metadata,
+        responses=wanted.responses,
+        recurring_booking_uid=series.get("recurring_booking_uid"),
+        title=_title(event_type, host, wanted),
     )
     fake.written += 1
-    webhook = booking_created(item, event_type, people=item["attendees"], booker=wanted.attendee,
-                              metadata=item["metadata"], recurrence=series.get("recurrence"))
+    webhook = booking_created(
+        item, event_type, people=item["attendees"], booker=wanted.attendee, metadata=item["metadata"], recurrence=series.get("recurrence")
+    )
     await _announce(fake, api_key, webhook, fault)
     return item
 
 
-async def _book_series(fake: FakeCalcom, api_key: str, wanted: CreateInput, event_type: EventType,
-                       fault: CreateFault | None) -> list[dict[str, Any]]:
+async def _book_series(
+    fake: FakeCalcom, api_key: str, wanted: CreateInput, event_type: EventType, fault: CreateFault | None
+) -> list[dict[str, Any]]:
     """A recurring create: one booking per weekly occurrence, one after the other, without a transaction.
 
     As in Cal.com (handleNewRecurringBooking.ts), an occurrence that fails leaves the earlier ones
@@ -142,13 +160,15 @@ async def _book_series(fake: FakeCalcom, api_key: str, wanted: CreateInput, even
     for n in range(count):
         start = wanted.start + timedelta(weeks=n)
         end = start + timedelta(minutes=event_type.length)  # Cal.com ignores lengthInMinutes here
-        items.append(await _book_one(fake, api_key, wanted, event_type, fault, start, end,
-                                     recurring_booking_uid=series_uid, recurrence=count))
+        items.append(
+            await _book_one(fake, api_key, wanted, event_type, fault, start, end, recurring_booking_uid=series_uid, recurrence=count)
+        )
     return items
 
 
-async def _book_seat(fake: FakeCalcom, api_key: str, wanted: CreateInput, event_type: EventType,
-                     fault: CreateFault | None) -> dict[str, Any]:
+async def _book_seat(
+    fake: FakeCalcom, api_key: str, wanted: CreateInput, event_type: EventType, fault: CreateFault | None
+) -> dict[str, Any]:
     """A seated event type: the first create of a slot makes the booking, later ones add seats."""
     email = wanted.attendee["email"]
     slot = fake.book.seated_slot(api_key, event_type.id, wanted.start)
@@ -156,8 +176,14 @@ async def _book_seat(fake: FakeCalcom, api_key: str, wanted: CreateInput, event_
         end = wanted.start + timedelta(minutes=wanted.length or event_type.length)
         host = _free_host(fake, api_key, event_type, wanted.start, end)
         item = fake.book.add(
-            api_key, start=wanted.start, end=end, event_type_id=event_type.id, event_type_slug=event_type.slug,
-            hosts=[host], seats=[{**wanted.attendee, "metadata": wanted.metadata}], metadata=wanted.metadata,
+            api_key,
+            start=wanted.start,
+            end=end,
+            event_type_id=event_type.id,
+            event_type_slug=event_type.slug,
+            hosts=[host],
+            seats=[{**wanted.attendee, "metadata": wanted.metadata}],
+            metadata=wanted.metadata,
             title=_title(event_type, host, wanted),
         )
         seat_uid, people, metadata = item["attendees"][0]["seatUid"], [wanted.attendee], item["metadata"]

@@ -14,8 +14,12 @@ GONE = frozenset({"cancelled", "rejected"})
 # Only the first sort parameter present counts, in this order (input.service.ts `transformGetBookingsSort`).
 SORTS = (("sortStart", "start"), ("sortEnd", "end"), ("sortCreated", "createdAt"), ("sortUpdatedAt", "updatedAt"))
 TIME_FILTERS = (
-    ("afterStart", "after_start"), ("beforeEnd", "before_end"), ("afterCreatedAt", "after_created"),
-    ("beforeCreatedAt", "before_created"), ("afterUpdatedAt", "after_updated"), ("beforeUpdatedAt", "before_updated"),
+    ("afterStart", "after_start"),
+    ("beforeEnd", "before_end"),
+    ("afterCreatedAt", "after_created"),
+    ("beforeCreatedAt", "before_created"),
+    ("afterUpdatedAt", "after_updated"),
+    ("beforeUpdatedAt", "before_updated"),
 )
 
 
@@ -73,8 +77,12 @@ def matches(item: dict[str, Any], start: datetime, end: datetime, query: Booking
     """Whether one booking item passes every filter of the query (all filters are ANDed)."""
     created, updated = parse_time(item["createdAt"]), parse_time(item["updatedAt"])
     bounds = {
-        "after_start": start, "before_end": end, "after_created": created, "before_created": created,
-        "after_updated": updated, "before_updated": updated,
+        "after_start": start,
+        "before_end": end,
+        "after_created": created,
+        "before_created": created,
+        "after_updated": updated,
+        "before_updated": updated,
     }
     for key, limit in query.times.items():
         value = bounds[key]

@@ -21,8 +21,7 @@ async def list_bookings(fake: FakeCalcom, request: Request) -> Response:
     """The key's bookings, filtered, sorted and paged like Cal.com's list."""
     now = fake.clock()
     api_key = bearer(request)
-    fake.requests.append({"api_key": api_key, "api_version": request.headers.get("cal-api-version"),
-                          "params": dict(request.query_params)})
+    fake.requests.append({"api_key": api_key, "api_version": request.headers.get("cal-api-version"), "params": dict(request.query_params)})
     refused = await fake.admit_read(request, api_key)
     if refused is not None:
         return refused
@@ -38,7 +37,7 @@ async def list_bookings(fake: FakeCalcom, request: Request) -> Response:
     except ValueError as exc:
         return error(request, 400, "BadRequestException", str(exc), headers)
     items = fake.book.query(api_key, query, now=now)
-    page = items[query.skip:query.skip + query.take]
+    page = items[query.skip : query.skip + query.take]
     body = {"status": "success", "data": page, "pagination": pagination(len(items), query.skip, query.take)}
     return JSONResponse(body, headers=headers)
 
@@ -48,8 +47,9 @@ async def get_booking(fake: FakeCalcom, request: Request) -> Response:
     now = fake.clock()
     api_key = bearer(request)
     uid = request.path_params["uid"]
-    fake.requests.append({"api_key": api_key, "api_version": request.headers.get("cal-api-version"),
-                          "params": dict(request.query_params), "uid": uid})
+    fake.requests.append(
+        {"api_key": api_key, "api_version": request.headers.get("cal-api-version"), "params": dict(request.query_params), "uid": uid}
+    )
     refused = await fake.admit_read(request, api_key)
     if refused is not None:
         return refused

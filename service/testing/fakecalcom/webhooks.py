@@ -79,9 +79,14 @@ def booking_created(
         "startTime": _calendar_time(start),
         "endTime": _calendar_time(end),
         "organizer": {
-            "id": organizer["id"], "name": organizer["name"], "email": organizer["email"],
-            "username": organizer["username"], "timeZone": organizer["timeZone"], "language": {"locale": "en"},
-            "timeFormat": "h:mma", "utcOffset": _utc_offset(organizer["timeZone"], start),
+            "id": organizer["id"],
+            "name": organizer["name"],
+            "email": organizer["email"],
+            "username": organizer["username"],
+            "timeZone": organizer["timeZone"],
+            "language": {"locale": "en"},
+            "timeFormat": "h:mma",
+            "utcOffset": _utc_offset(organizer["timeZone"], start),
         },
         "attendees": [_person(p, start) for p in people],
         "responses": _responses(booker, item.get("guests", [])),
@@ -114,8 +119,9 @@ def booking_created(
     return Webhook("BOOKING_REQUESTED" if pending else "BOOKING_CREATED", payload)
 
 
-async def deliver(client: httpx.AsyncClient | None, subscribers: Sequence[Subscriber], webhook: Webhook,
-                  now: datetime, *, fail: bool = False) -> list[dict[str, Any]]:
+async def deliver(
+    client: httpx.AsyncClient | None, subscribers: Sequence[Subscriber], webhook: Webhook, now: datetime, *, fail: bool = False
+) -> list[dict[str, Any]]:
     """Send one webhook to every subscriber at once and wait for all; a record per delivery, never raises.
 
     With `fail` nothing reaches the subscribers: each delivery is recorded as failed, as when
@@ -151,19 +157,29 @@ async def _post(client: httpx.AsyncClient, subscriber: Subscriber, webhook: Webh
     return _record(subscriber, webhook, outcome, status=response.status_code)
 
 
-def _record(subscriber: Subscriber, webhook: Webhook, outcome: str, *, status: int | None = None,
-            error: str | None = None) -> dict[str, Any]:
+def _record(
+    subscriber: Subscriber, webhook: Webhook, outcome: str, *, status: int | None = None, error: str | None = None
+) -> dict[str, Any]:
     return {
-        "url": subscriber.url, "trigger": webhook.trigger, "uid": webhook.payload["uid"],
-        "seat": webhook.payload.get("attendeeSeatId"), "outcome": outcome, "status": status, "error": error,
+        "url": subscriber.url,
+        "trigger": webhook.trigger,
+        "uid": webhook.payload["uid"],
+        "seat": webhook.payload.get("attendeeSeatId"),
+        "outcome": outcome,
+        "status": status,
+        "error": error,
     }
 
 
 def _person(person: dict[str, Any], start: datetime) -> dict[str, Any]:
     first, _, last = person["name"].partition(" ")
     out = {
-        "email": person["email"], "name": person["name"], "firstName": first, "lastName": last,
-        "timeZone": person["timeZone"], "language": {"locale": person.get("language") or "en"},
+        "email": person["email"],
+        "name": person["name"],
+        "firstName": first,
+        "lastName": last,
+        "timeZone": person["timeZone"],
+        "language": {"locale": person.get("language") or "en"},
         "utcOffset": _utc_offset(person["timeZone"], start),
     }
     if person.get("phoneNumber"):

@@ -22,7 +22,7 @@ def _account_id(request: Request) -> str:
     return account_id
 
 
-@api.operation("GET", "/accounts", summary="List the accounts (secrets shown as \"set\")", responses={200: (AccountList, "every account")})
+@api.operation("GET", "/accounts", summary='List the accounts (secrets shown as "set")', responses={200: (AccountList, "every account")})
 async def list_accounts(request: Request) -> JSONResponse:
     services = request.app.state.services
     return JSONResponse({"items": [account_view(account) for account in await services.accounts.list()]})

@@ -76,7 +76,7 @@ async def put_account(request: Request) -> JSONResponse:
 @api.operation(
     "GET",
     "/accounts/{account}",
-    summary="Read an account (its secrets read \"set\")",
+    summary='Read an account (its secrets read "set")',
     params=[ACCOUNT_PARAM],
     responses={200: (AccountOut, "the account"), 404: "no such account", 422: INVALID},
 )
@@ -228,4 +228,3 @@ async def resolve_verification(request: Request) -> JSONResponse:
     await _own_verification(request, request.path_params["id"])
     view = await services.intake.resolve(request.path_params["id"], body, services.clock())
     return JSONResponse(view)
-

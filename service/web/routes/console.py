@@ -43,7 +43,9 @@ async def sign_in(request: Request) -> Response:
     session = sessions.read(request)
     form = await request.form(max_files=0, max_fields=10)
     if not sessions.csrf_ok(session, form.get("csrf")):
-        log.warning("console sign-in refused: missing or wrong CSRF token", extra={"event": "console_csrf_refused", "path": request.url.path})
+        log.warning(
+            "console sign-in refused: missing or wrong CSRF token", extra={"event": "console_csrf_refused", "path": request.url.path}
+        )
         return render(request, "error.html", 403, title="Refused", message="The sign-in form is out of date; reload it and try again.")
     name, password = str(form.get("name") or "").strip(), str(form.get("password") or "")
     address = request.client.host if request.client else "?"

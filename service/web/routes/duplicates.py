@@ -20,7 +20,9 @@ LIMIT = query_param("limit", "at most this many (1 to 500, default 100)", type="
 def _account(request: Request) -> str | None:
     account = request.query_params.get("account")
     if account is not None and not ACCOUNT_ID.match(account):
-        raise ValidationFailed("account: must match [a-z0-9][a-z0-9_-]{0,62}", details=[{"field": "account", "message": "not an account id"}])
+        raise ValidationFailed(
+            "account: must match [a-z0-9][a-z0-9_-]{0,62}", details=[{"field": "account", "message": "not an account id"}]
+        )
     return account
 
 
@@ -48,7 +50,9 @@ async def dismiss_duplicate(request: Request) -> JSONResponse:
     services = request.app.state.services
     body = await read_body(request, services.settings.max_body_bytes)
     if body.strip() not in (b"", b"{}"):
-        raise ValidationFailed("body: this request takes no fields (send nothing, or {})", details=[{"field": "body", "message": "takes no fields"}])
+        raise ValidationFailed(
+            "body: this request takes no fields (send nothing, or {})", details=[{"field": "body", "message": "takes no fields"}]
+        )
     uid = request.path_params["uid"]
     changed = await services.duplicates.dismiss(uid, _account(request), "api", services.clock())
     return JSONResponse({"uid": uid, "dismissed": changed})

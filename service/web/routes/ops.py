@@ -21,8 +21,13 @@ async def readyz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "unavailable", "database": "unreachable", "error": type(exc).__name__}, status_code=503)
     if missing:
         return JSONResponse(
-            {"status": "unavailable", "database": "ok", "migrations": "pending", "pending": missing,
-             "hint": "run the release process: python -m service migrate"},
+            {
+                "status": "unavailable",
+                "database": "ok",
+                "migrations": "pending",
+                "pending": missing,
+                "hint": "run the release process: python -m service migrate",
+            },
             status_code=503,
         )
     return JSONResponse({"status": "ok", "database": "ok", "migrations": "current"})

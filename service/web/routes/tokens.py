@@ -20,15 +20,16 @@ TOKEN_PARAM = path_param("id", "the token's id (tok_…), as issued", maxLength=
     "/accounts/{account}/tokens",
     summary="Issue a platform token for one account (shown once; only its hash is stored)",
     params=[ACCOUNT_PARAM],
-    responses={201: (TokenOut, "issued: keep the token, it cannot be shown again"), 404: "unknown account", 413: TOO_LARGE,
-               422: INVALID},
+    responses={201: (TokenOut, "issued: keep the token, it cannot be shown again"), 404: "unknown account", 413: TOO_LARGE, 422: INVALID},
 )
 async def issue_token(request: Request) -> JSONResponse:
     services = request.app.state.services
     account_id = _account_id(request)
     body = await read_body(request, services.settings.max_body_bytes)
     if body.strip() not in (b"", b"{}"):
-        raise ValidationFailed("body: this request takes no fields (send nothing, or {})", details=[{"field": "body", "message": "takes no fields"}])
+        raise ValidationFailed(
+            "body: this request takes no fields (send nothing, or {})", details=[{"field": "body", "message": "takes no fields"}]
+        )
     token_id, token = await services.tokens.issue(account_id, services.clock())
     return JSONResponse({"id": token_id, "account": account_id, "token": token}, status_code=201)
 

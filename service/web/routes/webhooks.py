@@ -44,8 +44,13 @@ async def calcom_webhook(request: Request) -> Response:
         if reason not in ("bad_signature", "database_unavailable"):  # those two log their own line
             log.warning(
                 "webhook refused",
-                extra={"event": "webhook_rejected", "reason": reason, "status": exc.status_code,
-                       "account": request.path_params["account"][:64], "error": exc.message[:300]},
+                extra={
+                    "event": "webhook_rejected",
+                    "reason": reason,
+                    "status": exc.status_code,
+                    "account": request.path_params["account"][:64],
+                    "error": exc.message[:300],
+                },
             )
         raise
 
