@@ -186,6 +186,18 @@ def test_accounts_add_from_env_with_callback_replaces_and_lists(
     assert_no_secret(out, table, listed)
 
 
+def test_accounts_add_and_update_set_the_time_zone(operator_env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ("accounts", "add", "salon-4", "--api-key", API_KEY, "--webhook-secret", WEBHOOK_SECRET)
+    code, out, err = run(capsys, *args, "--time-zone", "Europe/Berlin")
+    assert code == 0, err
+    assert json.loads(out)["time_zone"] == "Europe/Berlin"
+    code, out, err = run(capsys, "accounts", "update", "salon-4", "--time-zone", "Asia/Tokyo")
+    assert code == 0 and json.loads(out)["time_zone"] == "Asia/Tokyo"
+    code, out, err = run(capsys, "accounts", "update", "salon-4", "--time-zone", "Mars/Olympus")
+    assert code == 2 and out == "" and err.startswith("error: --time-zone: must be an IANA time zone name") and err.count("\n") == 1
+    assert asyncio.run(read_account(operator_env, "salon-4")).time_zone == "Asia/Tokyo"
+
+
 def test_accounts_add_prompts_on_a_terminal(operator_env: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     answers = iter([API_KEY, WEBHOOK_SECRET])
     monkeypatch.setattr(cli_commands.getpass, "getpass", lambda prompt: next(answers))

@@ -220,6 +220,33 @@ async def test_account_changes_are_audited_without_their_secrets(console: httpx.
     assert "account_changed" in audit and "(replaced)" in audit and "a-new-webhook-secret-1234" not in audit
 
 
+async def test_the_accounts_page_changes_the_time_zone_and_the_detail_shows_phase_times_in_it(console: httpx.AsyncClient) -> None:
+    verification_id = await _in_review(console)
+    await sign_in(console)
+    detail = (await console.get(f"/console/verifications/{verification_id}")).text
+    assert "2026-12-01 09:00 UTC</td>" in detail and "Europe/Berlin" not in detail
+    page = await console.get("/console/accounts")
+    assert '<dd id="time-zone-salon-1">UTC</dd>' in page.text
+    # Without the CSRF token nothing changes.
+    refused = await console.post("/console/accounts/salon-1", data={"action": "time_zone", "time_zone": "Europe/Berlin"})
+    assert refused.status_code == 403
+    bad = await console.post(
+        "/console/accounts/salon-1", data={"csrf": csrf_of(page.text), "action": "time_zone", "time_zone": "Mars/Olympus"}
+    )
+    assert bad.status_code == 422 and "time_zone is not valid" in bad.text
+    assert (await console.get("/api/accounts/salon-1", headers=AUTH)).json()["time_zone"] == "UTC"
+    saved = await console.post(
+        "/console/accounts/salon-1", data={"csrf": csrf_of(page.text), "action": "time_zone", "time_zone": "Europe/Berlin"}
+    )
+    assert saved.status_code == 303
+    assert (await console.get("/api/accounts/salon-1", headers=AUTH)).json()["time_zone"] == "Europe/Berlin"
+    assert '<dd id="time-zone-salon-1">Europe/Berlin</dd>' in (await console.get("/console/accounts")).text
+    detail = (await console.get(f"/console/verifications/{verification_id}")).text
+    assert "2026-12-01 09:00 UTC · 10:00 Europe/Berlin" in detail
+    audit = (await console.get("/console/audit")).text
+    assert "time_zone: Europe/Berlin" in audit and OPERATOR in audit
+
+
 async def test_no_console_page_shows_a_secret(console: httpx.AsyncClient) -> None:
     verification_id = await _in_review(console)
     await sign_in(console)
@@ -250,9 +277,11 @@ async def test_failed_sign_ins_are_slowed_down_more_each_time() -> None:
 async def test_account_changes_through_the_api_are_audited_too(console: httpx.AsyncClient) -> None:
     await create_account(console)
     await console.patch("/api/accounts/salon-1", json={"enabled": False}, headers=AUTH)
+    await console.patch("/api/accounts/salon-1", json={"time_zone": "Europe/Berlin"}, headers=AUTH)
     await sign_in(console)
     audit = (await console.get("/console/audit")).text
     assert "account_created" in audit and "account_changed" in audit and "enabled: False" in audit
+    assert "time_zone: Europe/Berlin" in audit
     assert not [s for s in ALL_SECRETS if s in audit]
 
 

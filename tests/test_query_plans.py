@@ -39,7 +39,7 @@ from service.store.queries import outbox as outbox_store
 from service.store.queries import verifications as verification_store
 
 from .conftest import PG_SKIP_REASON, PG_URL, _admin_execute, _pg_template, _with_database
-from .query_plans import Case, Key, Range, pg_plan, pg_reads, sqlite_reads, verdict
+from .query_plans import Case, Key, Range, Via, pg_plan, pg_reads, sqlite_reads, verdict
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
 ACCOUNTS = [f"acct-{n}" for n in range(4)]
@@ -323,8 +323,26 @@ CASES = [
         {"outbox": (Range("next_attempt_at"), Key(("seq",)))},
     ),
     # The operator console (service/app/console.py): the evidence and the dashboard read a window or a key.
-    # (The queue and an account's last webhook are LIMIT reads that PostgreSQL may serve by walking an
-    # index in order and filtering, which it judges cheaper on this history; they are not checked here.)
+    # The review queue (every account's, one account's) and an account's last webhook: LIMIT reads of an index in order.
+    Case(
+        "console_queue",
+        lambda: console_store.QUEUE,
+        {"reason": None, "older_than": NOW, "limit": 100},
+        {"verifications": (Via("verifications_review"), Key(("status",)))},
+    ),
+    Case(
+        "console_queue_of_account",
+        lambda: console_store.QUEUE_OF_ACCOUNT,
+        {"account": ACCOUNTS[1], "reason": "no_booking_found", "older_than": NOW, "limit": 100},
+        {"verifications": (Via("verifications_review_account"),)},
+    ),
+    Case("console_last_webhook", lambda: console_store.LAST_WEBHOOK, {"account": ACCOUNTS[1]}, {"webhook_events": (Range("account"),)}),
+    Case(
+        "console_last_webhook_of_a_silent_account",
+        lambda: console_store.LAST_WEBHOOK,
+        {"account": "acct-silent"},
+        {"webhook_events": (Range("account"),)},
+    ),
     Case(
         "console_history_created",
         lambda: console_store.HISTORY_CREATED,

@@ -29,6 +29,8 @@ def accounts_update(args: argparse.Namespace, settings: Settings) -> int:
         body["callback_url"] = args.callback_url or None
     if args.tolerance is not None:
         body["match_tolerance_seconds"] = args.tolerance
+    if args.time_zone is not None:
+        body["time_zone"] = args.time_zone
     if args.old_secret_until is not None:
         if "webhook_secret" not in body:
             return fail("--old-secret-until goes with a new --webhook-secret (the old one stays accepted until then)", 2)
@@ -86,6 +88,7 @@ def accounts_add(args: argparse.Namespace, settings: Settings) -> int:
         "callback_url": args.callback_url,
         "match_tolerance_seconds": args.tolerance,
         "enabled": not args.disabled,
+        **({"time_zone": args.time_zone} if args.time_zone is not None else {}),
     }
 
     async def command(runtime: Runtime) -> int:

@@ -33,6 +33,7 @@ OPTION_OF = {
     "callback_url": "--callback-url",
     "callback_secret": "--callback-secret",
     "match_tolerance_seconds": "--tolerance",
+    "time_zone": "--time-zone",
     "webhook_secret_previous_until": "--old-secret-until",
 }
 

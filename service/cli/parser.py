@@ -158,6 +158,7 @@ def _add_accounts(commands: Any) -> None:
     add.add_argument("--calcom-api-base", help="Cal.com API host for this account (default: CALCOM_API_BASE)")
     add.add_argument("--callback-url", help="where verdicts are POSTed (signed, Standard Webhooks)")
     add.add_argument("--tolerance", type=int, metavar="SECONDS", help="start-time tolerance (default: MATCH_TOLERANCE_SECONDS)")
+    add.add_argument("--time-zone", metavar="IANA_NAME", help="the console shows times in UTC and in this zone (default: UTC)")
     add.add_argument("--disabled", action="store_true", help="record failures straight into manual review")
     add.set_defaults(func=operator(cli_accounts.accounts_add))
     update = sub.add_parser(
@@ -174,6 +175,7 @@ def _add_accounts(commands: Any) -> None:
     update.add_argument("--calcom-api-base", help="Cal.com API host for this account")
     update.add_argument("--callback-url", help="where verdicts are POSTed; an empty value removes it")
     update.add_argument("--tolerance", type=int, metavar="SECONDS", help="start-time tolerance, 0 to 3600")
+    update.add_argument("--time-zone", metavar="IANA_NAME", help="time zone the console shows beside UTC, e.g. Europe/Berlin")
     update.add_argument(
         "--old-secret-until",
         metavar="ISO_TIME",

@@ -10,6 +10,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any, Literal, Optional
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AwareDatetime,
@@ -187,6 +188,8 @@ class AccountIn(_Strict):
     enabled: bool = True
     time_only_matching: bool = False
     guard: bool = True
+    # The console shows times in UTC and in this zone (an IANA name such as Europe/Berlin).
+    time_zone: str = Field(default="UTC", min_length=1, max_length=64)
     # With a new webhook_secret: the old one stays accepted until then (rotation without refusals).
     webhook_secret_previous_until: AwareDatetime | None = None
 
@@ -199,6 +202,11 @@ class AccountIn(_Strict):
         if not all("!" <= char <= "~" for char in value):
             raise ValueError("must be visible ASCII characters without spaces, as Cal.com's API keys are (cal_live_…)")
         return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _time_zone(cls, value: str) -> str:
+        return valid_time_zone(value)
 
     @field_validator("calcom_api_base", "callback_url")
     @classmethod
@@ -223,6 +231,15 @@ class AccountIn(_Strict):
         if self.callback_url and not self.callback_secret:
             raise ValueError("callback_secret is required when callback_url is set")
         return self
+
+
+def valid_time_zone(value: str) -> str:
+    """The name itself when it is a known IANA time zone (case as in the database, e.g. Europe/Berlin)."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError("must be an IANA time zone name, e.g. Europe/Berlin or UTC") from None
+    return value
 
 
 def _patch_of(model: type[_Strict]) -> type[_Strict]:

@@ -139,6 +139,7 @@ class AccountOut(TypedDict):
     enabled: bool
     time_only_matching: bool
     guard: bool
+    time_zone: Annotated[str, Field(description="IANA time zone name (e.g. Europe/Berlin) the console shows times in beside UTC")]
     credentials: Annotated[Literal["ok", "broken"], Field(description="broken: Cal.com refused the API key (401/403)")]
     webhook_path: Annotated[str, Field(description="where to point this account's Cal.com webhook subscription")]
     created_at: Instant

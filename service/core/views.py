@@ -137,6 +137,7 @@ def account_view(account: Any) -> dict[str, Any]:
         "enabled": account.enabled,
         "time_only_matching": account.time_only_matching,
         "guard": account.guard,
+        "time_zone": account.time_zone,
         "credentials": account.credentials,
         "webhook_path": f"/webhooks/calcom/{account.id}",
         "created_at": _at(account.created_at),

@@ -5,16 +5,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from service.core.times import iso
+from service.core.times import iso, parse
 from service.errors import DatabaseUnavailable, ServiceError
 from service.web.session import Session, Sessions
 
@@ -36,7 +37,24 @@ def _age(seconds: float) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
+def _zoned(value: datetime | str | None, zone: str = "UTC") -> str:
+    """An instant in UTC and in the account's time zone: "2026-12-01 09:00 UTC · 10:00 Europe/Berlin"
+    (the local date too when it differs)."""
+    instant = value if isinstance(value, datetime) else parse(value)
+    if instant is None:
+        return "—"
+    utc = instant.astimezone(timezone.utc)
+    clock = "%H:%M:%S" if utc.second else "%H:%M"
+    shown = f"{utc.strftime('%Y-%m-%d ' + clock)} UTC"
+    if zone == "UTC":
+        return shown
+    local = utc.astimezone(ZoneInfo(zone))
+    pattern = clock if local.date() == utc.date() else "%Y-%m-%d " + clock
+    return f"{shown} · {local.strftime(pattern)} {zone}"
+
+
 templates.filters["when"] = _when
+templates.filters["zoned"] = _zoned
 templates.filters["age"] = _age
 
 

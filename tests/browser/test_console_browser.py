@@ -67,7 +67,8 @@ def console(database_url: str) -> Iterator[Console]:
 
 
 def _in_review(api: httpx.Client, account: str, appointment: str) -> str:
-    assert api.put(f"/api/accounts/{account}", json={"calcom_api_key": API_KEY, "webhook_secret": WEBHOOK_SECRET}).status_code == 201
+    body = {"calcom_api_key": API_KEY, "webhook_secret": WEBHOOK_SECRET, **({"time_zone": "Europe/Berlin"} if account == "salon-1" else {})}
+    assert api.put(f"/api/accounts/{account}", json=body).status_code == 201
     for uid, minutes, extra in ((f"{account}-near", 2, {}), (f"{account}-other", 3, {"attendees": ("someone@else.example",)})):
         request = signed(booking_event(uid=uid, start=START + timedelta(minutes=minutes), **extra))
         assert api.post(f"/webhooks/calcom/{account}", content=request.body, headers=request.headers).status_code == 200
@@ -130,6 +131,7 @@ def test_an_operator_reviews_and_resolves_a_verification_in_the_browser(browser:
     reasons = {row.get_attribute("data-unit"): row.find_element(By.CSS_SELECTOR, ".reason").text
                for row in evidence.find_elements(By.CSS_SELECTOR, "tbody tr[data-unit]")}  # fmt: skip
     assert reasons == {"salon-1-near": "eligible", "salon-1-other": "constraint_mismatch"}
+    assert "09:00 UTC · 10:00 Europe/Berlin" in driver.find_element(By.ID, "phase-A").text
     _shot(driver, "evidence")
 
     driver.find_element(By.ID, "outcome-synced").click()
@@ -158,6 +160,16 @@ def test_an_operator_reviews_and_resolves_a_verification_in_the_browser(browser:
     assert "Nothing was changed" in refusal.text and driver.find_element(By.TAG_NAME, "h1").text == "Refused"
     assert console.api.get(f"/api/verifications/{second}").json()["status"] == "manual_review"
 
+    driver.get(f"{console.base}/console/accounts")
+    zone = _wait(
+        driver, ec.presence_of_element_located((By.CSS_SELECTOR, "#time-zone-form-salon-2 input[name=time_zone]")), "the time zone form"
+    )
+    zone.clear()
+    zone.send_keys("America/New_York")
+    driver.find_element(By.CSS_SELECTOR, "#time-zone-form-salon-2 button").click()
+    _wait(driver, ec.presence_of_element_located((By.ID, "notice")), "the saved notice")
+    assert driver.find_element(By.ID, "time-zone-salon-2").text == "America/New_York"
+    assert console.api.get("/api/accounts/salon-2").json()["time_zone"] == "America/New_York"
     for page in ("dashboard", "accounts"):
         driver.get(f"{console.base}/console/{page}")
         _wait(driver, ec.presence_of_element_located((By.TAG_NAME, "h1")), page)

@@ -27,6 +27,7 @@ class Account:
     updated_at: datetime
     time_only_matching: bool = False
     guard: bool = True
+    time_zone: str = "UTC"
     # A replaced secret still valid until a set time (rotation without a window of refusals).
     webhook_secret_previous: str | None = None
     webhook_secret_previous_until_at: datetime | None = None
@@ -60,7 +61,7 @@ def _previous(secret: str | None, until: datetime | None, now: datetime) -> list
 SECRET_COLUMNS = ("calcom_api_key", "webhook_secret", "callback_secret", "webhook_secret_previous", "callback_secret_previous")
 
 _COLUMNS = """id, calcom_api_key, webhook_secret, calcom_api_base, callback_url, callback_secret,
-    match_tolerance_seconds, enabled, credentials, credentials_error, created_at, updated_at, time_only_matching, guard,
+    match_tolerance_seconds, enabled, credentials, credentials_error, created_at, updated_at, time_only_matching, guard, time_zone,
     webhook_secret_previous, webhook_secret_previous_until_at, callback_secret_previous, callback_secret_previous_until_at"""
 
 GET = sql(f"SELECT {_COLUMNS} FROM accounts WHERE id = :id")
@@ -77,10 +78,10 @@ WEBHOOK_SECRETS = sql("SELECT webhook_secret, webhook_secret_previous, webhook_s
 UPSERT = sql(
     """
     INSERT INTO accounts (id, calcom_api_key, webhook_secret, calcom_api_base, callback_url,
-        callback_secret, match_tolerance_seconds, enabled, credentials, created_at, updated_at, time_only_matching, guard,
+        callback_secret, match_tolerance_seconds, enabled, credentials, created_at, updated_at, time_only_matching, guard, time_zone,
         webhook_secret_previous, webhook_secret_previous_until_at, callback_secret_previous, callback_secret_previous_until_at)
     VALUES (:id, :calcom_api_key, :webhook_secret, :calcom_api_base, :callback_url,
-        :callback_secret, :match_tolerance_seconds, :enabled, 'ok', :now, :now, :time_only_matching, :guard,
+        :callback_secret, :match_tolerance_seconds, :enabled, 'ok', :now, :now, :time_only_matching, :guard, :time_zone,
         :webhook_secret_previous, :webhook_secret_previous_until_at, :callback_secret_previous, :callback_secret_previous_until_at)
     ON CONFLICT (id) DO UPDATE SET
         credentials = CASE WHEN :key_changed THEN 'ok' ELSE accounts.credentials END,
@@ -94,6 +95,7 @@ UPSERT = sql(
         enabled = excluded.enabled,
         time_only_matching = excluded.time_only_matching,
         guard = excluded.guard,
+        time_zone = excluded.time_zone,
         webhook_secret_previous = excluded.webhook_secret_previous,
         webhook_secret_previous_until_at = excluded.webhook_secret_previous_until_at,
         callback_secret_previous = excluded.callback_secret_previous,
@@ -180,6 +182,7 @@ async def list_all(tx: Tx) -> list[Account]:
 _DEFAULTS: dict[str, Any] = {
     "time_only_matching": False,
     "guard": True,
+    "time_zone": "UTC",
     "webhook_secret_previous": None,
     "webhook_secret_previous_until_at": None,
     "callback_secret_previous": None,

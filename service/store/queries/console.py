@@ -88,18 +88,19 @@ async def evidence_near(tx: Tx, account: str, lo: datetime, hi: datetime, tag: s
     return rows
 
 
-# The review queue, oldest first (ORDER BY status, seq: the order of the status index, so it is read
-# in order rather than the whole table by seq): manual_review rows of an account (or all), of a reason (or all),
-# in review since before `older_than`.
-_QUEUE_WHERE = """status = 'manual_review' AND (CAST(:account AS TEXT) IS NULL OR account = :account)
-    AND (CAST(:reason AS TEXT) IS NULL OR review_reason = :reason)
-    AND COALESCE(review_started_at, created_at) <= :older_than"""
-QUEUE = sql(
-    f"""
-    SELECT seq, id, account, appointment_id, service, review_reason, created_at,
-        COALESCE(review_started_at, created_at) AS "review_started_at [UTCTIME]"
-    FROM verifications WHERE {_QUEUE_WHERE} ORDER BY status, seq LIMIT :limit
-    """
+# The review queue, longest in review first: manual_review rows of a reason (or all), in review since
+# before `older_than`. Two statements, each reading only rows in review: every account's queue through
+# (review start, seq) or the status index, one account's through (account, review start, seq); both
+# indexes hold only the rows in review (0011). Ordered by seq alone, PostgreSQL walked the primary
+# key through the whole history, filtering on the status.
+_REVIEW_START = "COALESCE(review_started_at, created_at)"
+_QUEUE_COLUMNS = f'seq, id, account, appointment_id, service, review_reason, created_at, {_REVIEW_START} AS "review_started_at [UTCTIME]"'
+_QUEUE_WHERE = f"""status = 'manual_review' AND {_REVIEW_START} <= :older_than
+    AND (CAST(:reason AS TEXT) IS NULL OR review_reason = :reason)"""
+QUEUE = sql(f"SELECT {_QUEUE_COLUMNS} FROM verifications WHERE {_QUEUE_WHERE} ORDER BY {_REVIEW_START}, seq LIMIT :limit")
+QUEUE_OF_ACCOUNT = sql(
+    f"SELECT {_QUEUE_COLUMNS} FROM verifications WHERE account = :account AND {_QUEUE_WHERE} "
+    f"ORDER BY account, {_REVIEW_START}, seq LIMIT :limit"
 )
 QUEUE_COUNTS = sql(
     """
@@ -111,11 +112,13 @@ QUEUE_COUNTS = sql(
 OPEN_BY_ACCOUNT = sql(
     "SELECT account, status, COUNT(*) AS n FROM verifications WHERE status IN ('pending', 'manual_review') GROUP BY account, status"
 )
-# The newest webhook of one account. ORDER BY account, received_at: the order of the (account,
-# received_at) index, read backwards from the account's newest (ORDER BY received_at alone let
-# PostgreSQL walk every account's webhooks, newest first, looking for this one's).
+# The newest webhook of one account, read backwards from the end of the (account, received_at) index.
+# The account is bounded as a range, not "account = :account": with an equality PostgreSQL drops the
+# account from the order and may walk every account's webhooks newest first through the
+# received_at index looking for this one's (all of them for an account without webhooks).
 LAST_WEBHOOK = sql(
-    "SELECT trigger_event, received_at FROM webhook_events WHERE account = :account ORDER BY account DESC, received_at DESC LIMIT 1"
+    "SELECT trigger_event, received_at FROM webhook_events WHERE account >= :account AND account <= :account "
+    "ORDER BY account DESC, received_at DESC LIMIT 1"
 )
 DELIVERIES = sql(
     """
@@ -135,7 +138,9 @@ HISTORY_RESOLVED = sql(
 
 
 async def queue(tx: Tx, *, account: str | None, reason: str | None, older_than: datetime, limit: int) -> list[dict[str, Any]]:
-    return await tx.fetch_all(QUEUE, account=account, reason=reason, older_than=older_than, limit=limit)
+    if account is None:
+        return await tx.fetch_all(QUEUE, reason=reason, older_than=older_than, limit=limit)
+    return await tx.fetch_all(QUEUE_OF_ACCOUNT, account=account, reason=reason, older_than=older_than, limit=limit)
 
 
 async def queue_counts(tx: Tx, account: str | None) -> dict[str, int]:

@@ -93,8 +93,9 @@ async def queue(p: Page) -> Response:
 async def _detail(p: Page, verification_id: str, status_code: int = 200, error: str | None = None) -> Response:
     detail = await p.services.console.detail(verification_id)
     evidence = await p.services.console.evidence(verification_id)
+    zone = detail["account"].time_zone if detail["account"] else "UTC"
     return p.render("verification.html", status_code, v=detail["view"], row=detail["row"], deliveries=detail["deliveries"],
-                    evidence=evidence, reasons=REASONS, error=error)  # fmt: skip
+                    evidence=evidence, reasons=REASONS, error=error, zone=zone)  # fmt: skip
 
 
 @page

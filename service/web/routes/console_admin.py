@@ -42,6 +42,8 @@ async def change_account(p: Page) -> Response:
     elif action == "tolerance":
         text = str(form.get("tolerance") or "").strip()
         body["match_tolerance_seconds"] = int(text) if text.isascii() and text.isdigit() else text
+    elif action == "time_zone":
+        body["time_zone"] = str(form.get("time_zone") or "").strip()
     elif action == "secrets":
         # Only the secrets typed in are replaced; an empty field keeps the stored one.
         body = {name: str(form.get(name)) for name in SECRET_FIELDS if str(form.get(name) or "").strip()}
