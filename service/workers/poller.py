@@ -26,11 +26,9 @@ from service.app.ingest import SWEEP_SECONDS, Matcher
 from service.app.notify import Notifier
 from service.app.settle import settle_guarded
 from service.clients.calcom import CalcomClient
-from service.core import checks, ratelimit, times
-from service.core.api_bookings import observations_from_api
+from service.core import checks, ratelimit
 from service.core.observations import Observation
 from service.core.tallies import Tally
-from service.errors import CalcomCredentialsBroken, CalcomError, CalcomUnavailable
 from service.settings import Settings
 from service.store.connector import Database
 from service.store.queries import accounts as account_store
@@ -39,6 +37,7 @@ from service.store.queries import events as event_store
 from service.store.queries import observations as observation_store
 from service.store.queries import pollers as poller_store
 from service.store.queries.accounts import Account
+from service.workers.asker import Answer, Asker
 
 log = logging.getLogger("service.workers.poller")
 HEARTBEAT_EVERY = timedelta(seconds=5)
@@ -56,14 +55,6 @@ class TickReport:
     verdicts: int = 0
     deferred: int = 0
     errors: list[str] = field(default_factory=list)
-
-
-@dataclass
-class _Answer:
-    complete: bool
-    calls: int
-    error: str | None = None
-    observations: list[Observation] = field(default_factory=list)
 
 
 def default_owner() -> str:
@@ -92,6 +83,7 @@ class Poller:
         self.owner = owner or default_owner()
         self.deliverer = deliverer
         self.rng = rng or random.Random()
+        self.asker = Asker(db, calcom, default_base=settings.calcom_api_base, clock=clock, rng=self.rng)
         self.ticks = 0
         self._last_heartbeat: datetime | None = None
         self._last_prune: datetime | None = None
@@ -175,11 +167,11 @@ class Poller:
         tolerance = timedelta(seconds=account.match_tolerance_seconds)
         windows = [(row["window_start_at"] - tolerance, row["window_end_at"] + tolerance) for row in claimed]
         windows += group.windows(tolerance) if group is not None else []
-        answers: dict[int, _Answer] = {}
+        answers: dict[int, Answer] = {}
         failure: str | None = None
         asked = False
         for lo, hi in checks.query_windows(windows):
-            answer = await self._ask(account, lo, hi, now, pace, streak=1 + max(row["failures"] for row in claimed))
+            answer = await self.asker.ask(account, lo, hi, now, pace, streak=1 + max(row["failures"] for row in claimed))
             report.calls += answer.calls
             asked = asked or answer.calls > 0
             if answer.calls and not answer.complete:
@@ -187,82 +179,14 @@ class Poller:
             for row in claimed:
                 if lo <= row["window_start_at"] - tolerance and row["window_end_at"] + tolerance <= hi:
                     answers[row["seq"]] = answer
-        await self._save_pace(account, pace, now, asked=asked, failure=failure)
+        await self.asker.save_pace(account, pace, now, asked=asked, failure=failure)
         await self._record(account, claimed, answers, now, report, allowed_at=ratelimit.next_allowed(pace, now))
-
-    async def _ask(self, account: Account, lo: datetime, hi: datetime, now: datetime, pace: ratelimit.KeyPace, *, streak: int) -> _Answer:
-        """One Cal.com query (all its pages); never raises for Cal.com's sake.
-
-        Without a complete answer the API key is paused: 60 s after a 429 (Cal.com's block), else an
-        exponential backoff with jitter over the account's failure `streak`. The pause covers every
-        verification of the account, so a failing Cal.com sees one query per backoff, not one per
-        verification.
-        """
-        if ratelimit.next_allowed(pace, now) is not None:
-            return _Answer(False, 0, "rate limited: waiting for Cal.com's window to reset")
-        base = account.calcom_api_base or self.settings.calcom_api_base
-        asked_at = max(now, self.clock())
-        try:
-            result = await self.calcom.list_bookings(api_base=base, api_key=account.calcom_api_key, after_start=lo, before_end=hi)
-        except CalcomError as exc:
-            calls = getattr(exc, "calls", 1)
-            pace.remaining = getattr(exc, "remaining", pace.remaining)
-            pace.reset_at = getattr(exc, "reset_at", pace.reset_at)
-            answered_at = max(now, self.clock())  # a pause counts from Cal.com's answer, not from the tick's start
-            if isinstance(exc, CalcomUnavailable) and exc.rate_limited:
-                pace.paused_until = ratelimit.pause_after_429(answered_at, self.rng)
-                event, message = "calcom_rate_limited", "Cal.com rate limit hit; pausing this API key"
-            else:
-                backoff_until = answered_at + timedelta(seconds=ratelimit.backoff(streak, self.rng))
-                pace.paused_until = max(pace.paused_until or backoff_until, backoff_until)
-                event, message = "calcom_backoff", "no complete answer from Cal.com; backing off this account"
-            log.warning(
-                message,
-                extra={
-                    "event": event,
-                    "account": account.id,
-                    "error": type(exc).__name__,
-                    "streak": streak,
-                    "paused_until": times.iso_ms(pace.paused_until),
-                },
-            )
-            if isinstance(exc, CalcomCredentialsBroken):
-                await self._credentials(account, "broken", str(exc), now)
-            return _Answer(False, calls, f"{type(exc).__name__}: {exc}"[:300])
-        pace.remaining, pace.reset_at = result.remaining, result.reset_at
-        if account.credentials != "ok":
-            await self._credentials(account, "ok", None, now)
-        observations = [o for item in result.items for o in observations_from_api(item, asked_at)]
-        return _Answer(True, result.calls, None, observations)
-
-    async def _credentials(self, account: Account, state: str, error: str | None, now: datetime) -> None:
-        async with self.db.transaction() as tx:
-            changed = await account_store.set_credentials(tx, account.id, state, error, now)
-        if changed:
-            level = logging.ERROR if state == "broken" else logging.INFO
-            log.log(level, "Cal.com credentials %s", state, extra={"event": f"credentials_{state}", "account": account.id})
-
-    async def _save_pace(
-        self, account: Account, pace: ratelimit.KeyPace, now: datetime, *, asked: bool = False, failure: str | None = None
-    ) -> None:
-        """Store the key's pace and, when Cal.com was `asked`, whether the account's check failed (`failure`)."""
-        async with self.db.transaction() as tx:
-            if asked:
-                await account_store.calcom_health(tx, account.id, failure, now)
-            await account_store.set_pace(
-                tx,
-                ratelimit.key_name(account.calcom_api_key),
-                paused_until=pace.paused_until,
-                remaining=pace.remaining,
-                reset_at=pace.reset_at,
-                now=max(now, self.clock()),  # when this reading was taken: a newer one is never overwritten by it
-            )
 
     async def _record(
         self,
         account: Account,
         claimed: list[dict[str, Any]],
-        answers: dict[int, _Answer],
+        answers: dict[int, Answer],
         now: datetime,
         report: TickReport,
         *,
