@@ -1,8 +1,8 @@
-"""Shared benchmark machinery: processes on free ports, seeded databases and fresh copies, signed
+"""Shared benchmark machinery: processes on free ports, filled databases and fresh copies, signed
 Cal.com webhook bodies, wrk with a body-cycling Lua script, a small open-loop HTTP client, RSS and
 CPU readings, and the BENCHMARKS.md writer.
 
-Everything here drives the service from outside (its CLI, its HTTP interface) except seeding, which
+Everything here drives the service from outside (its CLI, its HTTP interface) except filling, which
 writes rows with the service's own store functions so 100,000 pending verifications take seconds.
 """
 

@@ -7,7 +7,7 @@ this stack that answers only once the event is on disk).
 
 Per repetition and per wrk concurrency (-c32, -c128; -t1; 2 s warm-up, then 10 s): the bare endpoint,
 then per dialect the bare+store endpoint (`bare_store_app.py`) and `python -m service web`, each on
-a fresh copy of the seeded database, back to back. The figures are medians over repetitions of the
+a fresh copy of the filled database, back to back. The figures are medians over repetitions of the
 ratios within the same repetition.
 """
 

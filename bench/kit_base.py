@@ -41,7 +41,7 @@ TARGETS = {
 
 sys.path.insert(0, str(ROOT))
 
-# The accounts' secrets are stored encrypted under SECRET_KEYS: one fixed bench key, for the seeding
+# The accounts' secrets are stored encrypted under SECRET_KEYS: one fixed bench key, for the filling
 # done in this process and for every process the benchmarks start. The fakes listen on localhost,
 # which only ALLOW_PRIVATE_TARGETS lets an account (or CALCOM_API_BASE) point at.
 BENCH_SECRET_KEY = "YmVuY2gtc2VjcmV0LWtleS1vZi10aGUtYmVuY2gtMDE="

@@ -1,4 +1,4 @@
-"""Benchmark accounts and pending verifications, seeded with the service's own store functions."""
+"""Benchmark accounts and pending verifications, filled with the service's own store functions."""
 
 from __future__ import annotations
 

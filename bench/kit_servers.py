@@ -1,4 +1,4 @@
-"""Benchmark processes on free ports (the service, the bare reference, the fake Cal.com) and databases (a seeded template, a fresh copy per run)."""
+"""Benchmark processes on free ports (the service, the bare reference, the fake Cal.com) and databases (a filled template, a fresh copy per run)."""
 
 from __future__ import annotations
 
@@ -135,7 +135,7 @@ def migrate(database_url: str) -> None:
     subprocess.run([PY, "-m", "service", "migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
 
 
-# --- databases: a seeded template per size, a fresh copy per run -------------------------------------
+# --- databases: a filled template per size, a fresh copy per run -------------------------------------
 
 
 class BenchDB:
@@ -170,7 +170,7 @@ class BenchDB:
             asyncio.run(seed(url, pending, **seed_options))
             admin("ANALYZE", database=db)  # what autovacuum would have done by then in production
             self.templates[name] = db
-        print(f"  seeded {self.dialect} template {name!r}: {pending} pending in {time.monotonic() - started:.1f} s", flush=True)
+        print(f"  filled {self.dialect} template {name!r}: {pending} pending in {time.monotonic() - started:.1f} s", flush=True)
         return name
 
     def fresh(self, name: str) -> str:

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/profile_web.py --db sqlite [--pending 10000] [--seconds 15] [--connections 32]
 
-Starts `python -m service web` on a fresh copy of a seeded database, drives it with the ingest load
+Starts `python -m service web` on a fresh copy of a filled database, drives it with the ingest load
 (wrk -t1, the same unique signed bodies as bench/ingest.py), and records it with
 `py-spy record -f raw`, by default with `--gil` (only the thread holding the GIL: where the Python
 time goes); `--mode native` samples every thread with C frames (sqlite3, uvloop) instead.

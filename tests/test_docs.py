@@ -12,7 +12,7 @@ from service.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 # Words that point outside the repository (a specification, a sibling folder, an earlier codebase).
-FOREIGN = re.compile(r"\bSPEC\b|§|\.\./shared|\b[Tt]he seed\b|\b[Ss]eed's\b")
+FOREIGN = re.compile(r"\bSPEC\b|§|\.\./shared|\b[Tt]he seeds?\b|\b[Ss]eed's\b|\bseeded\b|\b[Ss]eeding\b")
 
 
 def _own_texts() -> list[Path]:

@@ -11,13 +11,12 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from service.app.accounts import Accounts
-from service.app.intake import VERIFICATION_ID, Intake, load_view
+from service.app.intake import Intake, find_verification, load_view
 from service.app.operators import Operators
 from service.core import dashboard
 from service.core.evidence import evidence, window
 from service.core.models import ResolveIn
 from service.core.responses import EVIDENCE
-from service.errors import NotFound
 from service.store.connector import Database
 from service.store.queries import accounts as account_store
 from service.store.queries import console as console_store
@@ -37,12 +36,8 @@ class Console:
 
     async def evidence(self, verification_id: str) -> dict[str, Any]:
         """Per staff-required phase, the stored observations near it and why each did or did not match."""
-        if not VERIFICATION_ID.match(verification_id):
-            raise NotFound(f"no verification {verification_id[:80]!r}")
         async with self.db.read() as tx:
-            row = await verification_store.by_id(tx, verification_id)
-            if row is None:
-                raise NotFound(f"no verification {verification_id!r}")
+            row = await find_verification(tx, verification_id)
             account = await account_store.get(tx, row["account"])
             tolerance = account.match_tolerance_seconds if account else self.default_tolerance
             phases = (await verification_store.phases_of(tx, [row["seq"]]))[row["seq"]]

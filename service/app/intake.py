@@ -56,6 +56,14 @@ async def load_views(tx: Tx, rows: list[dict[str, Any]]) -> list[dict[str, Any]]
     return [render(row, phases[row["seq"]], callbacks.get(row["seq"]), duplicates[row["seq"]]) for row in rows]
 
 
+async def find_verification(tx: Tx, verification_id: str) -> dict[str, Any]:
+    """The stored row of a verification; NotFound for an id that is malformed or unknown."""
+    row = await verification_store.by_id(tx, verification_id) if VERIFICATION_ID.match(verification_id) else None
+    if row is None:
+        raise NotFound(f"no verification {verification_id[:80]!r}")
+    return row
+
+
 class Intake:
     def __init__(self, db: Database, settings: Settings, notifier: Notifier) -> None:
         self.db = db
@@ -207,12 +215,8 @@ class Intake:
         return await verification_store.insert(tx, row, phases), verification_id
 
     async def get(self, verification_id: str) -> dict[str, Any]:
-        if not VERIFICATION_ID.match(verification_id):
-            raise NotFound(f"no verification {verification_id[:80]!r}")
         async with self.db.read() as tx:
-            row = await verification_store.by_id(tx, verification_id)
-            if row is None:
-                raise NotFound(f"no verification {verification_id!r}")
+            row = await find_verification(tx, verification_id)
             return (await load_views(tx, [row]))[0]
 
     async def status(self, verification_id: str) -> str | None:
@@ -230,12 +234,8 @@ class Intake:
 
     async def resolve(self, verification_id: str, request: ResolveIn, now: datetime, *, resolved_by: str | None = None) -> dict[str, Any]:
         """An operator closes a pending or manual-review verification (status `resolved`)."""
-        if not VERIFICATION_ID.match(verification_id):
-            raise NotFound(f"no verification {verification_id[:80]!r}")
         async with self.db.read() as tx:
-            found = await verification_store.by_id(tx, verification_id)
-        if found is None:
-            raise NotFound(f"no verification {verification_id!r}")
+            found = await find_verification(tx, verification_id)
         async with self.db.transaction() as tx:
             await tx.lock_account(found["account"])
             row = await verification_store.by_id(tx, verification_id)

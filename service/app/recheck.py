@@ -15,16 +15,15 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from service.app.intake import VERIFICATION_ID, load_view
+from service.app.intake import find_verification, load_view
 from service.app.notify import Notifier
 from service.core import ratelimit, schedule
 from service.core.ratelimit import BLOCK_JITTER_SECONDS, BLOCK_SECONDS
-from service.errors import Conflict, NotFound, UniqueViolation
+from service.errors import Conflict, UniqueViolation
 from service.settings import Settings
 from service.store.connector import Database
 from service.store.queries import accounts as account_store
 from service.store.queries import checks as check_store
-from service.store.queries import verifications as verification_store
 
 log = logging.getLogger("service.app.recheck")
 RECHECKABLE = "pending, or manual_review with review_reason calcom_unavailable"
@@ -39,15 +38,10 @@ class Rechecks:
 
     async def recheck(self, verification_id: str, now: datetime) -> dict[str, object]:
         """Make one verification due now (reopening it if Cal.com never answered); answer it as it is then."""
-        if not VERIFICATION_ID.match(verification_id):
-            raise NotFound(f"no verification {verification_id[:80]!r}")
         async with self.db.transaction() as tx:
-            row = await verification_store.by_id(tx, verification_id)
-            if row is None:
-                raise NotFound(f"no verification {verification_id!r}")
+            row = await find_verification(tx, verification_id)
             await tx.lock_account(row["account"])
-            row = await verification_store.by_id(tx, verification_id)
-            assert row is not None
+            row = await find_verification(tx, verification_id)  # again, under the account's lock
             if row["status"] == "pending":
                 await check_store.due_now(tx, row["seq"], now)
             elif row["status"] == "manual_review" and row["review_reason"] == "calcom_unavailable":

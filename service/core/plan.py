@@ -270,10 +270,10 @@ def disabled(row: Mapping[str, Any], phases: Sequence[Mapping[str, Any]]) -> Pla
 def closure(
     seeds: Iterable[int], targets: Iterable[Target], bookings: Iterable[Booking], tolerance_ms: int
 ) -> tuple[dict[int, int], dict[int, list[Booking]]]:
-    """Who competes with the seeds, however long the chain: member -> component, and each member's links.
+    """Who competes with the starting members, however long the chain: member -> component, and each member's links.
 
     Two verifications compete when one untagged booking is eligible for a phase of each; a
-    component is everything reachable from one seed that way.
+    component is everything reachable from one starting member that way.
     """
     links = competitors(targets, bookings, tolerance_ms)
     wanted_by: dict[tuple[str, str], list[int]] = {}
