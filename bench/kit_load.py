@@ -275,11 +275,13 @@ def load(server: Server, script: Path, connections: int, *, warmup: float = 2.0,
     )
 
 
-def measure_web(bdb: BenchDB, template: str, script: Path, connections: int, *, warmup: float = 2.0, seconds: float = 10.0) -> LoadRun:
+def measure_web(
+    bdb: BenchDB, template: str, script: Path, connections: int, *, warmup: float = 2.0, seconds: float = 10.0, **env: str
+) -> LoadRun:
     """`python -m service web` on a fresh copy of `template` under wrk; then count what it stored."""
     url = bdb.fresh(template)
     try:
-        with web(url) as server:
+        with web(url, **env) as server:
             run = load(server, script, connections, warmup=warmup, seconds=seconds)
         run.stored = int(bdb.query(url, "SELECT COUNT(*) FROM webhook_events"))
         run.verdicts = int(bdb.query(url, "SELECT COUNT(*) FROM verifications WHERE status = 'verified'"))

@@ -28,12 +28,13 @@ import common as c
 GROUPS = {
     "HTTP server (uvicorn/httptools/h11)": re.compile(r"uvicorn/|httptools|h11/"),
     "Starlette routing/request/response": re.compile(r"starlette/"),
-    "webhook handler (routes_webhooks)": re.compile(r"\bcalcom_webhook\b"),
-    "parse body (webhooks.parse)": re.compile(r"\bparse \(service/webhooks.py"),
-    "group-commit writer (Ingestor._commit)": re.compile(r"\b_commit \(service/ingest.py"),
-    "settle (match + verdicts)": re.compile(r"\bsettle \(service/verdicts.py"),
-    "matching (pure)": re.compile(r"service/matching.py"),
-    "db.Tx statements (service/db.py)": re.compile(r"\b(fetch_all|execute|execute_many) \(service/db.py"),
+    "webhook handler (web/routes/webhooks)": re.compile(r"\bcalcom_webhook \("),
+    "parse body (core/webhooks.parse)": re.compile(r"\bparse \(service/core/webhooks.py"),
+    "store (Ingestor._store)": re.compile(r"\b_store \(service/app/ingest.py"),
+    "match (Matcher._match)": re.compile(r"\b_match \(service/app/ingest.py"),
+    "settle (verdicts)": re.compile(r"\bsettle_guarded \("),
+    "search (pure)": re.compile(r"service/core/search.py"),
+    "store statements (store/connector)": re.compile(r"service/store/(connector|sqlite|postgres).py"),
     "aiosqlite/sqlite3": re.compile(r"aiosqlite/|sqlite3/"),
     "asyncpg": re.compile(r"asyncpg/"),
     "databases (pool/connection)": re.compile(r"databases/"),
@@ -55,13 +56,13 @@ MODES = {
 }
 
 
-def record(db: str, pending: int, seconds: float, connections: int, mode: str = "gil") -> Path:
+def record(db: str, pending: int, seconds: float, connections: int, mode: str = "gil", env: dict[str, str] | None = None) -> Path:
     script = c.wrk_script(c.write_wrk_data(200_000))
     out = c.RESULTS / f"profile-{db}-{pending}-c{connections}-{mode}.txt"
     with c.BenchDB(db) as bdb:
         bdb.template("p", pending)
         url = bdb.fresh("p")
-        with c.web(url) as server:
+        with c.web(url, **(env or {})) as server:
             warm = c.wrk(server.url, script, connections=connections, seconds=2)
             spy = subprocess.Popen(
                 [
@@ -154,13 +155,14 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--mode", choices=sorted(MODES), default="gil")
     p.add_argument("--raw", type=Path, help="only aggregate an existing raw file")
+    p.add_argument("--env", action="append", default=[], help="KEY=VALUE for the web process (e.g. HOLD_WEBHOOK_MATCHING=1)")
     args = p.parse_args()
     texts = []
     if args.raw:
         texts.append(aggregate(args.raw))
     else:
         for db in c.databases(args.db):
-            out = record(db, args.pending, args.seconds, args.connections, args.mode)
+            out = record(db, args.pending, args.seconds, args.connections, args.mode, dict(e.split("=", 1) for e in args.env))
             texts.append(
                 f"### {db}, {args.pending:,} pending, wrk -c{args.connections}, py-spy {' '.join(MODES[args.mode])} (raw: bench/results/{out.name})\n\n"
                 + aggregate(out)

@@ -175,8 +175,7 @@ class BookingCreates:
             return None, False, False
 
     async def _search(self, account: Account, attempt: Attempt, deadline: float) -> tuple[Any | None, bool, bool]:
-        if self.intake.catch_up is not None:  # webhooks answered but not yet matched: their bookings first
-            await self.intake.catch_up()
+        await self.intake.match_backlog(account.id, self.guard.clock())  # webhooks answered but not yet matched: their bookings first
         async with self.guard.db.read() as tx:
             rows = await guard_store.tagged(tx, account.id, attempt.ref)
         stored = rules.from_observations(rows, attempt.create)

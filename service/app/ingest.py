@@ -38,9 +38,12 @@ from service.store.queries import verifications as verification_store
 
 log = logging.getLogger("service.app.ingest")
 SWEEP_SECONDS = 5.0  # how often the web process looks for stored events nobody matched (and their minimum age)
-# How long an intake waits for the webhooks already answered to be matched. Past it the intake goes on:
-# a booking matched later still settles the verification (matching settles the pending ones near it).
-CATCH_UP_SECONDS = 2.0
+# Storing goes first (Cal.com waits for it); matching takes its events when the writer has nothing
+# queued, or once its oldest event has waited MATCH_WAIT_SECONDS, MATCH_BATCH at a time. At a quiet
+# moment that is at once, one event at a time; in a burst the batches grow, and one match transaction
+# for many events costs a fraction of many small ones (one probe and one decision per account).
+MATCH_BATCH = 1000
+MATCH_WAIT_SECONDS = 0.25
 
 
 @dataclass
@@ -71,6 +74,7 @@ class Matcher:
         self.clock = clock
         self.settle_seconds = settle_seconds
         self.matched = 0
+        self.batches = 0
 
     async def match(self, batch: list[Stored]) -> None:
         """Match a batch; one by one when the batch fails (so one poisonous event fails alone)."""
@@ -103,53 +107,82 @@ class Matcher:
             log.info("stored webhook events matched late", extra={"event": "webhook_events_recovered", "count": len(batch)})
 
     async def _match(self, batch: list[Stored]) -> None:
-        now = self.clock()
-        resolved: list[str] = []
         async with self.db.transaction() as tx:
             await tx.lock_accounts(item.account for item in batch)
-            claimed = await event_store.claim_unmatched(tx, [item.seq for item in batch])
-            fresh = [item for item in batch if item.seq in claimed]
-            changes: list[tuple[str, Observation]] = [(i.account, o) for i in fresh for o in i.event.changes]
-            gone: dict[str, list[GoneUid]] = {}
-            for item in fresh:
-                if item.event.gone:
-                    gone.setdefault(item.account, []).extend(item.event.gone)
-            for account_id, gones in sorted(gone.items()):
-                units = await observation_store.units_of(tx, account_id, sorted({g.uid for g in gones}))
-                changes += [(account_id, o) for g in gones for o in gone_units(g, units.get(g.uid, []))]
-            if changes:
-                await observation_store.upsert_many(tx, changes, now)
-                resolved = await self._settle(tx, changes, now)
-        self.matched += len(fresh)
+            matched, resolved = await match_stored(tx, batch, self.clock(), settle_seconds=self.settle_seconds)
+        self.matched += matched
+        self.batches += 1
         self.notifier.resolved(resolved)
 
-    async def _settle(self, tx: Tx, changes: list[tuple[str, Observation]], now: datetime) -> list[str]:
-        """Settle the pending verifications near the changed bookings (one probe for every account)."""
-        accounts = await account_store.get_many(tx, [a for a, _ in changes])
-        windows: list[tuple[str, datetime, datetime]] = []
-        tags: dict[str, set[str]] = {}
-        for account_id, account in accounts.items():
-            tolerance = timedelta(seconds=account.match_tolerance_seconds)
-            starts = [o.start for a, o in changes if a == account_id]
-            windows += [(account_id, lo, hi) for lo, hi in merge_windows((t - tolerance, t + tolerance) for t in starts)]
-            tags[account_id] = set(evidence_tags(o for a, o in changes if a == account_id))
-        near = await verification_store.pending_near_many(tx, windows)
-        resolved: list[str] = []
-        for account_id in sorted(accounts):  # an unknown account (deleted meanwhile) keeps its evidence
-            if near.get(account_id) or tags[account_id]:
-                # Guarded: an event answered 200 stays stored even when deciding on it fails.
-                settled = await settle_guarded(
-                    tx,
-                    accounts[account_id],
-                    now,
-                    mode="instant",
-                    trigger="webhook",
-                    settle_seconds=self.settle_seconds,
-                    seqs=near.get(account_id, ()),
-                    tags=sorted(tags[account_id]),
-                )
-                resolved += settled.resolved
-        return resolved
+
+async def match_stored(tx: Tx, batch: list[Stored], now: datetime, *, settle_seconds: float) -> tuple[int, list[str]]:
+    """Inside `tx` (its accounts locked): claim these events' markers, store what the claimed ones tell,
+    settle the pending verifications near them; answer how many were claimed and the verifications resolved."""
+    claimed = await event_store.claim_unmatched(tx, [item.seq for item in batch])
+    fresh = [item for item in batch if item.seq in claimed]
+    changes: list[tuple[str, Observation]] = [(i.account, o) for i in fresh for o in i.event.changes]
+    gone: dict[str, list[GoneUid]] = {}
+    for item in fresh:
+        if item.event.gone:
+            gone.setdefault(item.account, []).extend(item.event.gone)
+    for account_id, gones in sorted(gone.items()):
+        units = await observation_store.units_of(tx, account_id, sorted({g.uid for g in gones}))
+        changes += [(account_id, o) for g in gones for o in gone_units(g, units.get(g.uid, []))]
+    if not changes:
+        return len(fresh), []
+    await observation_store.upsert_many(tx, changes, now)
+    return len(fresh), await _settle_near(tx, changes, now, settle_seconds)
+
+
+async def match_backlog(tx: Tx, account: str, now: datetime, *, settle_seconds: float) -> list[str]:
+    """Inside `tx` (the account locked): match the account's stored events nobody has matched yet.
+
+    A failure recorded (or a booking created through the guard) just after its webhook was answered
+    must see that webhook, and matching follows the answer: so whoever decides takes the backlog
+    itself instead of waiting for the matcher (which then finds those markers claimed and skips them).
+    """
+    rows = await event_store.unmatched_of(tx, account)
+    if not rows:
+        return []
+    try:
+        async with tx.savepoint():
+            batch = [Stored(int(r["seq"]), r["account"], _reparse(r)) for r in rows]
+            _, resolved = await match_stored(tx, batch, now, settle_seconds=settle_seconds)
+            return resolved
+    except DatabaseUnavailable:
+        raise
+    except Exception:  # the events stay marked: the matcher takes them one by one, isolating the bad one
+        log.exception("stored webhook events could not be matched", extra={"event": "webhook_match_failed", "account": account})
+        return []
+
+
+async def _settle_near(tx: Tx, changes: list[tuple[str, Observation]], now: datetime, settle_seconds: float) -> list[str]:
+    """Settle the pending verifications near the changed bookings (one probe for every account)."""
+    accounts = await account_store.get_many(tx, [a for a, _ in changes])
+    windows: list[tuple[str, datetime, datetime]] = []
+    tags: dict[str, set[str]] = {}
+    for account_id, account in accounts.items():
+        tolerance = timedelta(seconds=account.match_tolerance_seconds)
+        starts = [o.start for a, o in changes if a == account_id]
+        windows += [(account_id, lo, hi) for lo, hi in merge_windows((t - tolerance, t + tolerance) for t in starts)]
+        tags[account_id] = set(evidence_tags(o for a, o in changes if a == account_id))
+    near = await verification_store.pending_near_many(tx, windows)
+    resolved: list[str] = []
+    for account_id in sorted(accounts):  # an unknown account (deleted meanwhile) keeps its evidence
+        if near.get(account_id) or tags[account_id]:
+            # Guarded: an event answered 200 stays stored even when deciding on it fails.
+            settled = await settle_guarded(
+                tx,
+                accounts[account_id],
+                now,
+                mode="instant",
+                trigger="webhook",
+                settle_seconds=settle_seconds,
+                seqs=near.get(account_id, ()),
+                tags=sorted(tags[account_id]),
+            )
+            resolved += settled.resolved
+    return resolved
 
 
 def _reparse(row: dict[str, object]) -> WebhookEvent:
@@ -188,8 +221,10 @@ class Ingestor:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._writer_idle = asyncio.Event()  # set while the writer waits for events to store
+        self._waiting_since = 0.0  # when the oldest event in _to_match was handed over (loop time)
         # Events handed to the matcher so far, and how many of them it has been through (matched, or
-        # left to the sweep): an intake waits for the count of its moment only, never for later events.
+        # left to the sweep): `caught_up` waits for the count of its moment only, never for later events.
         self._queued = 0
         self._done = 0
         self._progress = asyncio.Condition()
@@ -228,18 +263,25 @@ class Ingestor:
         # Shielded: a sender that hangs up does not cancel the write others share.
         return await asyncio.shield(submission.future)
 
-    async def caught_up(self, within: float | None = None) -> None:
-        """Return once the events this process answered 200 for until now are matched, or after `within` seconds."""
+    async def caught_up(self, within: float = 10.0) -> None:
+        """Return once the events this process answered 200 for until now are matched, or after `within` seconds.
+
+        Nothing on a request's path waits for this (whoever decides matches the backlog itself); tests
+        use it to read outcomes after a webhook's answer without racing its match.
+        """
         if self.hold_matching or self._matching is None or self._done >= self._queued:
             return
         target = self._queued
         async with self._progress:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._progress.wait_for(lambda: self._done >= target), within or CATCH_UP_SECONDS)
+                await asyncio.wait_for(self._progress.wait_for(lambda: self._done >= target), within)
 
     async def _run(self) -> None:
         while True:
+            if self._queue.empty():
+                self._writer_idle.set()
             batch = [await self._queue.get()]
+            self._writer_idle.clear()
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             await self._process(batch)
@@ -273,6 +315,8 @@ class Ingestor:
             new = await event_store.insert_events(tx, [_event_row(i) for i in first.values()])
         stored = [Stored(seq, key[0], first[key].event) for key, seq in new.items() if first[key].event.concerns_bookings]
         if stored and not self.hold_matching:
+            if not self._to_match:
+                self._waiting_since = asyncio.get_running_loop().time()
             self._to_match += stored
             self._queued += len(stored)
             self._idle.clear()
@@ -290,7 +334,9 @@ class Ingestor:
                 await self._sweep(self.clock() - timedelta(seconds=SWEEP_SECONDS))
                 sweep_at = loop.time() + SWEEP_SECONDS
             while self._to_match:
-                batch, self._to_match = self._to_match[: self.max_batch], self._to_match[self.max_batch :]
+                await self._stores_first()
+                batch, self._to_match = self._to_match[:MATCH_BATCH], self._to_match[MATCH_BATCH:]
+                self._waiting_since = loop.time()
                 try:
                     await self.matcher.match(batch)
                 except DatabaseUnavailable:
@@ -307,6 +353,15 @@ class Ingestor:
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, sweep_at - loop.time()))
+
+    async def _stores_first(self) -> None:
+        """Wait until the writer has nothing queued, the backlog fills a batch, or its oldest event waited long enough."""
+        if self._writer_idle.is_set() or len(self._to_match) >= MATCH_BATCH:
+            return
+        left = self._waiting_since + MATCH_WAIT_SECONDS - asyncio.get_running_loop().time()
+        if left > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._writer_idle.wait(), left)
 
     async def _sweep(self, before: datetime) -> None:
         try:

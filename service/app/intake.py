@@ -8,13 +8,13 @@ import builtins
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from service.app.apply import apply
 from service.app.group import guard_appointment
+from service.app.ingest import match_backlog
 from service.app.notify import Notifier
 from service.app.settle import settle_guarded
 from service.core import plan, resolution, schedule
@@ -26,6 +26,7 @@ from service.store.connector import Database, Tx
 from service.store.queries import accounts as account_store
 from service.store.queries import claims as claim_store
 from service.store.queries import duplicates as duplicate_store
+from service.store.queries import events as event_store
 from service.store.queries import observations as observation_store
 from service.store.queries import verifications as verification_store
 
@@ -69,13 +70,9 @@ class Intake:
         self.db = db
         self.settings = settings
         self.notifier = notifier
-        # Waits until the webhooks this process already answered are matched (their observations stored).
-        self.catch_up: Callable[[], Awaitable[None]] | None = None
 
     async def record(self, request: VerificationIn, now: datetime) -> Recorded:
         """Record a failed sync; matched against what webhooks already told us, inside this call."""
-        if self.catch_up is not None:
-            await self.catch_up()
         fingerprint = request.fingerprint()
         resolved: list[str] = []
         async with self.db.transaction() as tx:
@@ -91,6 +88,8 @@ class Intake:
                     f"appointment {request.appointment_id} already has a pending verification ({latest['id']}) "
                     "with different phases; wait for its verdict or resolve it first"
                 )
+            # Webhooks already answered but not matched yet: their bookings count for this failure too.
+            resolved = await match_backlog(tx, account.id, now, settle_seconds=self.settings.settle_seconds)
             enabled = self.settings.post_sync_verification and account.enabled
             seq, verification_id = await self._insert(tx, request, fingerprint, now, enabled)
             if enabled:
@@ -106,11 +105,11 @@ class Intake:
                     near=[p.start for p in request.phases if p.staff_required],
                     tags=[str(request.appointment_id)],
                 )
-                resolved = settled.resolved
+                resolved += settled.resolved
             else:
                 rows = await verification_store.by_seqs(tx, [seq])
                 phases = await verification_store.phases_of(tx, [seq])
-                resolved = await apply(tx, account, plan.disabled(rows[0], phases[seq]), now)
+                resolved += await apply(tx, account, plan.disabled(rows[0], phases[seq]), now)
             view = await load_view(tx, seq)
         self.notifier.resolved(resolved)
         log.info(
@@ -134,14 +133,13 @@ class Intake:
         With verification switched off (everywhere or for the account) it is recorded as `record`
         records it then: straight to manual review, never checked.
         """
-        if self.catch_up is not None:
-            await self.catch_up()
         resolved: list[str] = []
         async with self.db.transaction() as tx:
             await tx.lock_account(request.account)
             account = await account_store.get(tx, request.account)
             if account is None:
                 raise NotFound(f"unknown account {request.account!r}")
+            resolved = await match_backlog(tx, account.id, now, settle_seconds=self.settings.settle_seconds)
             enabled = self.settings.post_sync_verification and account.enabled
             existing = await verification_store.by_ref(tx, account.id, verifier_ref)
             if existing is not None:
@@ -160,14 +158,24 @@ class Intake:
                     seqs=[seq],
                     tags=[str(request.appointment_id), guard_appointment(verifier_ref)],
                 )
-                resolved = settled.resolved
+                resolved += settled.resolved
             elif created:
                 rows = await verification_store.by_seqs(tx, [seq])
                 phases = await verification_store.phases_of(tx, [seq])
-                resolved = await apply(tx, account, plan.disabled(rows[0], phases[seq]), now)
+                resolved += await apply(tx, account, plan.disabled(rows[0], phases[seq]), now)
             view = await load_view(tx, seq)
         self.notifier.resolved(resolved)
         return Recorded(created, view)
+
+    async def match_backlog(self, account: str, now: datetime) -> None:
+        """Match the account's webhooks answered but not matched yet, if there are any (the guard, before it reads bookings)."""
+        async with self.db.read() as tx:
+            if not await event_store.unmatched_of(tx, account, limit=1):
+                return
+        async with self.db.transaction() as tx:
+            await tx.lock_account(account)
+            resolved = await match_backlog(tx, account, now, settle_seconds=self.settings.settle_seconds)
+        self.notifier.resolved(resolved)
 
     async def _insert(
         self, tx: Tx, request: VerificationIn, fingerprint: str, now: datetime, enabled: bool, *, verifier_ref: str | None = None

@@ -185,7 +185,6 @@ async def serving(settings: Settings, clock: Clock = system_clock, *, calcom_tra
             runtime.ingestor = Ingestor(
                 db, notifier, clock, settle_seconds=settings.settle_seconds, hold_matching=settings.hold_webhook_matching
             )
-            runtime.intake.catch_up = runtime.ingestor.caught_up
             forwarder = await stack.enter_async_context(
                 forwarding(transport=calcom_transport, allow_private=settings.allow_private_targets)
             )

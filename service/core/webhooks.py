@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from service.core import times
 from service.core.observations import Observation, as_int, emails, metadata_tags, phones, verifier_ref
 from service.errors import BadRequest
@@ -47,12 +49,20 @@ def parse_time(value: Any) -> datetime | None:
     return times.parse(value)
 
 
+def _loads(body: bytes) -> Any:
+    """orjson, or the json module for what only it reads (UTF-16 or -32 bodies, integers beyond 64 bits, NaN)."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
+
+
 def parse(body: bytes, content_type: str, received_at: datetime) -> WebhookEvent:
     """Read a signed body; BadRequest when it is not a Cal.com event we can act on."""
     if b"\\u0000" in body:
         raise BadRequest("the body contains NUL characters (\\u0000), which no Cal.com payload has")
     try:
-        envelope = json.loads(body)
+        envelope = _loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
         if "x-www-form-urlencoded" in content_type or (b"=" in body and not body.lstrip().startswith((b"{", b"["))):
             raise BadRequest(

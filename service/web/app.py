@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,10 +19,10 @@ from starlette.types import Scope
 from service.app.runtime import serving
 from service.clock import Clock, system_clock
 from service.core.tallies import Tally
-from service.errors import DatabaseUnavailable, ServiceError, ValidationFailed
+from service.errors import ServiceError
 from service.logs import secret_registry
 from service.settings import Settings
-from service.web.http import BearerAuth
+from service.web.http import BearerAuth, service_error
 from service.web.observe import ClientErrors
 from service.web.routes import console as routes_console
 from service.web.routes import console_admin as routes_console_admin
@@ -32,6 +31,7 @@ from service.web.routes import ops as routes_ops
 from service.web.routes import status as routes_status
 from service.web.routes import webhooks as routes_webhooks
 from service.web.routes.catalog import API
+from service.web.routes.webhooks import WebhookReceiver
 from service.web.session import SecurityHeaders, Sessions
 
 log = logging.getLogger("service.web.app")
@@ -64,7 +64,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock, calcom_transp
     ]
     app = Starlette(
         routes=[*routes_ops.routes, *routes_status.routes, *routes_webhooks.routes, *routes_guard.routes, api, *console],
-        middleware=[Middleware(SecurityHeaders)],
+        middleware=[Middleware(WebhookReceiver), Middleware(SecurityHeaders)],
         lifespan=lifespan,
         exception_handlers={
             ServiceError: service_error,
@@ -79,34 +79,6 @@ def create_app(settings: Settings, *, clock: Clock = system_clock, calcom_transp
 def _tally(scope: Scope) -> Tally | None:
     services = getattr(scope["app"].state, "services", None)
     return services.tally if services is not None else None
-
-
-_last_outage_log = [0.0]
-
-
-async def service_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ServiceError)
-    if isinstance(exc, ValidationFailed) and request.url.path.startswith("/api/"):
-        # The fields at fault, never the values sent (they may be personal data or secrets).
-        log.warning(
-            "API request refused: invalid input",
-            extra={
-                "event": "api_validation_failed",
-                "method": request.method,
-                "path": request.url.path[:200],
-                "fields": [d["field"] for d in (exc.details or [])][:20],
-            },
-        )
-    if isinstance(exc, DatabaseUnavailable):
-        # One line every few seconds while the database is away, not one per request.
-        now = time.monotonic()
-        if now - _last_outage_log[0] > 5:
-            _last_outage_log[0] = now
-            log.error(
-                "database unavailable; answering 503",
-                extra={"event": "database_unavailable", "path": request.url.path, "error": exc.reason},
-            )
-    return JSONResponse(exc.body(), status_code=exc.status_code)
 
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:

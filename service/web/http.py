@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -11,6 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.core.signatures import token_valid
 from service.errors import (
+    DatabaseUnavailable,
     Forbidden,
     NotConfigured,
     PayloadTooLarge,
@@ -20,6 +23,7 @@ from service.errors import (
 )
 
 MAX_WAIT_SECONDS = 30.0
+log = logging.getLogger("service.web.app")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -138,3 +142,31 @@ class BearerAuth:
         headers = {"WWW-Authenticate": 'Bearer realm="api"'} if isinstance(error, Unauthorized) else None
         response = JSONResponse(error.body(), status_code=error.status_code, headers=headers)  # type: ignore[attr-defined]
         await response(scope, receive, send)
+
+
+_last_outage_log = [0.0]
+
+
+async def service_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    if isinstance(exc, ValidationFailed) and request.url.path.startswith("/api/"):
+        # The fields at fault, never the values sent (they may be personal data or secrets).
+        log.warning(
+            "API request refused: invalid input",
+            extra={
+                "event": "api_validation_failed",
+                "method": request.method,
+                "path": request.url.path[:200],
+                "fields": [d["field"] for d in (exc.details or [])][:20],
+            },
+        )
+    if isinstance(exc, DatabaseUnavailable):
+        # One line every few seconds while the database is away, not one per request.
+        now = time.monotonic()
+        if now - _last_outage_log[0] > 5:
+            _last_outage_log[0] = now
+            log.error(
+                "database unavailable; answering 503",
+                extra={"event": "database_unavailable", "path": request.url.path, "error": exc.reason},
+            )
+    return JSONResponse(exc.body(), status_code=exc.status_code)

@@ -42,6 +42,9 @@ UNMATCHED = sql(
     "SELECT seq, account, received_at, body FROM webhook_events "
     "WHERE unmatched = 1 AND seq > :after AND received_at <= :before ORDER BY seq LIMIT :limit"
 )
+UNMATCHED_OF = sql(
+    "SELECT seq, account, received_at, body FROM webhook_events WHERE unmatched = 1 AND account = :account ORDER BY seq LIMIT :limit"
+)
 CLAIM_UNMATCHED = sql(
     "UPDATE webhook_events SET unmatched = 0 WHERE unmatched = 1 AND seq IN (SELECT value FROM json_each(:seqs)) RETURNING seq",
     postgresql="UPDATE webhook_events SET unmatched = 0 WHERE unmatched = 1 AND seq = ANY(:seqs) RETURNING seq",
@@ -65,6 +68,11 @@ async def insert_events(tx: Tx, rows: list[dict[str, Any]]) -> dict[tuple[str, s
 async def unmatched(tx: Tx, before: datetime, *, after: int = 0, limit: int = 500) -> list[dict[str, Any]]:
     """Events stored before `before` and still waiting to be matched, oldest first."""
     return await tx.fetch_all(UNMATCHED, after=after, before=before, limit=limit)
+
+
+async def unmatched_of(tx: Tx, account: str, *, limit: int = 1000) -> list[dict[str, Any]]:
+    """One account's events still waiting to be matched, oldest first, however recent."""
+    return await tx.fetch_all(UNMATCHED_OF, account=account, limit=limit)
 
 
 async def claim_unmatched(tx: Tx, seqs: list[int]) -> set[int]:

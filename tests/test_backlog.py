@@ -1,0 +1,105 @@
+"""Whoever decides takes the webhooks already answered but not yet matched: nobody waits for the matcher.
+
+A webhook is answered once stored and matched just after. A failure recorded (or a guarded create)
+in between must still see that webhook's booking, so the intake matches the account's backlog in its
+own transaction, and the matcher, when it comes, finds those events claimed and skips them: each
+event is matched exactly once, and a slow or stuck matcher delays nobody.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import httpx
+import pytest
+
+from service.app import ingest
+from service.store.connector import sql
+
+from .helpers import AUTH, booking_event, create_account, failure, phase, post_webhook, record
+
+START = datetime(2026, 12, 1, 10, 0, tzinfo=timezone(timedelta(hours=1)))
+
+
+def hold_matcher(app: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[asyncio.Event, asyncio.Event, asyncio.Event]:
+    """The matcher takes its batch, then waits for `gate` before matching it; `done` once it has."""
+    matcher = app.state.services.ingestor.matcher
+    gate, entered, done = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    match = matcher.match
+
+    async def held(batch: list[Any]) -> None:
+        entered.set()
+        await gate.wait()
+        await match(batch)
+        done.set()
+
+    monkeypatch.setattr(matcher, "match", held)
+    return gate, entered, done
+
+
+async def unmatched(app: Any) -> list[int]:
+    async with app.state.services.db.read() as tx:
+        return [int(r["unmatched"]) for r in await tx.fetch_all(sql("SELECT unmatched FROM webhook_events ORDER BY seq"))]
+
+
+async def test_an_intake_matches_the_backlog_itself_and_the_stuck_matcher_later_skips_it(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate, entered, done = hold_matcher(app, monkeypatch)
+    matcher = app.state.services.ingestor.matcher
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://verifier.test") as client:
+        await create_account(client)
+        answered = await post_webhook(client, booking_event(uid="bk-late", start=START))
+        assert answered.status_code == 200  # stored and answered; the matcher holds its batch
+        await entered.wait()
+        assert await unmatched(app) == [1]
+
+        recorded = await record(client, failure(phases=[phase("A", START)]))
+        assert recorded.status_code == 201
+        assert recorded.json()["status"] == "verified"  # inside the call, without the matcher
+        assert await unmatched(app) == [0]
+
+        gate.set()
+        await done.wait()
+        assert matcher.matched == 0  # the event was claimed by the intake: matched once, not twice
+        view = (await client.get(f"/api/verifications/{recorded.json()['id']}", headers=AUTH)).json()
+        assert view["status"] == "verified"
+
+
+async def test_an_intake_right_after_its_webhook_verifies_inside_the_call(app: Any) -> None:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://verifier.test") as client:
+        await create_account(client)
+        assert (await post_webhook(client, booking_event(uid="bk-1", start=START))).status_code == 200
+        recorded = await record(client, failure(phases=[phase("A", START)]))
+        assert recorded.status_code == 201 and recorded.json()["status"] == "verified"
+
+
+async def test_a_backlog_of_another_account_is_left_to_the_matcher(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate, entered, done = hold_matcher(app, monkeypatch)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://verifier.test") as client:
+        await create_account(client)
+        await create_account(client, "salon-2")
+        assert (await post_webhook(client, booking_event(uid="bk-2", start=START), account="salon-2")).status_code == 200
+        await entered.wait()
+        recorded = await record(client, failure(phases=[phase("A", START)]))
+        assert recorded.json()["status"] == "pending"  # salon-1 has no booking; salon-2's event is not its business
+        assert await unmatched(app) == [1]
+        gate.set()
+        await done.wait()
+        assert await unmatched(app) == [0]
+
+
+async def test_a_backlog_that_cannot_be_matched_does_not_fail_the_intake(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate, entered, _ = hold_matcher(app, monkeypatch)
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("matching broke")
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://verifier.test") as client:
+        await create_account(client)
+        assert (await post_webhook(client, booking_event(uid="bk-3", start=START))).status_code == 200
+        await entered.wait()
+        monkeypatch.setattr(ingest, "match_stored", broken)
+        recorded = await record(client, failure(phases=[phase("A", START)]))
+        assert recorded.status_code == 201 and recorded.json()["status"] == "pending"  # recorded all the same
+        assert await unmatched(app) == [1]  # still marked: the matcher (one by one) or the sweep takes it
