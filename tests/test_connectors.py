@@ -147,3 +147,24 @@ async def test_a_verdict_notified_by_another_process_wakes_the_waiter(db: Databa
     finally:
         await other.disconnect()
         await notifier.stop()
+
+
+async def test_a_statement_failing_inside_a_write_transaction_undoes_it_all_and_the_writer_goes_on(db: Database) -> None:
+    """On SQLite the statements of a write transaction run on the loop's thread: their errors, rollback and
+    typed rows must be those of any other statement."""
+    from service.errors import UniqueViolation
+
+    async with db.transaction() as tx:
+        await tx.execute(_ACCOUNT, enabled=True, time_only=False, created=T0)
+    with pytest.raises(UniqueViolation):
+        async with db.transaction() as tx:
+            await tx.execute(_VERIFICATION, id="v-1", at=T0)
+            assert (await tx.fetch_one(sql("SELECT COUNT(*) AS n FROM verifications"))) == {"n": 1}  # its own write, seen
+            await tx.execute(_ACCOUNT, enabled=True, time_only=False, created=T0)  # the same account again
+    async with db.transaction() as tx:
+        assert await tx.fetch_val(sql("SELECT COUNT(*) AS n FROM verifications")) == 0  # v-1 went with the failure
+        await tx.execute_many(_VERIFICATION, [{"id": "v-2", "at": T0}, {"id": "v-3", "at": T1}])
+        row = await tx.fetch_one(_COMPUTED)
+    assert row == {"newest": T1, "n": 2} and row["newest"].utcoffset() is not None
+    async with db.read() as tx:
+        assert await tx.fetch_val(sql("SELECT COUNT(*) AS n FROM verifications")) == 2
