@@ -168,3 +168,15 @@ async def test_a_statement_failing_inside_a_write_transaction_undoes_it_all_and_
     assert row == {"newest": T1, "n": 2} and row["newest"].utcoffset() is not None
     async with db.read() as tx:
         assert await tx.fetch_val(sql("SELECT COUNT(*) AS n FROM verifications")) == 2
+
+
+async def test_a_commit_without_waiting_is_that_transaction_s_alone(db: Database) -> None:
+    """Matching stored events commits without waiting for the disk on PostgreSQL; nothing else does."""
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite's COMMIT waits for its fsync whatever the transaction (a fraction of a millisecond)")
+    show = sql("SELECT current_setting('synchronous_commit') AS s")
+    async with db.transaction() as tx:
+        await tx.commit_without_waiting()
+        assert await tx.fetch_val(show) == "off"
+    async with db.transaction() as tx:
+        assert await tx.fetch_val(show) == "on"

@@ -108,6 +108,9 @@ class Matcher:
 
     async def _match(self, batch: list[Stored]) -> None:
         async with self.db.transaction() as tx:
+            # Everything this writes follows from events already stored durably: lost with a crash of the
+            # database server, it is matched again (the markers come back with it); so no wait for the disk.
+            await tx.commit_without_waiting()
             await tx.lock_accounts(item.account for item in batch)
             matched, resolved = await match_stored(tx, batch, self.clock(), settle_seconds=self.settle_seconds)
         self.matched += matched

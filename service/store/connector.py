@@ -147,6 +147,11 @@ class Tx(abc.ABC):
     async def notify(self, channel: str, payload: str) -> None:
         """Tell other processes' `Database.listen`, once this transaction commits."""
 
+    @abc.abstractmethod
+    async def commit_without_waiting(self) -> None:
+        """This transaction's COMMIT need not wait for the disk: all it writes can be derived again from
+        what is already durable (matching a stored event, whose marker is lost along with it)."""
+
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
         """A nested unit inside the transaction: on error only its own writes are undone."""

@@ -44,6 +44,7 @@ _ACCOUNT_LOCK = sql("SELECT pg_advisory_xact_lock(hashtextextended(:account, 7))
 _ACCOUNT_LOCKS = sql(
     "SELECT pg_advisory_xact_lock(hashtextextended(a, 7)) FROM (SELECT a FROM unnest(CAST(:accounts AS text[])) a ORDER BY a) s"
 )
+_ASYNC_COMMIT = sql("SET LOCAL synchronous_commit TO OFF")
 _NOTIFY = sql("SELECT pg_notify(:channel, :payload)")
 
 
@@ -78,6 +79,11 @@ class PostgresTx(Tx):
 
     async def notify(self, channel: str, payload: str) -> None:
         await self.execute(_NOTIFY, channel=channel, payload=payload)  # NOTIFY is transactional: sent at COMMIT
+
+    async def commit_without_waiting(self) -> None:
+        # Lost only if the server itself crashes before the WAL writer flushes it (within ~3 × wal_writer_delay),
+        # and any later durable commit flushes it too: the WAL is written in order.
+        await self.execute(_ASYNC_COMMIT)
 
 
 class PostgresDatabase(Database):

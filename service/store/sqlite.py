@@ -133,6 +133,9 @@ class SqliteTx(Tx):
     async def notify(self, channel: str, payload: str) -> None:
         """Nothing to do: one process owns a SQLite database; its waiters are told directly."""
 
+    async def commit_without_waiting(self) -> None:
+        """Nothing to do: a SQLite COMMIT's fsync is a fraction of a millisecond (and the setting cannot change inside a transaction)."""
+
 
 class SqliteDatabase(Database):
     """A SQLite file: `transaction()` on the one writer, `read()` on a free reader."""
