@@ -26,23 +26,35 @@ MAX_WAIT_SECONDS = 30.0
 log = logging.getLogger("service.web.app")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it exceeds `limit` (never read whole)."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            if int(declared) > limit:
-                raise PayloadTooLarge(f"the body is larger than {limit} bytes")
-        except ValueError:
-            pass
+class Disconnected(Exception):
+    """The sender hung up before its body arrived: nobody to answer."""
+
+
+async def read_limited(receive: Receive, declared: str | bytes | None, limit: int) -> bytes:
+    """An ASGI request body, refused with 413 as soon as it exceeds `limit` (never read whole).
+
+    `declared`: the Content-Length header, refused before any read when it is already too large.
+    """
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Disconnected
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"the body is larger than {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it exceeds `limit` (never read whole)."""
+    return await read_limited(request.receive, request.headers.get("content-length"), limit)
 
 
 def parse_wait(request: Request) -> float:

@@ -27,7 +27,7 @@ from service.core.signatures import calcom_signature_valid
 from service.core.tallies import WEBHOOK_REJECTIONS
 from service.core.webhooks import parse
 from service.errors import BadRequest, DatabaseUnavailable, NotFound, PayloadTooLarge, ServiceError, Unauthorized
-from service.web.http import service_error  # the one error answer of the whole app (and its outage log)
+from service.web.http import Disconnected, read_limited, service_error
 
 log = logging.getLogger("service.core.webhooks")
 
@@ -42,10 +42,6 @@ _REASONS = {
     BadRequest: "bad_payload",
     DatabaseUnavailable: "database_unavailable",
 }
-
-
-class Disconnected(Exception):
-    """The sender hung up before its body arrived: nobody to answer."""
 
 
 class WebhookReceiver:
@@ -116,32 +112,13 @@ def _headers(scope: Scope) -> dict[bytes, bytes]:
 _WANTED = frozenset({b"content-length", b"content-type", b"x-cal-signature-256"})
 
 
-async def _read_body(receive: Receive, declared: bytes | None, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it exceeds `limit` (never read whole)."""
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the body is larger than {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise Disconnected
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body is larger than {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
 async def _receive(services: Any, scope: Scope, receive: Receive, account: str) -> bytes:
     """Store the event; answer the body of the 200 (ServiceError for every refusal)."""
     secrets = await services.secrets.get(account) if ACCOUNT_ID.match(account) else None
     if secrets is None:
         raise _unknown_account(account)
     headers = _headers(scope)
-    body = await _read_body(receive, headers.get(b"content-length"), services.settings.max_body_bytes)
+    body = await read_limited(receive, headers.get(b"content-length"), services.settings.max_body_bytes)
     raw_signature = headers.get(b"x-cal-signature-256")
     signature = raw_signature.decode("latin-1") if raw_signature is not None else None
     if not _signed_with_any(secrets, body, signature):
