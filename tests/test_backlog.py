@@ -99,7 +99,56 @@ async def test_a_backlog_that_cannot_be_matched_does_not_fail_the_intake(app: An
         await create_account(client)
         assert (await post_webhook(client, booking_event(uid="bk-3", start=START))).status_code == 200
         await entered.wait()
-        monkeypatch.setattr(ingest, "match_stored", broken)
+        monkeypatch.setattr(ingest, "store_stored", broken)
         recorded = await record(client, failure(phases=[phase("A", START)]))
         assert recorded.status_code == 201 and recorded.json()["status"] == "pending"  # recorded all the same
         assert await unmatched(app) == [1]  # still marked: the matcher (one by one) or the sweep takes it
+
+
+async def test_the_backlog_is_decided_with_the_failure_being_recorded(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A booking in the backlog that the new failure competes for is contested: nobody gets it inside the call.
+
+    An older pending verification and the new one both name the customer of one untagged booking that
+    arrived just before; handing it to the older one because its decision ran first would be a guess.
+    """
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://verifier.test") as client:
+        await create_account(client)
+        older = await record(client, failure("701", phases=[phase("A", START)]))
+        assert older.json()["status"] == "pending"
+        gate, entered, done = hold_matcher(app, monkeypatch)
+        assert (await post_webhook(client, booking_event(uid="bk-both", start=START))).status_code == 200
+        await entered.wait()
+
+        newer = await record(client, failure("702", phases=[phase("A", START)]))
+        assert newer.status_code == 201 and newer.json()["status"] == "pending"
+        assert await unmatched(app) == [0]  # the backlog was taken by this call
+        view = (await client.get(f"/api/verifications/{older.json()['id']}", headers=AUTH)).json()
+        assert view["status"] == "pending"  # contested: left to the scheduled check, over the whole group
+        gate.set()
+        await done.wait()
+        view = (await client.get(f"/api/verifications/{older.json()['id']}", headers=AUTH)).json()
+        assert view["status"] == "pending"
+
+
+async def test_an_intake_with_a_backlog_decides_once(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backlog's bookings and the new failure go through one decision, not one each."""
+    from service.app import settle as settle_module
+
+    decisions: list[str] = []
+    settle = settle_module.settle
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        decisions.append(kwargs["trigger"])
+        return await settle(*args, **kwargs)
+
+    gate, entered, _ = hold_matcher(app, monkeypatch)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://verifier.test") as client:
+        await create_account(client)
+        tagged = booking_event(uid="bk-tag", start=START, metadata={"appointment_id": "703"})
+        assert (await post_webhook(client, tagged)).status_code == 200
+        await entered.wait()
+        monkeypatch.setattr(settle_module, "settle", counted)
+        recorded = await record(client, failure("703", phases=[phase("A", START)]))
+        assert recorded.json()["status"] == "verified"
+        assert decisions == ["intake"]
+        gate.set()

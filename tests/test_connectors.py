@@ -176,7 +176,9 @@ async def test_a_commit_without_waiting_is_that_transaction_s_alone(db: Database
         pytest.skip("SQLite's COMMIT waits for its fsync whatever the transaction (a fraction of a millisecond)")
     show = sql("SELECT current_setting('synchronous_commit') AS s")
     async with db.transaction() as tx:
-        await tx.commit_without_waiting()
+        await tx.lock_accounts(["salon-1", "salon-2"], commit_waits=False)
         assert await tx.fetch_val(show) == "off"
     async with db.transaction() as tx:
+        assert await tx.fetch_val(show) == "on"
+        await tx.lock_accounts(["salon-1"])
         assert await tx.fetch_val(show) == "on"

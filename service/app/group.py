@@ -68,21 +68,34 @@ def as_booking(account: str, b: observation_store.Available) -> Booking:
     )
 
 
-async def seeds(tx: Tx, account: Account, *, seqs: Iterable[int] = (), near: Iterable[datetime] = (), tags: Iterable[str] = ()) -> set[int]:
-    """Pending verifications concerned by new evidence: named, near changed bookings, or tagged.
+Windows = list[tuple[datetime, datetime]]
+
+
+async def seeds(
+    tx: Tx, account: Account, *, seqs: Iterable[int] = (), near: Iterable[datetime] = (), tags: Iterable[str] = ()
+) -> tuple[set[int], Windows]:
+    """Pending verifications concerned by new evidence: named, near changed bookings, or tagged;
+    and the windows probed for them (every pending verification with a phase inside is among them).
 
     `tags` are appointment ids; a booking the guard created without one names its verification
     as `guard:<verifier_ref>` (`evidence_tags`).
     """
     tolerance = timedelta(seconds=account.match_tolerance_seconds)
     found = set(seqs)
-    found |= await verification_store.pending_near(tx, account.id, merge_windows((t - tolerance, t + tolerance) for t in near))
+    probed = merge_windows((t - tolerance, t + tolerance) for t in near)
+    found |= await verification_store.pending_near(tx, account.id, probed)
     found |= await verification_store.pending_for_appointments(tx, account.id, sorted(set(tags)))
-    return found
+    return found, probed
 
 
-async def load_group(tx: Tx, account: Account, start: set[int], *, limit: int | None = None) -> Group:
-    """The pending verifications in `start` and every one that competes with them, transitively."""
+async def load_group(
+    tx: Tx, account: Account, start: set[int], *, limit: int | None = None, probed: Iterable[tuple[datetime, datetime]] = ()
+) -> Group:
+    """The pending verifications in `start` and every one that competes with them, transitively.
+
+    `probed`: windows whose pending verifications are all in `start` already (not probed again).
+    """
+    done = list(probed)
     limit = MAX_GROUP if limit is None else limit
     tolerance = timedelta(seconds=account.match_tolerance_seconds)
     tolerance_ms = account.match_tolerance_seconds * 1000
@@ -95,7 +108,10 @@ async def load_group(tx: Tx, account: Account, start: set[int], *, limit: int | 
     margin = 4 * tolerance  # wide enough that a typical chain is loaded in one or two rounds
     outside: list[tuple[datetime, datetime]] = []
     for _ in range(MAX_ROUNDS):
-        near = await verification_store.pending_near(tx, account.id, loaded) - set(rows)
+        # Only what no earlier probe covered: each window's pending verifications are loaded by then.
+        fresh = [w for w in loaded if not _covered(w, done)]
+        near = await verification_store.pending_near(tx, account.id, fresh) - set(rows)
+        done = merge_windows([*done, *fresh])
         if near:
             more_rows, more_phases = await load_pending(tx, near)
             rows.update(more_rows)

@@ -53,7 +53,7 @@ class Submission:
     body_sha256: str
     event: WebhookEvent
     received_at: datetime
-    future: asyncio.Future[bool] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    future: asyncio.Future[bool] = field(init=False)  # set by Ingestor.submit
 
 
 @dataclass(frozen=True)
@@ -110,17 +110,26 @@ class Matcher:
         async with self.db.transaction() as tx:
             # Everything this writes follows from events already stored durably: lost with a crash of the
             # database server, it is matched again (the markers come back with it); so no wait for the disk.
-            await tx.commit_without_waiting()
-            await tx.lock_accounts(item.account for item in batch)
+            await tx.lock_accounts((item.account for item in batch), commit_waits=False)
             matched, resolved = await match_stored(tx, batch, self.clock(), settle_seconds=self.settle_seconds)
         self.matched += matched
         self.batches += 1
         self.notifier.resolved(resolved)
 
 
+Changes = list[tuple[str, Observation]]  # (account, observation) pairs
+
+
 async def match_stored(tx: Tx, batch: list[Stored], now: datetime, *, settle_seconds: float) -> tuple[int, list[str]]:
     """Inside `tx` (its accounts locked): claim these events' markers, store what the claimed ones tell,
     settle the pending verifications near them; answer how many were claimed and the verifications resolved."""
+    claimed, changes = await store_stored(tx, batch, now)
+    return claimed, await settle_changes(tx, changes, now, settle_seconds=settle_seconds)
+
+
+async def store_stored(tx: Tx, batch: list[Stored], now: datetime) -> tuple[int, Changes]:
+    """Inside `tx` (its accounts locked): claim these events' markers and store what the claimed ones tell;
+    answer how many were claimed and the observations stored (for the caller to settle)."""
     claimed = await event_store.claim_unmatched(tx, [item.seq for item in batch])
     fresh = [item for item in batch if item.seq in claimed]
     changes: list[tuple[str, Observation]] = [(i.account, o) for i in fresh for o in i.event.changes]
@@ -131,14 +140,14 @@ async def match_stored(tx: Tx, batch: list[Stored], now: datetime, *, settle_sec
     for account_id, gones in sorted(gone.items()):
         units = await observation_store.units_of(tx, account_id, sorted({g.uid for g in gones}))
         changes += [(account_id, o) for g in gones for o in gone_units(g, units.get(g.uid, []))]
-    if not changes:
-        return len(fresh), []
-    await observation_store.upsert_many(tx, changes, now)
-    return len(fresh), await _settle_near(tx, changes, now, settle_seconds)
+    if changes:
+        await observation_store.upsert_many(tx, changes, now)
+    return len(fresh), changes
 
 
-async def match_backlog(tx: Tx, account: str, now: datetime, *, settle_seconds: float) -> list[str]:
-    """Inside `tx` (the account locked): match the account's stored events nobody has matched yet.
+async def take_backlog(tx: Tx, account: str, now: datetime) -> Changes:
+    """Inside `tx` (the account locked): store what the account's events nobody has matched yet tell,
+    and answer it; the caller settles it (with the decision it is about to take).
 
     A failure recorded (or a booking created through the guard) just after its webhook was answered
     must see that webhook, and matching follows the answer: so whoever decides takes the backlog
@@ -150,8 +159,8 @@ async def match_backlog(tx: Tx, account: str, now: datetime, *, settle_seconds: 
     try:
         async with tx.savepoint():
             batch = [Stored(int(r["seq"]), r["account"], _reparse(r)) for r in rows]
-            _, resolved = await match_stored(tx, batch, now, settle_seconds=settle_seconds)
-            return resolved
+            _, changes = await store_stored(tx, batch, now)
+            return changes
     except DatabaseUnavailable:
         raise
     except Exception:  # the events stay marked: the matcher takes them one by one, isolating the bad one
@@ -159,8 +168,15 @@ async def match_backlog(tx: Tx, account: str, now: datetime, *, settle_seconds: 
         return []
 
 
-async def _settle_near(tx: Tx, changes: list[tuple[str, Observation]], now: datetime, settle_seconds: float) -> list[str]:
-    """Settle the pending verifications near the changed bookings (one probe for every account)."""
+async def match_backlog(tx: Tx, account: str, now: datetime, *, settle_seconds: float) -> list[str]:
+    """Inside `tx` (the account locked): `take_backlog`, settled on its own; answer the verifications resolved."""
+    return await settle_changes(tx, await take_backlog(tx, account, now), now, settle_seconds=settle_seconds)
+
+
+async def settle_changes(tx: Tx, changes: Changes, now: datetime, *, settle_seconds: float) -> list[str]:
+    """Settle the pending verifications near changed bookings, or named by their tags (one probe for every account)."""
+    if not changes:
+        return []
     accounts = await account_store.get_many(tx, [a for a, _ in changes])
     windows: list[tuple[str, datetime, datetime]] = []
     tags: dict[str, set[str]] = {}
@@ -183,6 +199,7 @@ async def _settle_near(tx: Tx, changes: list[tuple[str, Observation]], now: date
                 settle_seconds=settle_seconds,
                 seqs=near.get(account_id, ()),
                 tags=sorted(tags[account_id]),
+                probed=[(lo, hi) for a, lo, hi in windows if a == account_id],
             )
             resolved += settled.resolved
     return resolved
@@ -219,6 +236,7 @@ class Ingestor:
         # Testing only: store and answer, never match (a crash between the two, made deterministic).
         self.hold_matching = hold_matching
         self.matcher = Matcher(db, notifier, clock, settle_seconds=settle_seconds)
+        self._loop: asyncio.AbstractEventLoop  # set by start
         self._queue: asyncio.Queue[Submission] = asyncio.Queue()
         self._to_match: list[Stored] = []
         self._wake = asyncio.Event()
@@ -237,6 +255,7 @@ class Ingestor:
         self.events = 0
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._run(), name="webhook-ingest")
         if not self.hold_matching:
             self._idle.clear()  # the start-up sweep (events a previous process stored and did not match)
@@ -262,6 +281,8 @@ class Ingestor:
 
     async def submit(self, submission: Submission) -> bool:
         """Store one event; answer True when it was new, False for a duplicate body."""
+        # From the loop kept at start: asyncio.get_running_loop() costs a getpid() system call each time.
+        submission.future = self._loop.create_future()
         self._queue.put_nowait(submission)
         # Shielded: a sender that hangs up does not cancel the write others share.
         return await asyncio.shield(submission.future)
@@ -319,7 +340,7 @@ class Ingestor:
         stored = [Stored(seq, key[0], first[key].event) for key, seq in new.items() if first[key].event.concerns_bookings]
         if stored and not self.hold_matching:
             if not self._to_match:
-                self._waiting_since = asyncio.get_running_loop().time()
+                self._waiting_since = self._loop.time()
             self._to_match += stored
             self._queued += len(stored)
             self._idle.clear()

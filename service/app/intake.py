@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from service.app.apply import apply
-from service.app.group import guard_appointment
-from service.app.ingest import match_backlog
+from service.app.group import evidence_tags, guard_appointment
+from service.app.ingest import match_backlog, settle_changes, take_backlog
 from service.app.notify import Notifier
 from service.app.settle import settle_guarded
 from service.core import plan, resolution, schedule
@@ -88,8 +88,9 @@ class Intake:
                     f"appointment {request.appointment_id} already has a pending verification ({latest['id']}) "
                     "with different phases; wait for its verdict or resolve it first"
                 )
-            # Webhooks already answered but not matched yet: their bookings count for this failure too.
-            resolved = await match_backlog(tx, account.id, now, settle_seconds=self.settings.settle_seconds)
+            # Webhooks already answered but not matched yet: their bookings count for this failure too,
+            # and are settled with it (one decision for everything they concern, this failure included).
+            backlog = await take_backlog(tx, account.id, now)
             enabled = self.settings.post_sync_verification and account.enabled
             seq, verification_id = await self._insert(tx, request, fingerprint, now, enabled)
             if enabled:
@@ -102,11 +103,12 @@ class Intake:
                     trigger="intake",
                     settle_seconds=self.settings.settle_seconds,
                     seqs=[seq],
-                    near=[p.start for p in request.phases if p.staff_required],
-                    tags=[str(request.appointment_id)],
+                    near=[p.start for p in request.phases if p.staff_required] + [o.start for _, o in backlog],
+                    tags=[str(request.appointment_id), *evidence_tags(o for _, o in backlog)],
                 )
                 resolved += settled.resolved
             else:
+                resolved += await settle_changes(tx, backlog, now, settle_seconds=self.settings.settle_seconds)
                 rows = await verification_store.by_seqs(tx, [seq])
                 phases = await verification_store.phases_of(tx, [seq])
                 resolved += await apply(tx, account, plan.disabled(rows[0], phases[seq]), now)

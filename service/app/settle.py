@@ -56,19 +56,21 @@ async def settle(
     tags: Iterable[str] = (),
     finalize: Iterable[int] = (),
     answered: Iterable[int] = (),
+    probed: Iterable[tuple[datetime, datetime]] = (),
 ) -> Settled:
     """Decide the groups concerned by new evidence (or named by the caller) and apply the plan.
 
     `mode` "instant" (intake, webhook) verifies only with tagged or uncontested bookings; "check"
     (a scheduled check) decides contested ones too. `finalize`: verifications at their deadline;
-    `answered`: those whose check just got a complete Cal.com answer.
+    `answered`: those whose check just got a complete Cal.com answer. `probed`: windows the caller
+    already probed for pending verifications, all of them among `seqs`.
     """
     tags = sorted(set(tags))
-    start = await seeds(tx, account, seqs=seqs, near=near, tags=tags)
+    start, near_probed = await seeds(tx, account, seqs=seqs, near=near, tags=tags)
     if not start:
         await _duplicates(tx, account, tags, now)
         return Settled()
-    group = await load_group(tx, account, start)
+    group = await load_group(tx, account, start, probed=[*probed, *near_probed])
     ctx = Context(
         now=now,
         mode=mode,

@@ -140,17 +140,17 @@ class Tx(abc.ABC):
         """Serialise writers of one account until the end of the transaction."""
 
     @abc.abstractmethod
-    async def lock_accounts(self, accounts: Iterable[str]) -> None:
-        """Lock several accounts in a fixed order (so two batches cannot deadlock)."""
+    async def lock_accounts(self, accounts: Iterable[str], *, commit_waits: bool = True) -> None:
+        """Lock several accounts in a fixed order (so two batches cannot deadlock).
+
+        `commit_waits=False`: this transaction's COMMIT need not wait for the disk, because all it
+        writes can be derived again from what is already durable (matching stored events, whose
+        markers are lost along with it). Said here, with the lock, to save the database a round trip.
+        """
 
     @abc.abstractmethod
     async def notify(self, channel: str, payload: str) -> None:
         """Tell other processes' `Database.listen`, once this transaction commits."""
-
-    @abc.abstractmethod
-    async def commit_without_waiting(self) -> None:
-        """This transaction's COMMIT need not wait for the disk: all it writes can be derived again from
-        what is already durable (matching a stored event, whose marker is lost along with it)."""
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:

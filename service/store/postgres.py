@@ -44,7 +44,11 @@ _ACCOUNT_LOCK = sql("SELECT pg_advisory_xact_lock(hashtextextended(:account, 7))
 _ACCOUNT_LOCKS = sql(
     "SELECT pg_advisory_xact_lock(hashtextextended(a, 7)) FROM (SELECT a FROM unnest(CAST(:accounts AS text[])) a ORDER BY a) s"
 )
-_ASYNC_COMMIT = sql("SET LOCAL synchronous_commit TO OFF")
+# The same, with the transaction's commit no longer waiting for the disk (set_config(..., true) is SET LOCAL).
+_ACCOUNT_LOCKS_COMMIT_NOWAIT = sql(
+    "SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock(hashtextextended(a, 7)) "
+    "FROM (SELECT a FROM unnest(CAST(:accounts AS text[])) a ORDER BY a) s"
+)
 _NOTIFY = sql("SELECT pg_notify(:channel, :payload)")
 
 
@@ -74,16 +78,13 @@ class PostgresTx(Tx):
     async def lock_account(self, account: str) -> None:
         await self.execute(_ACCOUNT_LOCK, account=account)
 
-    async def lock_accounts(self, accounts: Iterable[str]) -> None:
-        await self.execute(_ACCOUNT_LOCKS, accounts=sorted(set(accounts)))
+    async def lock_accounts(self, accounts: Iterable[str], *, commit_waits: bool = True) -> None:
+        # Without waiting, the commit is lost only if the server itself crashes before its WAL writer
+        # flushes it (within ~3 × wal_writer_delay); any later durable commit flushes it too, in order.
+        await self.execute(_ACCOUNT_LOCKS if commit_waits else _ACCOUNT_LOCKS_COMMIT_NOWAIT, accounts=sorted(set(accounts)))
 
     async def notify(self, channel: str, payload: str) -> None:
         await self.execute(_NOTIFY, channel=channel, payload=payload)  # NOTIFY is transactional: sent at COMMIT
-
-    async def commit_without_waiting(self) -> None:
-        # Lost only if the server itself crashes before the WAL writer flushes it (within ~3 × wal_writer_delay),
-        # and any later durable commit flushes it too: the WAL is written in order.
-        await self.execute(_ASYNC_COMMIT)
 
 
 class PostgresDatabase(Database):

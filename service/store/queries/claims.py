@@ -17,7 +17,8 @@ CLAIM = sql(
 CLAIM_OWNER = sql("SELECT verification_seq FROM booking_claims WHERE account = :account AND booking_uid = :uid AND booking_seat = :seat")
 RELEASE = sql("DELETE FROM booking_claims WHERE account = :account AND verification_seq = :verification_seq AND phase_key = :phase_key")
 CLAIMS_OF = sql("SELECT phase_key, booking_uid, booking_seat FROM booking_claims WHERE verification_seq = :verification_seq")
-# Many claims in one statement (a verdict for a whole group); the owners are read back in one more.
+# Many claims in one statement (a verdict for a whole group); the owners are read back in one more
+# unless every unit was free.
 CLAIM_MANY = sql(
     """
     INSERT INTO booking_claims (account, booking_uid, booking_seat, verification_seq, phase_key, claimed_at)
@@ -64,7 +65,7 @@ async def claim_many(tx: Tx, account: str, claims: Sequence[tuple[str, str, int,
     """Claim (uid, seat, verification_seq, phase_key) units at once; answer the owner of each unit afterwards."""
     if not claims:
         return {}
-    await tx.execute(
+    inserted = await tx.execute(
         CLAIM_MANY,
         account=account,
         now=now,
@@ -74,5 +75,8 @@ async def claim_many(tx: Tx, account: str, claims: Sequence[tuple[str, str, int,
         seqs=[c[2] for c in claims],
         keys=[c[3] for c in claims],
     )
+    units = {(c[0], c[1]): c[2] for c in claims}
+    if inserted == len(units) == len(claims):  # every unit was free: its claimer owns it (no read back)
+        return units
     rows = await tx.fetch_all(OWNERS_OF, account=account, uids=sorted({c[0] for c in claims}))
     return {(row["booking_uid"], row["booking_seat"]): int(row["verification_seq"]) for row in rows}
