@@ -141,15 +141,18 @@ CASES = [
     ),
     Case("upsert_many", lambda: observation_store.UPSERT, OBSERVATION_ROW),
     Case(
-        "pending_near_many",
-        lambda: verification_store.PENDING_NEAR_MANY,
+        "pending_concerned_many",
+        lambda: verification_store.PENDING_CONCERNED_MANY,
         {
             "windows": [[a, lo, hi] for a in ACCOUNTS[:2] for lo, hi in WINDOWS],
             "accounts": [a for a in ACCOUNTS[:2] for _ in WINDOWS],
             "los": [lo for _ in ACCOUNTS[:2] for lo, _ in WINDOWS],
             "his": [hi for _ in ACCOUNTS[:2] for _, hi in WINDOWS],
+            "tags": [[a, t] for a in ACCOUNTS[:2] for t in ("a-1", "a-2")],
+            "tag_accounts": [a for a in ACCOUNTS[:2] for _ in ("a-1", "a-2")],
+            "tag_ids": [t for _ in ACCOUNTS[:2] for t in ("a-1", "a-2")],
         },
-        {"phases": (Range("start_at"),)},
+        {"phases": (Range("start_at"),), "verifications": (Key(("account", "appointment_id")),)},
     ),
     # The intake path (service/intake.py) and the settling every path shares (service/verdicts.py).
     Case(

@@ -69,3 +69,14 @@ async def test_claims_read_their_owners_back_only_when_a_unit_was_taken(app: Any
         owners = await claim_store.claim_many(tx, "salon-1", [("bk-1", "", two, "A"), ("bk-2", "", two, "A")], now)
         assert owners == {("bk-1", ""): one, ("bk-2", ""): two}  # bk-1 stays the first one's
         assert seen.count(claim_store.OWNERS_OF) == 1
+
+
+async def test_a_tagged_webhook_with_nothing_pending_is_matched_without_a_decision(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One probe finds what is pending near the booking or under its tag; with nothing, only the duplicate check remains."""
+    await create_account(client)
+    seen = statements(monkeypatch)
+    tagged = booking_event(uid="bk-tagged", start=START, metadata={"appointment_id": "804"})
+    assert (await post_webhook(client, tagged)).status_code == 200  # answered once matched (the test client waits)
+    assert seen.count(verification_store.PENDING_CONCERNED_MANY) == 1
+    assert verification_store.PENDING_FOR_APPOINTMENTS not in seen
+    assert connector._SAVEPOINT not in seen  # no decision opened

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 
 from service.app.group import evidence_tags
 from service.app.notify import Notifier
-from service.app.settle import settle_guarded
+from service.app.settle import note_duplicates, settle_guarded
 from service.core.observations import Observation
 from service.core.times import merge_windows
 from service.core.webhooks import GoneUid, WebhookEvent, gone_units, parse
@@ -185,10 +185,10 @@ async def settle_changes(tx: Tx, changes: Changes, now: datetime, *, settle_seco
         starts = [o.start for a, o in changes if a == account_id]
         windows += [(account_id, lo, hi) for lo, hi in merge_windows((t - tolerance, t + tolerance) for t in starts)]
         tags[account_id] = set(evidence_tags(o for a, o in changes if a == account_id))
-    near = await verification_store.pending_near_many(tx, windows)
+    concerned = await verification_store.pending_concerned_many(tx, windows, [(a, t) for a in sorted(tags) for t in sorted(tags[a])])
     resolved: list[str] = []
     for account_id in sorted(accounts):  # an unknown account (deleted meanwhile) keeps its evidence
-        if near.get(account_id) or tags[account_id]:
+        if concerned.get(account_id):
             # Guarded: an event answered 200 stays stored even when deciding on it fails.
             settled = await settle_guarded(
                 tx,
@@ -197,11 +197,13 @@ async def settle_changes(tx: Tx, changes: Changes, now: datetime, *, settle_seco
                 mode="instant",
                 trigger="webhook",
                 settle_seconds=settle_seconds,
-                seqs=near.get(account_id, ()),
+                seqs=concerned[account_id],
                 tags=sorted(tags[account_id]),
                 probed=[(lo, hi) for a, lo, hi in windows if a == account_id],
             )
             resolved += settled.resolved
+        elif tags[account_id]:  # nothing pending to decide; a tagged booking may still be a duplicate
+            await note_duplicates(tx, accounts[account_id], sorted(tags[account_id]), now)
     return resolved
 
 

@@ -108,17 +108,40 @@ async def settle(
 
 async def _duplicates(tx: Tx, account: Account, tags: list[str], now: datetime) -> None:
     """Record bookings tagged like one already claimed (they never change a verdict)."""
-    if not tags:
+    found = await _find_duplicates(tx, account, tags)
+    if found:
+        await _add_duplicates(tx, account, found, now)
+
+
+async def note_duplicates(tx: Tx, account: Account, tags: list[str], now: datetime) -> None:
+    """`_duplicates` outside a settle, for tags with nothing pending: recording them may fail without
+    taking the caller's evidence along (the write is guarded; the read is one statement)."""
+    found = await _find_duplicates(tx, account, tags)
+    if not found:
         return
+    try:
+        async with tx.savepoint():
+            await _add_duplicates(tx, account, found, now)
+    except DatabaseUnavailable:
+        raise
+    except Exception:
+        log.exception("duplicate bookings could not be recorded", extra={"event": "duplicates_failed", "account": account.id})
+
+
+async def _find_duplicates(tx: Tx, account: Account, tags: list[str]) -> list[dict[str, Any]]:
+    if not tags:
+        return []
     refs = [t.removeprefix("guard:") for t in tags if t.startswith("guard:")]
     appointments = [t for t in tags if not t.startswith("guard:")]
-    found = duplicates.find(await duplicate_store.tagged(tx, account.id, appointments, refs))
-    if found:
-        await duplicate_store.add(tx, account.id, found, now)
-        log.warning(
-            "duplicate booking in Cal.com: tagged like a booking already claimed; cancel it there",
-            extra={"event": "duplicate_booking", "account": account.id, "uids": [d["uid"] for d in found]},
-        )
+    return duplicates.find(await duplicate_store.tagged(tx, account.id, appointments, refs))
+
+
+async def _add_duplicates(tx: Tx, account: Account, found: list[dict[str, Any]], now: datetime) -> None:
+    await duplicate_store.add(tx, account.id, found, now)
+    log.warning(
+        "duplicate booking in Cal.com: tagged like a booking already claimed; cancel it there",
+        extra={"event": "duplicate_booking", "account": account.id, "uids": [d["uid"] for d in found]},
+    )
 
 
 async def settle_guarded(tx: Tx, account: Account, now: datetime, **kwargs: Any) -> Settled:

@@ -78,19 +78,28 @@ PENDING_NEAR = sql(
         WHERE account = :account AND active AND start_at >= w.lo AND start_at <= w.hi OFFSET 0) p
     """,
 )
-# The same probe for a whole webhook batch: windows of several accounts, one statement.
-PENDING_NEAR_MANY = sql(
+# The same probe for a whole webhook batch, one statement: windows of several accounts, and the
+# pending verifications the batch's bookings are tagged for ((account, appointment id) pairs).
+PENDING_CONCERNED_MANY = sql(
     """
-    SELECT DISTINCT json_extract(w.value, '$[0]') AS account, p.verification_seq
+    SELECT json_extract(w.value, '$[0]') AS account, p.verification_seq
     FROM json_each(:windows) w CROSS JOIN phases p
     WHERE p.account = json_extract(w.value, '$[0]') AND p.active
     AND p.start_at >= json_extract(w.value, '$[1]') AND p.start_at <= json_extract(w.value, '$[2]')
+    UNION
+    SELECT v.account, v.seq FROM json_each(:tags) t CROSS JOIN verifications v
+    WHERE v.account = json_extract(t.value, '$[0]') AND v.appointment_id = json_extract(t.value, '$[1]') AND v.status = 'pending'
     """,
     postgresql="""
-    SELECT DISTINCT w.account, p.verification_seq
+    SELECT w.account, p.verification_seq
     FROM unnest(CAST(:accounts AS text[]), CAST(:los AS timestamptz[]), CAST(:his AS timestamptz[])) AS w(account, lo, hi)
     CROSS JOIN LATERAL (SELECT verification_seq FROM phases
         WHERE account = w.account AND active AND start_at >= w.lo AND start_at <= w.hi OFFSET 0) p
+    UNION
+    SELECT t.account, v.seq
+    FROM unnest(CAST(:tag_accounts AS text[]), CAST(:tag_ids AS text[])) AS t(account, appointment_id)
+    CROSS JOIN LATERAL (SELECT seq FROM verifications
+        WHERE account = t.account AND appointment_id = t.appointment_id AND status = 'pending' OFFSET 0) v
     """,
 )
 PENDING_FOR_APPOINTMENTS = _sql_in(
@@ -191,16 +200,22 @@ async def pending_near(tx: Tx, account: str, windows: Sequence[tuple[datetime, d
     return {row["verification_seq"] for row in rows}
 
 
-async def pending_near_many(tx: Tx, windows: Sequence[tuple[str, datetime, datetime]]) -> dict[str, set[int]]:
-    """For (account, lo, hi) windows: each account's pending verifications with a phase inside one."""
+async def pending_concerned_many(
+    tx: Tx, windows: Sequence[tuple[str, datetime, datetime]], tags: Sequence[tuple[str, str]] = ()
+) -> dict[str, set[int]]:
+    """Each account's pending verifications with a phase inside one of its (account, lo, hi) windows,
+    or with an appointment id among its (account, appointment id) tags."""
     found: dict[str, set[int]] = {}
-    if windows:
+    if windows or tags:
         rows = await tx.fetch_all(
-            PENDING_NEAR_MANY,
+            PENDING_CONCERNED_MANY,
             windows=[list(w) for w in windows],
             accounts=[a for a, _, _ in windows],
             los=[lo for _, lo, _ in windows],
             his=[hi for _, _, hi in windows],
+            tags=[list(t) for t in tags],
+            tag_accounts=[a for a, _ in tags],
+            tag_ids=[t for _, t in tags],
         )
         for row in rows:
             found.setdefault(row["account"], set()).add(row["verification_seq"])
