@@ -51,6 +51,8 @@ async def test_an_intake_verified_with_a_free_booking_probes_once_and_reads_no_o
     # The window around its phase was probed for competitors once (the group's loading reuses it).
     assert seen.count(verification_store.PENDING_NEAR) == 1
     assert claim_store.CLAIM_MANY in seen and claim_store.OWNERS_OF not in seen
+    # Read to decide, then read back once as written (its announcement and the answer share that read).
+    assert seen.count(verification_store.BY_SEQS) == 2 and seen.count(verification_store.PHASES_OF) == 2
 
 
 async def test_claims_read_their_owners_back_only_when_a_unit_was_taken(app: Any, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +30,16 @@ EVENT_TYPE = "verification.resolved"
 _PENDING_CALLBACK = {"state": "pending", "attempts": 0, "last_error": None}
 
 
+@dataclass
+class Applied:
+    """What a plan wrote: the ids it brought to a final state, and those verifications as written
+    (rows and phases, read back once for their announcement; a view of them needs no second read)."""
+
+    resolved: list[str] = field(default_factory=list)
+    rows: dict[int, dict[str, Any]] = field(default_factory=dict)
+    phases: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+
+
 class ClaimTaken(Conflict):
     """A booking the plan claims already belongs to another verification."""
 
@@ -43,8 +54,8 @@ class StaleVerdict(Conflict):
     """The verification left the state the plan expected (someone else decided it first)."""
 
 
-async def apply(tx: Tx, account: Account, plan: Plan, now: datetime) -> list[str]:
-    """Write one plan; answer the ids of the verifications it brought to a final state."""
+async def apply(tx: Tx, account: Account, plan: Plan, now: datetime) -> Applied:
+    """Write one plan; answer the verifications it brought to a final state."""
     for seq, key in plan.releases:
         await claim_store.release(tx, account.id, seq, key)
     if plan.claims:
@@ -86,9 +97,10 @@ async def apply(tx: Tx, account: Account, plan: Plan, now: datetime) -> list[str
         if stale:
             raise StaleVerdict(f"verification {stale[0]} is no longer {expected}; read it again")
     await verification_store.set_phases(tx, [_phase_row(change) for change in plan.phases])
-    if plan.verdicts:
-        await _announce(tx, account, plan.verdicts, now)
-    return [verdict.id for verdict in plan.verdicts]
+    if not plan.verdicts:
+        return Applied()
+    rows, phases = await _announce(tx, account, plan.verdicts, now)
+    return Applied([verdict.id for verdict in plan.verdicts], rows, phases)
 
 
 def _phase_row(change: PhaseChange) -> dict[str, Any]:
@@ -107,8 +119,10 @@ def _phase_row(change: PhaseChange) -> dict[str, Any]:
     }
 
 
-async def _announce(tx: Tx, account: Account, verdicts: list[Verdict], now: datetime) -> None:
-    """Wake waiting callers (after commit), write each verdict's callback event, and log it."""
+async def _announce(
+    tx: Tx, account: Account, verdicts: list[Verdict], now: datetime
+) -> tuple[dict[int, dict[str, Any]], dict[int, list[dict[str, Any]]]]:
+    """Wake waiting callers (after commit), write each verdict's callback event, and log it; answer their rows and phases."""
     seqs = [v.seq for v in verdicts]
     rows = {row["seq"]: row for row in await verification_store.by_seqs(tx, seqs)}
     phases = await verification_store.phases_of(tx, seqs)
@@ -118,6 +132,7 @@ async def _announce(tx: Tx, account: Account, verdicts: list[Verdict], now: date
         if account.callback_url:
             await write_event(tx, account.id, row, phases[verdict.seq], now)
         _log_verdict(account, row, phases[verdict.seq])
+    return rows, phases
 
 
 async def write_event(tx: Tx, account_id: str, row: dict[str, Any], phases: list[dict[str, Any]], now: datetime) -> None:

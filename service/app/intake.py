@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from service.app.apply import apply
+from service.app.apply import Applied, apply
 from service.app.group import evidence_tags, guard_appointment
 from service.app.ingest import match_backlog, settle_changes, take_backlog
 from service.app.notify import Notifier
@@ -41,9 +41,13 @@ class Recorded:
     view: dict[str, Any]
 
 
-async def load_view(tx: Tx, seq: int) -> dict[str, Any]:
-    rows = await verification_store.by_seqs(tx, [seq])
-    phases = await verification_store.phases_of(tx, [seq])
+async def load_view(tx: Tx, seq: int, written: Applied | None = None) -> dict[str, Any]:
+    """The API's view of one verification; `written`: what this transaction just wrote (not read again)."""
+    if written is not None and seq in written.rows:
+        rows, phases = [written.rows[seq]], {seq: written.phases[seq]}
+    else:
+        rows = await verification_store.by_seqs(tx, [seq])
+        phases = await verification_store.phases_of(tx, [seq])
     callbacks = await verification_store.callbacks_of(tx, [seq])
     duplicates = await duplicate_store.of_verifications(tx, [seq])
     return render(rows[0], phases[seq], callbacks.get(seq), duplicates[seq])
@@ -106,13 +110,14 @@ class Intake:
                     near=[p.start for p in request.phases if p.staff_required] + [o.start for _, o in backlog],
                     tags=[str(request.appointment_id), *evidence_tags(o for _, o in backlog)],
                 )
-                resolved += settled.resolved
+                written = settled.applied
             else:
                 resolved += await settle_changes(tx, backlog, now, settle_seconds=self.settings.settle_seconds)
                 rows = await verification_store.by_seqs(tx, [seq])
                 phases = await verification_store.phases_of(tx, [seq])
-                resolved += await apply(tx, account, plan.disabled(rows[0], phases[seq]), now)
-            view = await load_view(tx, seq)
+                written = await apply(tx, account, plan.disabled(rows[0], phases[seq]), now)
+            resolved += written.resolved
+            view = await load_view(tx, seq, written)
         self.notifier.resolved(resolved)
         log.info(
             "post-sync verification: checking if bookings exist despite error",
@@ -160,12 +165,15 @@ class Intake:
                     seqs=[seq],
                     tags=[str(request.appointment_id), guard_appointment(verifier_ref)],
                 )
-                resolved += settled.resolved
+                written: Applied | None = settled.applied
             elif created:
                 rows = await verification_store.by_seqs(tx, [seq])
                 phases = await verification_store.phases_of(tx, [seq])
-                resolved += await apply(tx, account, plan.disabled(rows[0], phases[seq]), now)
-            view = await load_view(tx, seq)
+                written = await apply(tx, account, plan.disabled(rows[0], phases[seq]), now)
+            else:
+                written = None
+            resolved += written.resolved if written else []
+            view = await load_view(tx, seq, written)
         self.notifier.resolved(resolved)
         return Recorded(created, view)
 
@@ -175,7 +183,8 @@ class Intake:
             if not await event_store.unmatched_of(tx, account, limit=1):
                 return
         async with self.db.transaction() as tx:
-            await tx.lock_account(account)
+            # As the matcher's: all this writes follows from events stored durably, so no wait for the disk.
+            await tx.lock_accounts([account], commit_waits=False)
             resolved = await match_backlog(tx, account, now, settle_seconds=self.settings.settle_seconds)
         self.notifier.resolved(resolved)
 
@@ -259,8 +268,7 @@ class Intake:
             named = await self._named_bookings(tx, row, phases, request)
             held = await claim_store.claims_of(tx, row["seq"])
             decided = resolution.operator(row, phases, held, named, request.outcome, request.note, resolved_by)
-            await apply(tx, account, decided, now)
-            view = await load_view(tx, row["seq"])
+            view = await load_view(tx, row["seq"], await apply(tx, account, decided, now))
         self.notifier.resolved([verification_id])
         return view
 

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from service.app import group as groups
-from service.app.apply import apply
+from service.app.apply import Applied, apply
 from service.app.group import guard_appointment, load_group, seeds
 from service.core import duplicates
 from service.core.plan import Context, Mode, Plan, decide, undecided_at_deadline
@@ -37,10 +37,15 @@ MATCH_BUDGET = 50_000  # search steps per component (a few tens of ms); past it 
 
 @dataclass
 class Settled:
-    """What one settle() call decided: ids that reached a final state, and every outcome."""
+    """What one settle() call decided: what reached a final state (as written), and every outcome."""
 
-    resolved: list[str] = field(default_factory=list)
+    applied: Applied = field(default_factory=Applied)
     plan: Plan = field(default_factory=Plan)
+
+    @property
+    def resolved(self) -> list[str]:
+        """The ids that reached a final state."""
+        return self.applied.resolved
 
 
 async def settle(
@@ -97,13 +102,13 @@ async def settle(
             extra={"event": "matcher_gave_up", "account": account.id, "verifications": len(plan.gave_up)},
         )
         await counters.bump(tx, "matcher_gave_up")
-    resolved = await apply(tx, account, plan, now)
+    applied = await apply(tx, account, plan, now)
     decided = {group.rows[v.seq]["appointment_id"] for v in plan.verdicts if v.seq in group.rows}
     decided |= {
         guard_appointment(group.rows[v.seq]["verifier_ref"]) for v in plan.verdicts if group.rows.get(v.seq, {}).get("verifier_ref")
     }
     await _duplicates(tx, account, sorted(set(tags) | decided), now)
-    return Settled(resolved, plan)
+    return Settled(applied, plan)
 
 
 async def _duplicates(tx: Tx, account: Account, tags: list[str], now: datetime) -> None:
