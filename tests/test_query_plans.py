@@ -194,6 +194,23 @@ CASES = [
         {"booking_observations": (Key(("account", "appointment_tag")),), "booking_claims": UNCLAIMED, "verifications": (Key(("seq",)),)},
     ),
     Case(
+        "available_for",
+        lambda: observation_store.AVAILABLE_FOR,
+        {
+            "account": BIG,
+            "windows": WINDOWS,
+            "los": [lo for lo, _ in WINDOWS],
+            "his": [hi for _, hi in WINDOWS],
+            "tags": ["a-1", "a-2"],
+            "refs": ["vr_1", "vr_2"],
+        },
+        {
+            "booking_observations": (Range("start_at"), Key(("account", "appointment_tag")), Key(("account", "verifier_ref"))),
+            "booking_claims": UNCLAIMED,
+            "verifications": (Key(("seq",)),),
+        },
+    ),
+    Case(
         "available_by_ref",
         lambda: observation_store.AVAILABLE_BY_REF,
         {"account": BIG, "refs": ["vr_1", "vr_2"]},

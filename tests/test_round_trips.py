@@ -15,6 +15,7 @@ import pytest
 from service.store import connector
 from service.store.connector import Query, sql
 from service.store.queries import claims as claim_store
+from service.store.queries import observations as observation_store
 from service.store.queries import verifications as verification_store
 
 from .helpers import booking_event, create_account, failure, phase, post_webhook, record
@@ -51,6 +52,8 @@ async def test_an_intake_verified_with_a_free_booking_probes_once_and_reads_no_o
     # The window around its phase was probed for competitors once (the group's loading reuses it).
     assert seen.count(verification_store.PENDING_NEAR) == 1
     assert claim_store.CLAIM_MANY in seen and claim_store.OWNERS_OF not in seen
+    # The group's candidates, near its phases, tagged for its appointment or made for its verifier_ref: one statement.
+    assert seen.count(observation_store.AVAILABLE_FOR) == 1
     # Read to decide, then read back once as written (its announcement and the answer share that read).
     assert seen.count(verification_store.BY_SEQS) == 2 and seen.count(verification_store.PHASES_OF) == 2
 

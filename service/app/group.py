@@ -155,16 +155,10 @@ async def _load_bookings(
     tolerance: timedelta,
 ) -> dict[tuple[str, str], observation_store.Available]:
     starts = [p["start_at"] for seq in rows for p in phases[seq] if p["staff_required"]]
-    found: dict[tuple[str, str], observation_store.Available] = {}
-    for b in await observation_store.available_between(tx, account.id, merge_windows((t - tolerance, t + tolerance) for t in starts)):
-        found[(b.uid, b.seat)] = b
+    windows = merge_windows((t - tolerance, t + tolerance) for t in starts)
     appointment_ids = sorted({row["appointment_id"] for row in rows.values()})
-    for b in await observation_store.available_tagged(tx, account.id, appointment_ids):
-        found[(b.uid, b.seat)] = b
     refs = sorted({row["verifier_ref"] for row in rows.values() if row.get("verifier_ref")})
-    for b in await observation_store.available_by_ref(tx, account.id, refs):
-        found[(b.uid, b.seat)] = b
-    return found
+    return {(b.uid, b.seat): b for b in await observation_store.available_for(tx, account.id, windows, appointment_ids, refs)}
 
 
 def evidence_tags(observations: Iterable[Any]) -> list[str]:

@@ -96,6 +96,12 @@ AVAILABLE_BY_REF = sql(
     postgresql=f"SELECT {_AVAILABLE_COLUMNS} FROM booking_observations o WHERE o.account = :account AND {_NOT_CLAIMED_ELSEWHERE} "
     "AND o.verifier_ref = ANY(:refs)",
 )
+# All three for one group's loading in one round trip (a booking may come back from two branches:
+# the caller keys them by unit).
+AVAILABLE_FOR = sql(
+    f"{AVAILABLE_BETWEEN.text} UNION ALL {AVAILABLE_TAGGED.text} UNION ALL {AVAILABLE_BY_REF.text}",
+    postgresql=f"{AVAILABLE_BETWEEN.postgresql} UNION ALL {AVAILABLE_TAGGED.postgresql} UNION ALL {AVAILABLE_BY_REF.postgresql}",
+)
 
 UNITS_OF = sql(
     "SELECT uid, seat, attendees FROM booking_observations WHERE account = :account AND uid IN (SELECT value FROM json_each(:uids))",
@@ -247,16 +253,23 @@ async def available_between(tx: Tx, account: str, windows: Sequence[tuple[dateti
     return [_available(r) for r in rows]
 
 
-async def available_by_ref(tx: Tx, account: str, refs: Sequence[str]) -> list[Available]:
-    if not refs:
+async def available_for(
+    tx: Tx, account: str, windows: Sequence[tuple[datetime, datetime]], tags: Sequence[str], refs: Sequence[str]
+) -> list[Available]:
+    """`available_between` the windows, and the bookings tagged for these appointments or created by the
+    guard for these verifier_refs that no other appointment holds; one statement."""
+    if not (windows or tags or refs):
         return []
-    return [_available(r) for r in await tx.fetch_all(AVAILABLE_BY_REF, account=account, refs=list(refs))]
-
-
-async def available_tagged(tx: Tx, account: str, tags: Sequence[str]) -> list[Available]:
-    if not tags:
-        return []
-    return [_available(r) for r in await tx.fetch_all(AVAILABLE_TAGGED, account=account, tags=list(tags))]
+    rows = await tx.fetch_all(
+        AVAILABLE_FOR,
+        account=account,
+        windows=list(windows),
+        los=[lo for lo, _ in windows],
+        his=[hi for _, hi in windows],
+        tags=list(tags),
+        refs=list(refs),
+    )
+    return [_available(r) for r in rows]
 
 
 async def units_of(tx: Tx, account: str, uids: Sequence[str]) -> dict[str, list[tuple[str, tuple[str, ...]]]]:
