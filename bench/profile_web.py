@@ -31,7 +31,7 @@ GROUPS = {
     "webhook handler (web/routes/webhooks)": re.compile(r"\bcalcom_webhook \("),
     "parse body (core/webhooks.parse)": re.compile(r"\bparse \(service/core/webhooks.py"),
     "store (Ingestor._store)": re.compile(r"\b_store \(service/app/ingest.py"),
-    "match (Matcher._match)": re.compile(r"\b_match \(service/app/ingest.py"),
+    "match (Matcher._match)": re.compile(r"\b_match \(service/app/matcher.py"),
     "settle (verdicts)": re.compile(r"\bsettle_guarded \("),
     "search (pure)": re.compile(r"service/core/search.py"),
     "store statements (store/connector)": re.compile(r"service/store/(connector|sqlite|postgres).py"),

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.app import ingest
+from service.app import matcher as matching
 from service.store.connector import sql
 
 from .helpers import AUTH, booking_event, create_account, failure, phase, post_webhook, record
@@ -99,7 +99,7 @@ async def test_a_backlog_that_cannot_be_matched_does_not_fail_the_intake(app: An
         await create_account(client)
         assert (await post_webhook(client, booking_event(uid="bk-3", start=START))).status_code == 200
         await entered.wait()
-        monkeypatch.setattr(ingest, "store_stored", broken)
+        monkeypatch.setattr(matching, "store_stored", broken)
         recorded = await record(client, failure(phases=[phase("A", START)]))
         assert recorded.status_code == 201 and recorded.json()["status"] == "pending"  # recorded all the same
         assert await unmatched(app) == [1]  # still marked: the matcher (one by one) or the sweep takes it

@@ -14,7 +14,7 @@ from typing import Any
 
 from service.app.apply import Applied, apply
 from service.app.group import evidence_tags, guard_appointment
-from service.app.ingest import match_backlog, settle_changes, take_backlog
+from service.app.matcher import match_backlog, settle_changes, take_backlog
 from service.app.notify import Notifier
 from service.app.settle import settle_guarded
 from service.core import plan, resolution, schedule

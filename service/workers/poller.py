@@ -22,7 +22,8 @@ from typing import Any
 
 from service.app.counting import flush
 from service.app.group import evidence_tags, load_group
-from service.app.ingest import SWEEP_SECONDS, Matcher
+from service.app.ingest import SWEEP_SECONDS
+from service.app.matcher import Matcher
 from service.app.notify import Notifier
 from service.app.settle import settle_guarded
 from service.clients.calcom import CalcomClient
