@@ -132,6 +132,13 @@ CASES = [
     Case("insert_events", lambda: event_store._insert_events_query(1), EVENT_ROW),
     # Matching after the store: the claim of stored events by seq, and the sweep of those left unmatched.
     Case("claim_unmatched", lambda: event_store.CLAIM_UNMATCHED, {"seqs": [5, 6]}, {"webhook_events": (Key(("seq",)),)}),
+    # An intake's look at its account's unmatched events: the partial index, never the account's history.
+    Case(
+        "unmatched_of",
+        lambda: event_store.UNMATCHED_OF,
+        {"account": BIG, "limit": 1000},
+        {"webhook_events": (Via("webhook_events_unmatched"),)},
+    ),
     Case("unmatched", lambda: event_store.UNMATCHED, {"after": 0, "before": TS, "limit": 256}, {"webhook_events": (Range("seq"),)}),
     Case(
         "units_of",
