@@ -731,7 +731,7 @@ async def test_optimize_analyzes_the_tables_the_writer_has_been_using(tmp_path: 
                     for n in range(2_000)
                 ],
             )
-            await observation_store.available_between(tx, BIG, WINDOWS)
+            await observation_store.available_for(tx, BIG, WINDOWS, [], [])
         stats = sql("SELECT idx FROM sqlite_stat1 WHERE tbl = 'booking_observations'")
         async with db.read() as tx:
             assert not await tx.fetch_all(stats)

@@ -243,20 +243,10 @@ def _available(row: dict[str, Any]) -> Available:
     return Available(**row)
 
 
-async def available_between(tx: Tx, account: str, windows: Sequence[tuple[datetime, datetime]]) -> list[Available]:
-    """Unclaimed, existing bookings of `account` starting inside any of the windows."""
-    if not windows:
-        return []
-    rows = await tx.fetch_all(
-        AVAILABLE_BETWEEN, account=account, windows=list(windows), los=[lo for lo, _ in windows], his=[hi for _, hi in windows]
-    )
-    return [_available(r) for r in rows]
-
-
 async def available_for(
     tx: Tx, account: str, windows: Sequence[tuple[datetime, datetime]], tags: Sequence[str], refs: Sequence[str]
 ) -> list[Available]:
-    """`available_between` the windows, and the bookings tagged for these appointments or created by the
+    """Existing, unclaimed bookings starting inside the windows, and the bookings tagged for these appointments or created by the
     guard for these verifier_refs that no other appointment holds; one statement."""
     if not (windows or tags or refs):
         return []
